@@ -1,0 +1,1 @@
+"""Shared code for the pipeline's stages: the course's PyTorch workflow, one concern a module."""

@@ -1,0 +1,126 @@
+"""The deployable bundle: the `state_dict`, a `torch.export` program and a model card.
+
+Each artifact is reloaded from disk into a fresh object and must predict the test split
+bit for bit as evaluate did, or the bundle is not published.
+"""
+
+import io
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pytorch_workflow.checkpoint import load_model, state_dict_bytes
+from pytorch_workflow.errors import UserError
+from pytorch_workflow.files import atomic_write_bytes, atomic_write_json, sha256_of_file
+from pytorch_workflow.model_builder import build_model
+
+STATE_DICT_FILE = "model.pt"
+PROGRAM_FILE = "model.pt2"
+CARD_FILE = "model_card.json"
+
+
+class ExportCheckError(UserError):
+    """A reloaded artifact predicted differently from the evaluated model."""
+
+
+@dataclass(frozen=True)
+class ExportInputs:
+    model_name: str
+    device: torch.device
+    checkpoint: Path
+    test_features: np.ndarray  # float32, shape (n, 1)
+    evaluated_predictions: np.ndarray  # float32, shape (n,)
+    card: dict[str, Any]  # params, metrics and hashes of the inputs
+
+
+def export_program(model: nn.Module, example: torch.Tensor) -> bytes:
+    """`torch.export` the model with a dynamic batch size; the program needs no code of ours."""
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    # Each node records the source file's absolute path; drop it so the program's bytes
+    # do not depend on where the repository is checked out.
+    for node in program.graph.nodes:
+        node.meta.pop("stack_trace", None)
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return buffer.getvalue()
+
+
+def export_bundle(inputs: ExportInputs, export_dir: Path) -> dict[str, Any]:
+    """Write the bundle to a temporary folder, check it, then move it into `export_dir`."""
+    model = load_model(build_model(inputs.model_name), inputs.checkpoint)
+    model = model.to(inputs.device).eval()
+    example = torch.from_numpy(inputs.test_features).to(inputs.device)
+
+    export_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.", dir=export_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the bundle is for sharing
+    try:
+        atomic_write_bytes(staging / STATE_DICT_FILE, state_dict_bytes(model.state_dict()))
+        atomic_write_bytes(staging / PROGRAM_FILE, export_program(model, example))
+        _check_reloaded(staging, inputs, example)
+        card = dict(inputs.card)
+        card.update(
+            model=inputs.model_name,
+            parameters={name: list(t.shape) for name, t in model.state_dict().items()},
+            files={
+                STATE_DICT_FILE: sha256_of_file(staging / STATE_DICT_FILE),
+                PROGRAM_FILE: sha256_of_file(staging / PROGRAM_FILE),
+            },
+            torch_version=torch.__version__,
+            device=str(inputs.device),
+            input={"columns": ["x"], "dtype": "float32", "shape": ["batch", 1]},
+        )
+        atomic_write_json(staging / CARD_FILE, card)
+        _replace_dir(staging, export_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return card
+
+
+def _check_reloaded(bundle: Path, inputs: ExportInputs, example: torch.Tensor) -> None:
+    expected = inputs.evaluated_predictions.reshape(-1)
+    fresh = build_model(inputs.model_name)
+    fresh.load_state_dict(torch.load(bundle / STATE_DICT_FILE, weights_only=True))
+    fresh = fresh.to(inputs.device).eval()
+    program = torch.export.load(bundle / PROGRAM_FILE).module()
+    for name, reloaded in (("state_dict", fresh), ("torch.export program", program)):
+        with torch.inference_mode():
+            predicted = reloaded(example).detach().cpu().numpy().reshape(-1)
+        if predicted.dtype != expected.dtype or not np.array_equal(predicted, expected):
+            mismatched = (
+                int(np.sum(predicted != expected)) if predicted.shape == expected.shape else -1
+            )
+            raise ExportCheckError(
+                f"export check failed: the reloaded {name} predicts differently from evaluate "
+                f"on {mismatched if mismatched >= 0 else 'all'} of {expected.size} test rows"
+            )
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Swap the finished bundle into place; an old bundle is moved aside first, then removed."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+        old.rmdir()
+        target.rename(old)
+    staging.rename(target)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def read_card(export_dir: Path) -> dict[str, Any]:
+    path = export_dir / CARD_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: model card not found; run `dvc repro` to export") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path}: not a readable model card ({error})") from None

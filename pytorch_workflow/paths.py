@@ -1,0 +1,46 @@
+"""Every file the pipeline reads or writes, declared once in `dvc.yaml`'s `vars: paths`.
+
+`dvc.yaml` refers to them as `${paths.NAME}`; the stages read them here, so a path is
+never written twice.
+"""
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from pytorch_workflow.errors import UserError
+
+PIPELINE_FILE = "dvc.yaml"
+
+
+@dataclass(frozen=True)
+class Paths:
+    dataset: Path
+    train: Path
+    test: Path
+    model: Path
+    train_metrics: Path
+    loss_table: Path
+    test_predictions: Path
+    evaluate_metrics: Path
+    predictions_table: Path
+    predictions_figure: Path
+    loss_figure: Path
+    export_dir: Path
+
+
+def load_paths(pipeline_file: str | Path = PIPELINE_FILE) -> Paths:
+    try:
+        with open(pipeline_file, encoding="utf-8") as file:
+            pipeline = yaml.safe_load(file)
+    except (OSError, yaml.YAMLError) as error:
+        raise UserError(f"{pipeline_file}: cannot read the pipeline's paths ({error})") from None
+    declared: dict[str, str] = {}
+    for entry in pipeline.get("vars", []) if isinstance(pipeline, dict) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("paths"), dict):
+            declared = entry["paths"]
+    missing = [field.name for field in fields(Paths) if field.name not in declared]
+    if missing:
+        raise UserError(f"{pipeline_file}: vars.paths is missing {', '.join(missing)}")
+    return Paths(**{field.name: Path(declared[field.name]) for field in fields(Paths)})

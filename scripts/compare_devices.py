@@ -1,0 +1,77 @@
+"""Run the pipeline on two devices and compare their metrics (for whoever has a GPU).
+
+    python scripts/compare_devices.py                  # cpu against cuda
+    python scripts/compare_devices.py --devices cpu cuda:1 --tolerance 1e-4
+
+Each device gets its own clone of this repository's HEAD, so the working tree is untouched.
+Exits 1 if any metric differs by more than the tolerance (relative, or absolute near zero).
+"""
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = ("metrics/train.json", "metrics/evaluate.json")
+
+
+def flatten(payload: dict, prefix: str = "") -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for key, value in payload.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[f"{prefix}{key}"] = float(value)
+    return flat
+
+
+def run_on(device: str, workdir: Path) -> dict[str, float]:
+    clone = workdir / device.replace(":", "-")
+    subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
+    params_file = clone / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["device"] = device
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    print(f"== dvc repro on {device}", flush=True)
+    subprocess.run(["dvc", "repro", "--quiet"], cwd=clone, check=True)
+    metrics: dict[str, float] = {}
+    for name in METRICS:
+        metrics.update(flatten(json.loads((clone / name).read_text()), f"{name}:"))
+    return metrics
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", nargs=2, default=["cpu", "cuda"], metavar="DEVICE")
+    parser.add_argument("--tolerance", type=float, default=1e-5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as workdir:
+        try:
+            first, second = (run_on(device, Path(workdir)) for device in args.devices)
+        except subprocess.CalledProcessError as error:
+            print(f"error: {' '.join(map(str, error.cmd))} failed", file=sys.stderr)
+            return 2
+    print(f"\n| metric | {args.devices[0]} | {args.devices[1]} | difference |")
+    print("|---|---|---|---|")
+    failures = []
+    for name in sorted(first):
+        a, b = first[name], second.get(name, math.nan)
+        difference = abs(a - b)
+        print(f"| {name} | {a:.9g} | {b:.9g} | {difference:.3g} |")
+        if not difference <= args.tolerance * max(1.0, abs(a)):
+            failures.append(name)
+    if failures:
+        print(f"\nDiffer by more than {args.tolerance}: {', '.join(failures)}")
+        return 1
+    print(f"\nAll metrics agree within {args.tolerance}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Shared fixtures: temporary git copies of this repository, with the real DVC pipeline."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+# The course's log, epochs 0 to 90, as printed in the course's notebook.
+COURSE_LOG = [
+    "Epoch: 0 | MAE Train Loss: 0.31288138031959534 | MAE Test Loss: 0.48106518387794495",
+    "Epoch: 10 | MAE Train Loss: 0.1976713240146637 | MAE Test Loss: 0.3463551998138428",
+    "Epoch: 20 | MAE Train Loss: 0.08908725529909134 | MAE Test Loss: 0.21729660034179688",
+    "Epoch: 30 | MAE Train Loss: 0.053148526698350906 | MAE Test Loss: 0.14464017748832703",
+    "Epoch: 40 | MAE Train Loss: 0.04543796554207802 | MAE Test Loss: 0.11360953003168106",
+    "Epoch: 50 | MAE Train Loss: 0.04167863354086876 | MAE Test Loss: 0.09919948130846024",
+    "Epoch: 60 | MAE Train Loss: 0.03818932920694351 | MAE Test Loss: 0.08886633068323135",
+    "Epoch: 70 | MAE Train Loss: 0.03476089984178543 | MAE Test Loss: 0.0805937647819519",
+    "Epoch: 80 | MAE Train Loss: 0.03132382780313492 | MAE Test Loss: 0.07232122868299484",
+    "Epoch: 90 | MAE Train Loss: 0.02788739837706089 | MAE Test Loss: 0.06473556160926819",
+]
+
+
+def tool_env() -> dict[str, str]:
+    """The environment for DVC and the stages: this venv first, no network chatter."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command as a user would; on an unexpected failure, show what it printed."""
+    result = subprocess.run(
+        args, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=600
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {result.returncode}\n"
+            f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
+    return result
+
+
+def copy_repository(destination: Path) -> Path:
+    """A fresh git repo holding what a clone of this one would: committed and new files."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        source = REPO_ROOT / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    for command in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "config", "user.name", "Pipeline Tests"],
+        ["git", "config", "user.email", "tests@example.invalid"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "-m", "copy of the repository"],
+    ):
+        run(command, destination)
+    return destination
+
+
+def clone_copy(source: Path, destination: Path) -> Path:
+    """A copy of a prepared repo (git history, DVC cache and outputs) for a test to change."""
+    shutil.copytree(source, destination, symlinks=True)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def fresh_repo(tmp_path_factory) -> Path:
+    """A git copy of the repository in which nothing has been run."""
+    return copy_repository(tmp_path_factory.mktemp("fresh") / "repo")
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory, fresh_repo) -> tuple[Path, subprocess.CompletedProcess]:
+    """The fresh copy after one `dvc repro`, and what that run printed. Do not modify."""
+    repo = clone_copy(fresh_repo, tmp_path_factory.mktemp("reproduced") / "repo")
+    return repo, run(["dvc", "repro"], repo)
+
+
+@pytest.fixture
+def pipeline_repo(reproduced, tmp_path) -> Path:
+    """A private copy of the reproduced repo, free to change."""
+    return clone_copy(reproduced[0], tmp_path / "repo")

@@ -1,0 +1,204 @@
+"""The real pipeline: `dvc repro`, experiments and metrics in temporary git copies."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from tests.conftest import COURSE_LOG, run
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["prepare", "split", "train", "evaluate", "export"]
+
+
+def pipeline_paths(repo: Path) -> dict[str, str]:
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    return next(entry["paths"] for entry in pipeline["vars"] if "paths" in entry)
+
+
+def output_bytes(repo: Path) -> dict[str, bytes]:
+    """Every file the pipeline writes, by path, plus dvc.lock."""
+    files = {"dvc.lock": (repo / "dvc.lock").read_bytes()}
+    for path in pipeline_paths(repo).values():
+        target = repo / path
+        for file in sorted(target.rglob("*")) if target.is_dir() else [target]:
+            files[str(file.relative_to(repo))] = file.read_bytes()
+    return files
+
+
+def test_repro_makes_every_output_and_prints_the_course_log(reproduced):
+    repo, result = reproduced
+
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in result.stdout
+    for line in COURSE_LOG:
+        assert line in result.stdout
+    for name, path in pipeline_paths(repo).items():
+        assert (repo / path).exists(), name
+    assert sorted(p.name for p in (repo / "models/export").iterdir()) == [
+        "model.pt",
+        "model.pt2",
+        "model_card.json",
+    ]
+
+
+def test_fresh_clone_reproduces_the_committed_lock_and_metrics(reproduced):
+    repo, _ = reproduced
+
+    status = run(["git", "status", "--porcelain"], repo).stdout
+
+    assert status == "", f"dvc repro changed committed files:\n{status}"
+    assert "up to date" in run(["dvc", "status"], repo).stdout
+
+
+def test_second_repro_runs_nothing(pipeline_repo):
+    result = run(["dvc", "repro"], pipeline_repo)
+
+    assert "Running stage" not in result.stdout
+    assert "Data and pipelines are up to date" in result.stdout
+
+
+def test_forced_repro_writes_identical_bytes(pipeline_repo):
+    before = output_bytes(pipeline_repo)
+
+    run(["dvc", "repro", "--force"], pipeline_repo)
+
+    after = output_bytes(pipeline_repo)
+    assert after.keys() == before.keys()
+    changed = [name for name in before if before[name] != after[name]]
+    assert changed == []
+
+
+def test_longer_experiment_lowers_test_loss_and_reruns_only_train_onwards(pipeline_repo):
+    before = json.loads((pipeline_repo / "metrics/evaluate.json").read_text())
+
+    result = run(["dvc", "exp", "run", "-S", "train.epochs=200"], pipeline_repo)
+
+    assert "Running stage 'prepare'" not in result.stdout
+    assert "Running stage 'split'" not in result.stdout
+    assert "Running stage 'train'" in result.stdout
+    after = json.loads((pipeline_repo / "metrics/evaluate.json").read_text())
+    assert after["mae"] < before["mae"]
+
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], pipeline_repo).stdout)
+    experiments = [
+        exp
+        for commit in shown
+        for run_ in commit.get("experiments") or []
+        for exp in run_.get("revs", [])
+    ]
+    epochs_seen = [
+        exp["data"]["params"]["params.yaml"]["data"]["train"]["epochs"] for exp in experiments
+    ]
+    assert 200 in epochs_seen
+
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], pipeline_repo).stdout)
+    mae = diff["metrics/evaluate.json"]["mae"]
+    assert mae["old"] == before["mae"] and mae["new"] == after["mae"] and mae["diff"] < 0
+
+
+def test_exported_bundle_loads_without_this_repository(reproduced, tmp_path):
+    repo, _ = reproduced
+    bundle = repo / "models/export"
+    evaluated = pd.read_parquet(repo / "data/test_predictions.parquet")
+    script = (
+        "import json, sys, torch\n"
+        "sd = torch.load(sys.argv[1] + '/model.pt', weights_only=True)\n"
+        "program = torch.export.load(sys.argv[1] + '/model.pt2').module()\n"
+        "x = torch.tensor(json.loads(sys.argv[2]), dtype=torch.float32).reshape(-1, 1)\n"
+        "print(json.dumps([sorted(sd), program(x).reshape(-1).tolist()]))\n"
+    )
+    # -I: isolated mode, so nothing of this repository is importable.
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", script, str(bundle), json.dumps(evaluated["x"].tolist())],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    keys, predictions = json.loads(result.stdout)
+    assert keys == ["bias", "weights"]
+    assert predictions == evaluated["predicted"].tolist()
+    card = json.loads((bundle / "model_card.json").read_text())
+    assert card["model"] == "linear_regression"
+    assert card["parameters"] == {"weights": [1], "bias": [1]}
+    assert card["torch_version"] == torch.__version__
+    assert set(card["sha256"]) == {"dataset", "train", "test", "model"}
+    assert card["metrics"] == json.loads((repo / "metrics/evaluate.json").read_text())
+
+
+def test_predict_command_writes_predictions_for_a_csv(reproduced, tmp_path):
+    repo, _ = reproduced
+    inputs = tmp_path / "x.csv"
+    inputs.write_text("x\n0.0\n0.5\n1.0\n")
+    outputs = tmp_path / "predictions.csv"
+
+    run([sys.executable, "-m", "pytorch_workflow.predict", str(inputs), str(outputs)], repo)
+
+    lines = outputs.read_text().splitlines()
+    assert lines[0] == "x,prediction"
+    learned = json.loads((repo / "metrics/train.json").read_text())["learned"]
+    for line in lines[1:]:
+        x, predicted = map(float, line.split(","))
+        assert predicted == pytest.approx(learned["weights"] * x + learned["bias"], abs=1e-6)
+
+
+def test_export_refuses_a_bundle_that_predicts_differently(pipeline_repo):
+    predictions = pipeline_repo / "data/test_predictions.parquet"
+    table = pd.read_parquet(predictions)
+    table.loc[3, "predicted"] += 1e-3
+    predictions.unlink()  # DVC may have linked it to the cache
+    table.to_parquet(predictions, index=False)
+    old_card = (pipeline_repo / "models/export/model_card.json").read_bytes()
+
+    result = run([sys.executable, "-m", "stages.export"], pipeline_repo, check=False)
+
+    assert result.returncode != 0
+    assert "export check failed" in result.stderr and "1 of 10" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (pipeline_repo / "models/export/model_card.json").read_bytes() == old_card
+    leftovers = [
+        p.name for p in (pipeline_repo / "models").iterdir() if p.name.startswith(".export")
+    ]
+    assert leftovers == []
+
+
+def test_every_module_a_stage_imports_is_one_of_its_deps(fresh_repo):
+    pipeline = yaml.safe_load((fresh_repo / "dvc.yaml").read_text())
+    for stage in STAGES:
+        probe = (
+            f"import sys, stages.{stage}\n"
+            "for m in list(sys.modules.values()):\n"
+            "    f = getattr(m, '__file__', None) or ''\n"
+            "    if f.startswith(sys.argv[1]): print(f[len(sys.argv[1]) + 1:])\n"
+        )
+        imported = run([sys.executable, "-c", probe, str(fresh_repo)], fresh_repo).stdout.split()
+        deps = set(pipeline["stages"][stage]["deps"])
+        missing = sorted(set(imported) - deps)
+        assert missing == [], f"stage {stage} imports {missing} but does not list them in deps"
+
+
+def test_device_comparison_script_reports_agreement(fresh_repo):
+    # The same device twice must agree exactly; on a GPU machine run it with cpu and cuda.
+    result = run(
+        [
+            sys.executable,
+            "scripts/compare_devices.py",
+            "--devices",
+            "cpu",
+            "cpu",
+            "--tolerance",
+            "0",
+        ],
+        fresh_repo,
+    )
+
+    assert "| metrics/evaluate.json:mae |" in result.stdout
+    assert "All metrics agree within 0.0." in result.stdout
