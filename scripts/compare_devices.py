@@ -31,8 +31,7 @@ def flatten(payload: dict, prefix: str = "") -> dict[str, float]:
     return flat
 
 
-def run_on(device: str, workdir: Path) -> dict[str, float]:
-    clone = workdir / device.replace(":", "-")
+def run_on(device: str, clone: Path) -> dict[str, float]:
     subprocess.run(["git", "clone", "--quiet", str(REPO), str(clone)], check=True)
     params_file = clone / "params.yaml"
     params = yaml.safe_load(params_file.read_text())
@@ -53,7 +52,10 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         try:
-            first, second = (run_on(device, Path(workdir)) for device in args.devices)
+            first, second = (
+                run_on(device, Path(workdir) / f"{number}-{device.replace(':', '-')}")
+                for number, device in enumerate(args.devices)
+            )
         except subprocess.CalledProcessError as error:
             print(f"error: {' '.join(map(str, error.cmd))} failed", file=sys.stderr)
             return 2
