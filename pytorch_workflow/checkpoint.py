@@ -43,13 +43,14 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: model file not found; run `dvc repro` to train it")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: not a readable model file (not a zip archive from torch.save)")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UserError(
             f"{path}: refused to load: the file holds more than tensors and could run code "
-            f"({first_line[:160]})"
+            f"({_unsupported_global(str(error))})"
         ) from None
     except Exception as error:  # a damaged zip surfaces as RuntimeError, EOFError, ...
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -61,6 +62,14 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path}: expected a state_dict (names to tensors), got {type(loaded).__name__}"
         )
     return loaded
+
+
+def _unsupported_global(message: str) -> str:
+    """The line of torch's long weights-only error that names what the file tried to load."""
+    for line in message.splitlines():
+        if "Unsupported global" in line or "Unsupported operand" in line:
+            return line.strip().removeprefix("WeightsUnpickler error: ").split(" was not")[0]
+    return "rejected by the weights-only unpickler"
 
 
 def load_model(model: nn.Module, path: str | Path) -> nn.Module:

@@ -4,7 +4,6 @@ No torch here: the data stages stay light, and Parquet keeps float32 values exac
 """
 
 import io
-import math
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pandas as pd
 
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.files import atomic_write_bytes
-from pytorch_workflow.params import DataParams, SplitParams
+from pytorch_workflow.params import DataParams, SplitParams, arange_length
 
 FEATURE = "x"
 TARGET = "y"
@@ -26,7 +25,7 @@ _ARANGE_BLOCK = 8
 
 def course_arange(start: float, end: float, step: float) -> np.ndarray:
     """The values of `torch.arange(start, end, step)` (float32), computed without torch."""
-    count = max(math.ceil((end - start) / step), 0)
+    count = arange_length(start, end, step)
     index = np.arange(count, dtype=np.int64)
     offset_in_block = index % _ARANGE_BLOCK
     block_start = index - offset_in_block

@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,13 @@ from torch import nn
 
 from pytorch_workflow.checkpoint import load_model, state_dict_bytes
 from pytorch_workflow.errors import UserError
-from pytorch_workflow.files import atomic_write_bytes, atomic_write_json, sha256_of_file
+from pytorch_workflow.files import (
+    TMP_SUFFIX,
+    atomic_write_bytes,
+    atomic_write_json,
+    remove_leftovers,
+    sha256_of_file,
+)
 from pytorch_workflow.model_builder import build_model
 
 STATE_DICT_FILE = "model.pt"
@@ -60,7 +67,10 @@ def export_bundle(inputs: ExportInputs, export_dir: Path) -> dict[str, Any]:
     example = torch.from_numpy(inputs.test_features).to(inputs.device)
 
     export_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{export_dir.name}.", dir=export_dir.parent))
+    remove_leftovers(export_dir)
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{export_dir.name}.", suffix=TMP_SUFFIX, dir=export_dir.parent)
+    )
     staging.chmod(0o755)  # mkdtemp makes it private; the bundle is for sharing
     try:
         atomic_write_bytes(staging / STATE_DICT_FILE, state_dict_bytes(model.state_dict()))
@@ -85,12 +95,58 @@ def export_bundle(inputs: ExportInputs, export_dir: Path) -> dict[str, Any]:
     return card
 
 
+def load_program(path: Path) -> nn.Module:
+    """`torch.export.load` a program after checking that loading it cannot run code.
+
+    `torch.export.load` unpickles with `weights_only=False` any weight or constant that the
+    archive's config marks as pickled, and unpickles custom objects outright. A program
+    exported here stores plain tensors only, so any such entry means the file was tampered with.
+    """
+    if not path.exists():
+        raise UserError(f"{path}: exported program not found; run `dvc repro`")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            configs = {
+                name: json.loads(archive.read(name))
+                for name in names
+                if name.endswith(("_weights_config.json", "_constants_config.json"))
+            }
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise UserError(f"{path}: not a readable torch.export program ({error})") from None
+    unsafe = [name for name in names if name.endswith((".pkl", ".pickle"))]
+    for name, config in configs.items():
+        entries = config.get("config", {}) if isinstance(config, dict) else {}
+        for entry_name, entry in entries.items():
+            if not isinstance(entry, dict):
+                unsafe.append(f"{name}:{entry_name}")
+                continue
+            pickled = entry.get("use_pickle") is not False
+            # Constants other than tensors are custom objects, which are always unpickled.
+            path_name = str(entry.get("path_name", ""))
+            custom_object = "_constants_" in name and not path_name.startswith("tensor_")
+            if pickled or custom_object:
+                unsafe.append(f"{name}:{entry_name}")
+    if not configs:
+        unsafe.append("no weights config")
+    if unsafe:
+        raise UserError(
+            f"{path}: refused to load: the program holds pickled objects that could run code "
+            f"({', '.join(unsafe[:3])})"
+        )
+    try:
+        return torch.export.load(path).module()
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"{path}: not a loadable torch.export program ({reason[:160]})") from None
+
+
 def _check_reloaded(bundle: Path, inputs: ExportInputs, example: torch.Tensor) -> None:
     expected = inputs.evaluated_predictions.reshape(-1)
     fresh = build_model(inputs.model_name)
     fresh.load_state_dict(torch.load(bundle / STATE_DICT_FILE, weights_only=True))
     fresh = fresh.to(inputs.device).eval()
-    program = torch.export.load(bundle / PROGRAM_FILE).module()
+    program = load_program(bundle / PROGRAM_FILE)
     for name, reloaded in (("state_dict", fresh), ("torch.export program", program)):
         with torch.inference_mode():
             predicted = reloaded(example).detach().cpu().numpy().reshape(-1)
@@ -108,7 +164,9 @@ def _replace_dir(staging: Path, target: Path) -> None:
     """Swap the finished bundle into place; an old bundle is moved aside first, then removed."""
     old = None
     if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+        old = Path(
+            tempfile.mkdtemp(prefix=f".{target.name}.old.", suffix=TMP_SUFFIX, dir=target.parent)
+        )
         old.rmdir()
         target.rename(old)
     staging.rename(target)

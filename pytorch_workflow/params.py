@@ -16,6 +16,9 @@ from pytorch_workflow.errors import UserError
 
 PARAMS_FILE = "params.yaml"
 
+# Far beyond what a 24 GiB machine trains on; a tiny data.step is almost always a typo.
+MAX_ROWS = 100_000_000
+
 MODEL_NAMES = ("linear_regression", "linear_regression_v2")
 LOSS_NAMES = ("l1", "mse", "huber")
 OPTIMIZER_NAMES = ("sgd", "adam")
@@ -95,6 +98,12 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raise UserError(
             f"{path}: data.end must be greater than data.start ({data.start}), got {data.end}"
         )
+    rows = arange_length(data.start, data.end, data.step)
+    if rows > MAX_ROWS:
+        raise UserError(
+            f"{path}: data.step={data.step} makes {rows:,} rows from {data.start} to {data.end}; "
+            f"at most {MAX_ROWS:,} are allowed"
+        )
     params = Params(
         seed=reader.integer("seed", at_least=0),
         device=reader.device("device"),
@@ -114,7 +123,18 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         ),
         raw=raw,
     )
+    train_rows = int(params.split.train_fraction * rows)
+    if not 1 <= train_rows < rows:
+        raise UserError(
+            f"{path}: split.train_fraction={params.split.train_fraction} leaves an empty split "
+            f"of the {rows} rows ({train_rows} train, {rows - train_rows} test)"
+        )
     return params
+
+
+def arange_length(start: float, end: float, step: float) -> int:
+    """How many values `torch.arange(start, end, step)` makes (its own formula)."""
+    return max(math.ceil((end - start) / step), 0)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

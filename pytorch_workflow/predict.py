@@ -13,7 +13,7 @@ import torch
 
 from pytorch_workflow.data import write_csv
 from pytorch_workflow.errors import UserError, exit_on_user_error
-from pytorch_workflow.export import PROGRAM_FILE, read_card
+from pytorch_workflow.export import PROGRAM_FILE, load_program, read_card
 from pytorch_workflow.paths import load_paths
 
 
@@ -46,13 +46,7 @@ def read_inputs(path: Path) -> np.ndarray:
 def predict(bundle: Path, x: np.ndarray) -> np.ndarray:
     card = read_card(bundle)
     device = torch.device(card.get("device", "cpu"))
-    program_path = bundle / PROGRAM_FILE
-    if not program_path.exists():
-        raise UserError(f"{program_path}: exported program not found; run `dvc repro`")
-    try:
-        program = torch.export.load(program_path).module()
-    except Exception as error:
-        raise UserError(f"{program_path}: not a loadable torch.export program ({error})") from None
+    program = load_program(bundle / PROGRAM_FILE)
     with torch.inference_mode():
         inputs = torch.from_numpy(x.reshape(-1, 1)).to(device)
         return program(inputs).cpu().numpy().reshape(-1)
