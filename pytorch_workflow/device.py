@@ -3,7 +3,6 @@
 import os
 
 import numpy as np
-import pandas as pd
 import torch
 
 from pytorch_workflow.errors import UserError
@@ -57,9 +56,9 @@ def describe(device: torch.device) -> str:
 
 
 def to_device_tensors(
-    table: pd.DataFrame, device: torch.device, feature: str = "x", target: str = "y"
+    X: np.ndarray, y: np.ndarray, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features as an (n, 1) float32 tensor and targets as (n, 1), on `device`."""
-    X = torch.from_numpy(table[feature].to_numpy(dtype=np.float32, copy=True)).unsqueeze(dim=1)
-    y = torch.from_numpy(table[target].to_numpy(dtype=np.float32, copy=True)).unsqueeze(dim=1)
-    return X.to(device), y.to(device)
+    """Features as an (n, k) float32 tensor and targets as (n, 1), on `device`."""
+    features = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    targets = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)).unsqueeze(dim=1)
+    return features.to(device), targets.to(device)

@@ -11,7 +11,7 @@ from torch import nn
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.params import TrainParams
 
-LOSS_LABELS = {"l1": "MAE", "mse": "MSE", "huber": "Huber"}
+LOSS_LABELS = {"l1": "MAE", "mse": "MSE", "huber": "Huber", "bce": "BCE"}
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ def make_loss_fn(name: str) -> nn.Module:
         "l1": nn.L1Loss,
         "mse": nn.MSELoss,
         "huber": nn.HuberLoss,
+        # The model outputs a logit; this applies the sigmoid inside, stably.
+        "bce": nn.BCEWithLogitsLoss,
     }
     return losses[name]()
 
@@ -63,25 +65,62 @@ def test_step(
         return loss_fn(test_pred, y)
 
 
+def train_epoch(
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int | None,
+    shuffle: torch.Generator | None,
+) -> float:
+    """One pass over the training data; returns the mean loss over its rows.
+
+    With no batch size (or one covering every row) this is the course's single full-batch
+    step. Mini-batches are slices of the tensors, in a seeded random order if `shuffle`.
+    """
+    rows = X.shape[0]
+    if batch_size is None or batch_size >= rows:
+        return train_step(model, X, y, loss_fn, optimizer).item()
+    order = torch.randperm(rows, generator=shuffle).to(X.device) if shuffle is not None else None
+    total = 0.0
+    for start in range(0, rows, batch_size):
+        if order is None:
+            X_batch, y_batch = X[start : start + batch_size], y[start : start + batch_size]
+        else:
+            batch = order[start : start + batch_size]
+            X_batch, y_batch = X[batch], y[batch]
+        loss = train_step(model, X_batch, y_batch, loss_fn, optimizer)
+        total += loss.item() * X_batch.shape[0]
+    return total / rows
+
+
 def train(
     model: nn.Module,
     train_data: tuple[torch.Tensor, torch.Tensor],
     test_data: tuple[torch.Tensor, torch.Tensor],
     params: TrainParams,
     log: Callable[[str], None] = print,
+    shuffle_seed: int | None = None,
 ) -> list[EpochLosses]:
-    """Train for `params.epochs`; log the course's line every `params.log_every` epochs."""
+    """Train for `params.epochs`; log the course's line every `params.log_every` epochs.
+
+    `shuffle_seed` shuffles the mini-batches (when `params.batch_size` is set) reproducibly.
+    """
     loss_fn = make_loss_fn(params.loss)
     optimizer = make_optimizer(model, params)
     label = LOSS_LABELS[params.loss]
+    shuffle = None
+    if shuffle_seed is not None:
+        shuffle = torch.Generator().manual_seed(shuffle_seed)
     history: list[EpochLosses] = []
     epochs = _progress(range(params.epochs))
     # Through the bar's own writer, log lines do not tear the progress bar on a terminal.
     log = getattr(epochs, "write", log)
     for epoch in epochs:
-        loss = train_step(model, *train_data, loss_fn, optimizer)
-        test_loss = test_step(model, *test_data, loss_fn)
-        losses = EpochLosses(epoch, loss.item(), test_loss.item())
+        train_loss = train_epoch(model, *train_data, loss_fn, optimizer, params.batch_size, shuffle)
+        test_loss = test_step(model, *test_data, loss_fn).item()
+        losses = EpochLosses(epoch, train_loss, test_loss)
         if not (math.isfinite(losses.train_loss) and math.isfinite(losses.test_loss)):
             raise UserError(
                 f"training diverged: the {label} loss became {losses.train_loss} (train), "

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from pytorch_workflow.checkpoint import load_model, state_dict_bytes
+from pytorch_workflow.data import Features
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.files import (
     TMP_SUFFIX,
@@ -40,11 +41,32 @@ class ExportCheckError(UserError):
 @dataclass(frozen=True)
 class ExportInputs:
     model_name: str
+    task: str
     device: torch.device
     checkpoint: Path
-    test_features: np.ndarray  # float32, shape (n, 1)
-    evaluated_predictions: np.ndarray  # float32, shape (n,)
+    features: Features
+    test_features: np.ndarray  # raw (not standardised) float32, shape (n, k)
+    evaluated_outputs: np.ndarray  # what evaluate got from the model, float32, shape (n,)
     card: dict[str, Any]  # params, metrics and hashes of the inputs
+
+
+class StandardizedModel(nn.Module):
+    """The model behind the train split's standardisation, so the program takes raw features."""
+
+    def __init__(self, model: nn.Module, mean: np.ndarray, std: np.ndarray) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("feature_mean", torch.from_numpy(mean.copy()))
+        self.register_buffer("feature_std", torch.from_numpy(std.copy()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.feature_mean) / self.feature_std)
+
+
+def deployable(model: nn.Module, features: Features) -> nn.Module:
+    if features.mean is None or features.std is None:
+        return model
+    return StandardizedModel(model, features.mean, features.std)
 
 
 def export_program(model: nn.Module, example: torch.Tensor) -> bytes:
@@ -62,8 +84,10 @@ def export_program(model: nn.Module, example: torch.Tensor) -> bytes:
 
 def export_bundle(inputs: ExportInputs, export_dir: Path) -> dict[str, Any]:
     """Write the bundle to a temporary folder, check it, then move it into `export_dir`."""
-    model = load_model(build_model(inputs.model_name), inputs.checkpoint)
+    in_features = len(inputs.features.names)
+    model = load_model(build_model(inputs.model_name, in_features=in_features), inputs.checkpoint)
     model = model.to(inputs.device).eval()
+    program_model = deployable(model, inputs.features).to(inputs.device).eval()
     example = torch.from_numpy(inputs.test_features).to(inputs.device)
 
     export_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -74,11 +98,12 @@ def export_bundle(inputs: ExportInputs, export_dir: Path) -> dict[str, Any]:
     staging.chmod(0o755)  # mkdtemp makes it private; the bundle is for sharing
     try:
         atomic_write_bytes(staging / STATE_DICT_FILE, state_dict_bytes(model.state_dict()))
-        atomic_write_bytes(staging / PROGRAM_FILE, export_program(model, example))
-        _check_reloaded(staging, inputs, example)
+        atomic_write_bytes(staging / PROGRAM_FILE, export_program(program_model, example))
+        _check_reloaded(staging, inputs)
         card = dict(inputs.card)
         card.update(
             model=inputs.model_name,
+            task=inputs.task,
             parameters={name: list(t.shape) for name, t in model.state_dict().items()},
             files={
                 STATE_DICT_FILE: sha256_of_file(staging / STATE_DICT_FILE),
@@ -86,7 +111,19 @@ def export_bundle(inputs: ExportInputs, export_dir: Path) -> dict[str, Any]:
             },
             torch_version=torch.__version__,
             device=str(inputs.device),
-            input={"columns": ["x"], "dtype": "float32", "shape": ["batch", 1]},
+            input={
+                "columns": list(inputs.features.names),
+                "dtype": "float32",
+                "shape": ["batch", in_features],
+            },
+            output="logit" if inputs.task == "binary_classification" else "value",
+            standardization=None
+            if inputs.features.mean is None
+            else {
+                "mean": inputs.features.mean.tolist(),
+                "std": inputs.features.std.tolist(),
+                "applied_by": f"{PROGRAM_FILE}; apply it yourself before {STATE_DICT_FILE}",
+            },
         )
         atomic_write_json(staging / CARD_FILE, card)
         _replace_dir(staging, export_dir)
@@ -141,15 +178,21 @@ def load_program(path: Path) -> nn.Module:
         raise UserError(f"{path}: not a loadable torch.export program ({reason[:160]})") from None
 
 
-def _check_reloaded(bundle: Path, inputs: ExportInputs, example: torch.Tensor) -> None:
-    expected = inputs.evaluated_predictions.reshape(-1)
-    fresh = build_model(inputs.model_name)
+def _check_reloaded(bundle: Path, inputs: ExportInputs) -> None:
+    """Both artifacts, reloaded from disk, must give evaluate's outputs bit for bit."""
+    expected = inputs.evaluated_outputs.reshape(-1)
+    fresh = build_model(inputs.model_name, in_features=len(inputs.features.names))
     fresh.load_state_dict(torch.load(bundle / STATE_DICT_FILE, weights_only=True))
     fresh = fresh.to(inputs.device).eval()
+    raw = torch.from_numpy(inputs.test_features).to(inputs.device)
+    scaled = torch.from_numpy(inputs.features.scale(inputs.test_features)).to(inputs.device)
     program = load_program(bundle / PROGRAM_FILE)
-    for name, reloaded in (("state_dict", fresh), ("torch.export program", program)):
+    for name, reloaded, X in (
+        ("state_dict", fresh, scaled),
+        ("torch.export program", program, raw),
+    ):
         with torch.inference_mode():
-            predicted = reloaded(example).detach().cpu().numpy().reshape(-1)
+            predicted = reloaded(X).detach().cpu().numpy().reshape(-1)
         if predicted.dtype != expected.dtype or not np.array_equal(predicted, expected):
             mismatched = (
                 int(np.sum(predicted != expected)) if predicted.shape == expected.shape else -1

@@ -19,8 +19,11 @@ PARAMS_FILE = "params.yaml"
 # Far beyond what a 24 GiB machine trains on; a tiny data.step is almost always a typo.
 MAX_ROWS = 100_000_000
 
+TASKS = ("regression", "binary_classification")
+SOURCES = ("line", "csv")
 MODEL_NAMES = ("linear_regression", "linear_regression_v2")
-LOSS_NAMES = ("l1", "mse", "huber")
+LOSSES_BY_TASK = {"regression": ("l1", "mse", "huber"), "binary_classification": ("bce",)}
+LOSS_NAMES = tuple(loss for losses in LOSSES_BY_TASK.values() for loss in losses)
 OPTIMIZER_NAMES = ("sgd", "adam")
 
 
@@ -32,6 +35,11 @@ class DataParams:
     end: float
     step: float
     noise_std: float
+    source: str = "line"
+    path: str = ""
+    target: str = "y"
+    features: tuple[str, ...] | None = None
+    standardize: bool = False
 
 
 @dataclass(frozen=True)
@@ -53,12 +61,14 @@ class TrainParams:
     optimizer: str
     momentum: float
     log_every: int
+    batch_size: int | None = None  # None: the whole split at once, as in the course
 
 
 @dataclass(frozen=True)
 class Params:
     seed: int
     device: str
+    task: str
     data: DataParams
     split: SplitParams
     model: ModelParams
@@ -69,10 +79,23 @@ class Params:
 SCHEMA: dict[str, tuple[str, ...]] = {
     "seed": (),
     "device": (),
-    "data": ("weight", "bias", "start", "end", "step", "noise_std"),
+    "task": (),
+    "data": (
+        "source",
+        "path",
+        "target",
+        "features",
+        "standardize",
+        "weight",
+        "bias",
+        "start",
+        "end",
+        "step",
+        "noise_std",
+    ),
     "split": ("train_fraction", "shuffle"),
     "model": ("name",),
-    "train": ("epochs", "lr", "loss", "optimizer", "momentum", "log_every"),
+    "train": ("epochs", "batch_size", "lr", "loss", "optimizer", "momentum", "log_every"),
 }
 KNOWN_KEYS = [
     f"{section}.{key}" if key else section
@@ -86,7 +109,13 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     raw = _read_yaml(Path(path))
     _check_keys(raw, path)
     reader = _Reader(raw, str(path))
+    task = reader.choice("task", TASKS)
     data = DataParams(
+        source=reader.choice("data.source", SOURCES),
+        path=reader.text("data.path"),
+        target=reader.text("data.target"),
+        features=reader.names("data.features"),
+        standardize=reader.boolean("data.standardize"),
         weight=reader.number("data.weight"),
         bias=reader.number("data.bias"),
         start=reader.number("data.start"),
@@ -94,12 +123,14 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         step=reader.number("data.step", above=0.0),
         noise_std=reader.number("data.noise_std", at_least=0.0),
     )
+    if data.source == "csv" and data.features and data.target in data.features:
+        raise UserError(f"{path}: data.features must not include the target column {data.target!r}")
     if data.end <= data.start:
         raise UserError(
             f"{path}: data.end must be greater than data.start ({data.start}), got {data.end}"
         )
     rows = arange_length(data.start, data.end, data.step)
-    if rows > MAX_ROWS:
+    if data.source == "line" and rows > MAX_ROWS:
         raise UserError(
             f"{path}: data.step={data.step} makes {rows:,} rows from {data.start} to {data.end}; "
             f"at most {MAX_ROWS:,} are allowed"
@@ -107,6 +138,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     params = Params(
         seed=reader.integer("seed", at_least=0),
         device=reader.device("device"),
+        task=task,
         data=data,
         split=SplitParams(
             train_fraction=reader.number("split.train_fraction", above=0.0, below=1.0),
@@ -115,8 +147,9 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         model=ModelParams(name=reader.choice("model.name", MODEL_NAMES)),
         train=TrainParams(
             epochs=reader.integer("train.epochs", at_least=1),
+            batch_size=reader.optional_integer("train.batch_size", at_least=1),
             lr=reader.number("train.lr", above=0.0),
-            loss=reader.choice("train.loss", LOSS_NAMES),
+            loss=reader.choice("train.loss", LOSSES_BY_TASK[task], f"with task: {task}"),
             optimizer=reader.choice("train.optimizer", OPTIMIZER_NAMES),
             momentum=reader.number("train.momentum", at_least=0.0, below=1.0),
             log_every=reader.integer("train.log_every", at_least=1),
@@ -124,7 +157,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raw=raw,
     )
     train_rows = int(params.split.train_fraction * rows)
-    if not 1 <= train_rows < rows:
+    if data.source == "line" and not 1 <= train_rows < rows:
         raise UserError(
             f"{path}: split.train_fraction={params.split.train_fraction} leaves an empty split "
             f"of the {rows} rows ({train_rows} train, {rows - train_rows} test)"
@@ -260,11 +293,38 @@ class _Reader:
             return value.strip().lower() == "true"
         raise self._fail(key, value, "true or false")
 
-    def choice(self, key: str, allowed: tuple[str, ...]) -> str:
+    def optional_integer(self, key: str, *, at_least: int) -> int | None:
+        if self._get(key) is None:
+            return None
+        return self.integer(key, at_least=at_least)
+
+    def choice(self, key: str, allowed: tuple[str, ...], context: str = "") -> str:
         value = self._get(key)
         if isinstance(value, str) and value in allowed:
             return value
-        raise self._fail(key, value, f"one of {', '.join(allowed)}")
+        raise self._fail(
+            key, value, f"one of {', '.join(allowed)}{' ' + context if context else ''}"
+        )
+
+    def text(self, key: str) -> str:
+        value = self._get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+        raise self._fail(key, value, "a non-empty string")
+
+    def names(self, key: str) -> tuple[str, ...] | None:
+        """null, or a non-empty list of distinct column names."""
+        value = self._get(key)
+        if value is None:
+            return None
+        if (
+            isinstance(value, list)
+            and value
+            and all(isinstance(name, str) and name.strip() for name in value)
+            and len(set(value)) == len(value)
+        ):
+            return tuple(value)
+        raise self._fail(key, value, "null or a list of distinct column names")
 
     def device(self, key: str) -> str:
         value = self._get(key)

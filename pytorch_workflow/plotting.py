@@ -58,3 +58,34 @@ def _save(figure, path: str | Path) -> None:
     figure.savefig(buffer, format="png", dpi=72, metadata={"Software": None})
     plt.close(figure)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_predicted_vs_actual(path: str | Path, actual: np.ndarray, predicted: np.ndarray) -> None:
+    """For k features: each test point's prediction against its target, and the ideal line."""
+    plt = _pyplot()
+    figure = plt.figure(figsize=(10, 7))
+    plt.scatter(actual, predicted, c="r", s=4, label="Predictions")
+    low, high = float(np.min(actual)), float(np.max(actual))
+    plt.plot([low, high], [low, high], c="g", label="Perfect predictions")
+    plt.xlabel("Actual")
+    plt.ylabel("Predicted")
+    plt.legend(prop={"size": 14})
+    _save(figure, path)
+
+
+def plot_confusion_matrix(path: str | Path, actual: np.ndarray, predicted: np.ndarray) -> None:
+    """Counts of each (actual, predicted) pair for a 0/1 target."""
+    plt = _pyplot()
+    counts = np.zeros((2, 2), dtype=np.int64)
+    np.add.at(counts, (np.asarray(actual, np.int64), np.asarray(predicted, np.int64)), 1)
+    figure = plt.figure(figsize=(6, 5))
+    plt.imshow(counts, cmap="Blues")
+    for row in range(2):
+        for column in range(2):
+            plt.text(column, row, str(counts[row, column]), ha="center", va="center", size=16)
+    plt.xticks([0, 1])
+    plt.yticks([0, 1])
+    plt.xlabel("Predicted")
+    plt.ylabel("Actual")
+    plt.title("Confusion matrix (test split)")
+    _save(figure, path)

@@ -2,7 +2,7 @@
 
 import json
 
-from pytorch_workflow.data import read_table
+from pytorch_workflow.data import read_features, read_table
 from pytorch_workflow.device import resolve_device
 from pytorch_workflow.errors import exit_on_user_error
 from pytorch_workflow.export import ExportInputs, export_bundle
@@ -17,7 +17,9 @@ def main() -> None:
     paths = load_paths()
     device = resolve_device(params.device)
 
-    evaluated = read_table(paths.test_predictions, columns=("x", "actual", "predicted"))
+    features = read_features(paths.features)
+    test = read_table(paths.test, features.columns)
+    evaluated = read_table(paths.test_predictions, ("output",))
     with open(paths.evaluate_metrics, encoding="utf-8") as file:
         metrics = json.load(file)
     hashed = {
@@ -28,10 +30,12 @@ def main() -> None:
     }
     inputs = ExportInputs(
         model_name=params.model.name,
+        task=params.task,
         device=device,
         checkpoint=paths.model,
-        test_features=evaluated[["x"]].to_numpy(copy=True),
-        evaluated_predictions=evaluated["predicted"].to_numpy(copy=True),
+        features=features,
+        test_features=test[list(features.names)].to_numpy(copy=True),
+        evaluated_outputs=evaluated["output"].to_numpy(copy=True),
         card={
             "params": params.raw,
             "metrics": metrics,
@@ -41,7 +45,7 @@ def main() -> None:
     export_bundle(inputs, paths.export_dir)
     print(
         f"Exported {paths.export_dir}: the reloaded state_dict and torch.export program "
-        f"match evaluate's {len(evaluated)} test predictions bit for bit"
+        f"match evaluate's {len(test)} test predictions bit for bit"
     )
 
 

@@ -5,7 +5,7 @@ import torch
 
 from pytorch_workflow import engine
 from pytorch_workflow.checkpoint import save_model
-from pytorch_workflow.data import read_table, write_csv
+from pytorch_workflow.data import features_and_target, read_features, read_table, write_csv
 from pytorch_workflow.device import describe, resolve_device, to_device_tensors
 from pytorch_workflow.errors import exit_on_user_error
 from pytorch_workflow.files import atomic_write_json
@@ -21,13 +21,17 @@ def main() -> None:
     device = resolve_device(params.device)
     print(f"Using device: {describe(device)}")
 
-    train_data = to_device_tensors(read_table(paths.train), device)
-    test_data = to_device_tensors(read_table(paths.test), device)
+    features = read_features(paths.features)
+    train = read_table(paths.train, features.columns)
+    test = read_table(paths.test, features.columns)
+    train_data = to_device_tensors(*features_and_target(train, features), device)
+    test_data = to_device_tensors(*features_and_target(test, features), device)
 
-    model = build_model(params.model.name, params.seed).to(device)
-    print(f"Initial parameters: {_parameters(model)}")
-    history = engine.train(model, train_data, test_data, params.train)
-    print(f"Learned parameters: {_parameters(model)}")
+    model = build_model(params.model.name, params.seed, len(features.names)).to(device)
+    print(f"Initial parameters: {learned_parameters(model)}")
+    shuffle_seed = params.seed if params.split.shuffle else None
+    history = engine.train(model, train_data, test_data, params.train, shuffle_seed=shuffle_seed)
+    print(f"Learned parameters: {learned_parameters(model)}")
 
     save_model(model, paths.model)
     write_csv(paths.loss_table, pd.DataFrame(history))
@@ -37,13 +41,20 @@ def main() -> None:
             "epochs": params.train.epochs,
             "train_loss": history[-1].train_loss,
             "test_loss": history[-1].test_loss,
-            "learned": _parameters(model),
+            "learned": learned_parameters(model),
         },
     )
 
 
-def _parameters(model: torch.nn.Module) -> dict[str, float]:
-    return {name: tensor.item() for name, tensor in model.state_dict().items()}
+def learned_parameters(model: torch.nn.Module) -> dict[str, float]:
+    """Each parameter's values by name (`weights`, or `weights.0`, `weights.1`, ... for k > 1)."""
+    values = {}
+    for name, tensor in model.state_dict().items():
+        flat = tensor.detach().cpu().reshape(-1).tolist()
+        values.update(
+            {name: flat[0]} if len(flat) == 1 else {f"{name}.{i}": v for i, v in enumerate(flat)}
+        )
+    return values
 
 
 if __name__ == "__main__":

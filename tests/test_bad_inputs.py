@@ -321,7 +321,7 @@ def test_tampered_exported_program_is_refused_by_predict(pipeline_repo, tmp_path
     ("text", "message"),
     [
         ("x\n0.5\nabc\n", "column x row 1 is not a finite number: 'abc'"),
-        ("a,b\n1,2\n", "expected a column named x"),
+        ("a,b\n1,2\n", "expected column(s) x; missing x"),
         ("x\n", "has no rows"),
     ],
 )

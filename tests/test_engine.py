@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from pytorch_workflow import engine
-from pytorch_workflow.data import make_line_data, split_data
+from pytorch_workflow.data import features_and_target, fit_features, make_line_data, split_data
 from pytorch_workflow.device import to_device_tensors
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.model_builder import build_model
@@ -17,8 +17,12 @@ COURSE_TRAIN = TrainParams(
 def course_tensors():
     dataset = make_line_data(DataParams(0.7, 0.3, 0.0, 1.0, 0.02, 0.0), seed=42)
     train, test = split_data(dataset, SplitParams(0.8, False), seed=42)
+    features = fit_features(train, standardize=False)
     cpu = torch.device("cpu")
-    return to_device_tensors(train, cpu), to_device_tensors(test, cpu)
+    return (
+        to_device_tensors(*features_and_target(train, features), cpu),
+        to_device_tensors(*features_and_target(test, features), cpu),
+    )
 
 
 def test_one_train_step_moves_the_parameters_down_the_l1_gradient():
@@ -67,3 +71,32 @@ def test_diverging_training_stops_with_the_epoch_and_a_hint():
 
     with pytest.raises(UserError, match=r"at epoch \d+ .*try a smaller train.lr"):
         engine.train(build_model("linear_regression", 42), train_data, test_data, params, print)
+
+
+def test_mini_batches_covering_every_row_match_the_full_batch_loop():
+    train_data, test_data = course_tensors()
+    full = build_model("linear_regression", seed=42)
+    batched = build_model("linear_regression", seed=42)
+    params = TrainParams(100, 0.01, "l1", "sgd", 0.0, 10)
+    one_big_batch = TrainParams(100, 0.01, "l1", "sgd", 0.0, 10, batch_size=1000)
+
+    full_history = engine.train(full, train_data, test_data, params, log=lambda line: None)
+    batched_history = engine.train(
+        batched, train_data, test_data, one_big_batch, lambda line: None, shuffle_seed=3
+    )
+
+    assert batched_history == full_history
+    assert torch.equal(batched.weights, full.weights) and torch.equal(batched.bias, full.bias)
+
+
+def test_shuffled_mini_batches_are_seeded():
+    train_data, test_data = course_tensors()
+    params = TrainParams(20, 0.01, "l1", "sgd", 0.0, 10, batch_size=8)
+
+    def run(seed):
+        model = build_model("linear_regression", seed=42)
+        return engine.train(model, train_data, test_data, params, lambda line: None, seed)
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+    assert run(None) != run(1)  # in order, not shuffled

@@ -106,7 +106,8 @@ def test_longer_experiment_lowers_test_loss_and_reruns_only_train_onwards(pipeli
 def test_exported_bundle_loads_without_this_repository(reproduced, tmp_path):
     repo, _ = reproduced
     bundle = repo / "models/export"
-    evaluated = pd.read_parquet(repo / "data/test_predictions.parquet")
+    test_x = pd.read_parquet(repo / "data/test.parquet")["x"]
+    evaluated = pd.read_parquet(repo / "data/test_predictions.parquet")["output"]
     script = (
         "import json, sys, torch\n"
         "sd = torch.load(sys.argv[1] + '/model.pt', weights_only=True)\n"
@@ -116,7 +117,7 @@ def test_exported_bundle_loads_without_this_repository(reproduced, tmp_path):
     )
     # -I: isolated mode, so nothing of this repository is importable.
     result = subprocess.run(
-        [sys.executable, "-I", "-c", script, str(bundle), json.dumps(evaluated["x"].tolist())],
+        [sys.executable, "-I", "-c", script, str(bundle), json.dumps(test_x.tolist())],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -125,7 +126,7 @@ def test_exported_bundle_loads_without_this_repository(reproduced, tmp_path):
 
     keys, predictions = json.loads(result.stdout)
     assert keys == ["bias", "weights"]
-    assert predictions == evaluated["predicted"].tolist()
+    assert predictions == evaluated.tolist()
     card = json.loads((bundle / "model_card.json").read_text())
     assert card["model"] == "linear_regression"
     assert card["parameters"] == {"weights": [1], "bias": [1]}
@@ -153,7 +154,7 @@ def test_predict_command_writes_predictions_for_a_csv(reproduced, tmp_path):
 def test_export_refuses_a_bundle_that_predicts_differently(pipeline_repo):
     predictions = pipeline_repo / "data/test_predictions.parquet"
     table = pd.read_parquet(predictions)
-    table.loc[3, "predicted"] += 1e-3
+    table.loc[3, "output"] += 1e-3
     predictions.unlink()  # DVC may have linked it to the cache
     table.to_parquet(predictions, index=False)
     old_card = (pipeline_repo / "models/export/model_card.json").read_bytes()
