@@ -88,7 +88,12 @@ def export_bundle(inputs: ExportInputs, export_dir: Path) -> dict[str, Any]:
     model = load_model(build_model(inputs.model_name, in_features=in_features), inputs.checkpoint)
     model = model.to(inputs.device).eval()
     program_model = deployable(model, inputs.features).to(inputs.device).eval()
-    example = torch.from_numpy(inputs.test_features).to(inputs.device)
+    # The program keeps its example input; a few rows suffice (the batch size is dynamic,
+    # and at least two rows keep torch.export from specialising it to 1).
+    example_rows = np.resize(
+        inputs.test_features, (max(2, min(8, len(inputs.test_features))), in_features)
+    )
+    example = torch.from_numpy(np.ascontiguousarray(example_rows)).to(inputs.device)
 
     export_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(export_dir)

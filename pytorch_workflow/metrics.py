@@ -65,13 +65,30 @@ def classification_metrics(actual: np.ndarray, logits: np.ndarray) -> dict[str, 
 
 
 def closed_form_predictions(
-    X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray
+    X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, chunk_rows: int = 1 << 20
 ) -> np.ndarray:
     """Predictions of the least-squares line fitted in closed form on the train split.
 
     No linear model can have a lower training MSE, so its test metrics show how far
-    gradient descent is from the optimum.
+    gradient descent is from the optimum. The normal equations are summed in float64 a chunk
+    of rows at a time, so memory stays flat however many rows there are.
     """
-    design = np.column_stack([np.asarray(X_train, np.float64), np.ones(len(X_train))])
-    coefficients, *_ = np.linalg.lstsq(design, np.asarray(y_train, np.float64), rcond=None)
-    return np.asarray(X_test, np.float64) @ coefficients[:-1] + coefficients[-1]
+    features = X_train.shape[1]
+    gram = np.zeros((features + 1, features + 1))
+    moment = np.zeros(features + 1)
+    for start in range(0, len(X_train), chunk_rows):
+        design = _with_intercept(X_train[start : start + chunk_rows])
+        gram += design.T @ design
+        moment += design.T @ np.asarray(y_train[start : start + chunk_rows], np.float64)
+    # lstsq rather than solve: a constant or duplicated feature makes the system singular.
+    coefficients, *_ = np.linalg.lstsq(gram, moment, rcond=None)
+    return np.concatenate(
+        [
+            _with_intercept(X_test[start : start + chunk_rows]) @ coefficients
+            for start in range(0, len(X_test), chunk_rows)
+        ]
+    )
+
+
+def _with_intercept(X: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.asarray(X, np.float64), np.ones(len(X))])

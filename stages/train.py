@@ -22,10 +22,12 @@ def main() -> None:
     print(f"Using device: {describe(device)}")
 
     features = read_features(paths.features)
-    train = read_table(paths.train, features.columns)
-    test = read_table(paths.test, features.columns)
-    train_data = to_device_tensors(*features_and_target(train, features), device)
-    test_data = to_device_tensors(*features_and_target(test, features), device)
+    train_data = to_device_tensors(
+        *features_and_target(read_table(paths.train, features.columns), features), device
+    )
+    test_data = to_device_tensors(
+        *features_and_target(read_table(paths.test, features.columns), features), device
+    )
 
     model = build_model(params.model.name, params.seed, len(features.names)).to(device)
     print(f"Initial parameters: {learned_parameters(model)}")
