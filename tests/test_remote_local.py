@@ -1,0 +1,82 @@
+"""The default remote: a git-ignored folder in .dvc/, so push and pull work with no set-up."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import clone_copy, git_clone, remote_object, run, workspace_files
+
+pytestmark = pytest.mark.slow
+
+STORAGE = ".dvc/storage"
+
+
+@pytest.fixture(scope="module")
+def pushed(reproduced, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A reproduced copy after a bare `dvc push`, and what the push printed. Do not modify."""
+    repo = clone_copy(reproduced[0], tmp_path_factory.mktemp("pushed") / "repo")
+    return repo, run(["dvc", "push"], repo)
+
+
+def share_storage_of(source: Path, clone: Path) -> None:
+    """Point a clone's default remote at another clone's folder, as the README says."""
+    run(["dvc", "remote", "modify", "--local", "local", "url", str(source / STORAGE)], clone)
+
+
+def test_push_with_no_setup_fills_an_ignored_folder_that_pull_restores_from(pushed, tmp_path):
+    source, push = pushed
+    repo = clone_copy(source, tmp_path / "repo")
+    before = workspace_files(repo)
+
+    assert "files pushed" in push.stdout
+    assert any((repo / STORAGE / "files/md5").rglob("*"))
+    assert run(["git", "status", "--porcelain", "--untracked-files=all"], repo).stdout == ""
+
+    shutil.rmtree(repo / ".dvc/cache")
+    for output in ("data/dataset.parquet", "models/model.pt", "models/export"):
+        target = repo / output
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    run(["dvc", "pull"], repo)
+
+    assert workspace_files(repo) == before
+    assert "up to date" in run(["dvc", "status"], repo).stdout
+
+
+def test_fresh_clone_pulls_byte_identical_outputs_from_a_shared_folder(pushed, tmp_path):
+    source, _ = pushed
+    clone = git_clone(source, tmp_path / "clone")
+    share_storage_of(source, clone)
+
+    run(["dvc", "pull"], clone)
+
+    assert workspace_files(clone) == workspace_files(source)
+    assert "up to date" in run(["dvc", "status"], clone).stdout
+    repro = run(["dvc", "repro"], clone)
+    assert "Running stage" not in repro.stdout
+    assert "Data and pipelines are up to date" in repro.stdout
+    assert run(["git", "status", "--porcelain"], clone).stdout == ""
+
+
+def test_object_corrupted_in_the_local_remote_never_reaches_the_workspace(pushed, tmp_path):
+    source = clone_copy(pushed[0], tmp_path / "source")
+    damaged = source / STORAGE / remote_object(source, "models/model.pt")
+    damaged.chmod(0o644)  # DVC stores objects read-only
+    damaged.write_bytes(b"not a model")
+    clone = git_clone(source, tmp_path / "clone")
+    share_storage_of(source, clone)
+
+    pull = run(["dvc", "pull"], clone, check=False)
+
+    assert pull.returncode != 0
+    assert "models/model.pt" in pull.stderr and "Traceback" not in pull.stderr
+    # Both the model and the export bundle (it holds the same bytes) are refused, the rest lands.
+    assert not (clone / "models/model.pt").exists()
+    assert not (clone / "models/export").exists()
+    pulled = workspace_files(clone)
+    expected = workspace_files(source)
+    assert pulled == {path: data for path, data in expected.items() if path in pulled}
+    assert (clone / "data/train.parquet").exists()
+    cached = [p.read_bytes() for p in (clone / ".dvc/cache").rglob("*") if p.is_file()]
+    assert b"not a model" not in cached
