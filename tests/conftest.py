@@ -26,6 +26,9 @@ COURSE_LOG = [
     "Epoch: 90 | MAE Train Loss: 0.02788739837706089 | MAE Test Loss: 0.06473556160926819",
 ]
 
+# What a corrupted object holds in the remote tests: bytes that do not hash to its name.
+CORRUPTED_BYTES = b"not a model"
+
 
 def tool_env() -> dict[str, str]:
     """The environment for DVC and the stages: this venv first, no network chatter."""
@@ -128,3 +131,20 @@ def remote_object(repo: Path, output: str) -> str:
         if out["path"] == output
     )
     return f"files/md5/{md5[:2]}/{md5[2:]}"
+
+
+def assert_pull_refused_the_corrupted_model(
+    pull: subprocess.CompletedProcess, clone: Path, source: Path
+) -> None:
+    """A pull whose model object was corrupted on the remote: it fails, naming the model, and
+    only intact outputs land (export holds the model's bytes too, so it is refused as well)."""
+    assert pull.returncode != 0
+    assert "models/model.pt" in pull.stderr and "Traceback" not in pull.stderr
+    assert not (clone / "models/model.pt").exists()
+    assert not (clone / "models/export").exists()
+    pulled = workspace_files(clone)
+    assert "data/train.parquet" in pulled
+    expected = workspace_files(source)
+    assert pulled == {path: data for path, data in expected.items() if path in pulled}
+    cached = [path.read_bytes() for path in (clone / ".dvc/cache").rglob("*") if path.is_file()]
+    assert CORRUPTED_BYTES not in cached

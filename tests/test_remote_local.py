@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clone_copy, git_clone, remote_object, run, workspace_files
+from tests.conftest import (
+    CORRUPTED_BYTES,
+    assert_pull_refused_the_corrupted_model,
+    clone_copy,
+    git_clone,
+    remote_object,
+    run,
+    workspace_files,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -63,20 +71,10 @@ def test_object_corrupted_in_the_local_remote_never_reaches_the_workspace(pushed
     source = clone_copy(pushed[0], tmp_path / "source")
     damaged = source / STORAGE / remote_object(source, "models/model.pt")
     damaged.chmod(0o644)  # DVC stores objects read-only
-    damaged.write_bytes(b"not a model")
+    damaged.write_bytes(CORRUPTED_BYTES)
     clone = git_clone(source, tmp_path / "clone")
     share_storage_of(source, clone)
 
     pull = run(["dvc", "pull"], clone, check=False)
 
-    assert pull.returncode != 0
-    assert "models/model.pt" in pull.stderr and "Traceback" not in pull.stderr
-    # Both the model and the export bundle (it holds the same bytes) are refused, the rest lands.
-    assert not (clone / "models/model.pt").exists()
-    assert not (clone / "models/export").exists()
-    pulled = workspace_files(clone)
-    expected = workspace_files(source)
-    assert pulled == {path: data for path, data in expected.items() if path in pulled}
-    assert (clone / "data/train.parquet").exists()
-    cached = [p.read_bytes() for p in (clone / ".dvc/cache").rglob("*") if p.is_file()]
-    assert b"not a model" not in cached
+    assert_pull_refused_the_corrupted_model(pull, clone, source)
