@@ -21,7 +21,7 @@ from tests.seaweedfs import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SeaweedFS, start_s
 pytestmark = pytest.mark.slow
 
 BUCKET = "pipeline-data"
-NO_FILE = "/nonexistent/aws-config"
+NO_AWS_FILE = "/nonexistent/aws-config"
 
 
 def s3_env(credentials: bool = True, **extra: str) -> dict[str, str]:
@@ -30,8 +30,8 @@ def s3_env(credentials: bool = True, **extra: str) -> dict[str, str]:
     # No AWS files of this machine (botocore skips a file that does not exist, and refuses
     # /dev/null), and never the EC2 metadata service when credentials are missing: every
     # request goes to the test server.
-    env["AWS_CONFIG_FILE"] = NO_FILE
-    env["AWS_SHARED_CREDENTIALS_FILE"] = NO_FILE
+    env["AWS_CONFIG_FILE"] = NO_AWS_FILE
+    env["AWS_SHARED_CREDENTIALS_FILE"] = NO_AWS_FILE
     env["AWS_EC2_METADATA_DISABLED"] = "true"
     if credentials:
         env["AWS_ACCESS_KEY_ID"] = ACCESS_KEY_ID
@@ -97,13 +97,16 @@ def test_fresh_clone_pulls_byte_identical_outputs_with_credentials_in_config_loc
     assert SECRET_ACCESS_KEY not in (clone / ".dvc/config").read_text()
 
 
-def test_fresh_clone_pull_with_run_cache_then_repro_trains_nothing(s3_pushed, tmp_path):
+def test_fresh_clone_pull_with_run_cache_gets_the_run_records_and_trains_nothing(
+    s3_pushed, tmp_path
+):
     clone = git_clone(s3_pushed, tmp_path / "clone")
 
     run(["dvc", "pull", "--run-cache"], clone, env=s3_env())
     repro = run(["dvc", "repro"], clone, env=s3_env())
 
-    assert run_cache_entries(clone) == run_cache_entries(s3_pushed) != []
+    assert run_cache_entries(s3_pushed) != []
+    assert run_cache_entries(clone) == run_cache_entries(s3_pushed)
     assert_trained_nothing(repro.stdout)
     assert workspace_files(clone) == workspace_files(s3_pushed)
 
