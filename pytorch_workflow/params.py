@@ -234,6 +234,22 @@ class _Reader:
     def _fail(self, key: str, value: Any, expected: str) -> UserError:
         return UserError(f"{self.path}: {key} must be {expected}, got {value!r}")
 
+    def _finite(self, key: str, expected: str) -> float:
+        """The value as a finite float; numbers written as strings (`1e-06`) count."""
+        value = self._get(key)
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise self._fail(key, value, expected) from None
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            number = float(value)
+        else:
+            raise self._fail(key, value, expected)
+        if not math.isfinite(number):
+            raise self._fail(key, value, expected)
+        return number
+
     def number(
         self,
         key: str,
@@ -242,48 +258,22 @@ class _Reader:
         at_least: float | None = None,
         below: float | None = None,
     ) -> float:
-        value = self._get(key)
         expected = _describe_range("a number", above, at_least, below)
-        if isinstance(value, bool):
-            raise self._fail(key, value, expected)
-        if isinstance(value, str):
-            try:
-                number = float(value.strip())
-            except ValueError:
-                raise self._fail(key, value, expected) from None
-        elif isinstance(value, int | float):
-            number = float(value)
-        else:
-            raise self._fail(key, value, expected)
-        if not math.isfinite(number):
-            raise self._fail(key, value, expected)
+        number = self._finite(key, expected)
         if (
             (above is not None and not number > above)
             or (at_least is not None and not number >= at_least)
             or (below is not None and not number < below)
         ):
-            raise self._fail(key, value, expected)
+            raise self._fail(key, self._get(key), expected)
         return number
 
     def integer(self, key: str, *, at_least: int) -> int:
-        value = self._get(key)
         expected = f"a whole number >= {at_least}"
-        if isinstance(value, bool):
-            raise self._fail(key, value, expected)
-        if isinstance(value, str):
-            try:
-                value_number = float(value.strip())
-            except ValueError:
-                raise self._fail(key, value, expected) from None
-        elif isinstance(value, int | float):
-            value_number = value
-        else:
-            raise self._fail(key, value, expected)
-        if not math.isfinite(value_number) or value_number != int(value_number):
-            raise self._fail(key, value, expected)
-        if int(value_number) < at_least:
-            raise self._fail(key, value, expected)
-        return int(value_number)
+        number = self._finite(key, expected)
+        if number != int(number) or int(number) < at_least:
+            raise self._fail(key, self._get(key), expected)
+        return int(number)
 
     def boolean(self, key: str) -> bool:
         value = self._get(key)
