@@ -7,9 +7,19 @@ import torch
 
 from pytorch_workflow.errors import UserError
 
+# torch splits a large sum across its CPU threads, so the thread count changes the last bits
+# of every loss. One thread gives the same bits on any machine of the same CPU family, is never
+# slower on this pipeline's element-wise work (measured at 10M rows on 2 cores), and lets
+# experiments run side by side without oversubscribing the cores.
+CPU_THREADS = 1
+
 
 def resolve_device(requested: str) -> torch.device:
-    """The torch device for a `device` param; an explicit device that is missing is an error."""
+    """The torch device for a `device` param; an explicit device that is missing is an error.
+
+    Also fixes torch's CPU threads at CPU_THREADS, for the same bits on every machine.
+    """
+    torch.set_num_threads(CPU_THREADS)
     if requested == "auto":
         if torch.cuda.is_available():
             return _cuda(0)
