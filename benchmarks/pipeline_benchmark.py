@@ -57,7 +57,6 @@ PYTHON = sys.executable
 COLD_REPRO = "cold `dvc repro`"
 COURSE = "course's run in one process"
 FLOOR = "import floor: 5 bare stage imports + `dvc status`"
-FLOOR_IMPORTS = "5 bare stage imports"
 FLOOR_STATUS = "`dvc status` before the first repro"
 NOOP_REPRO = "no-op `dvc repro`"
 NOOP_STATUS = "`dvc status`, up to date"
@@ -264,7 +263,6 @@ def import_floor(clone: Path, env: dict[str, str], figures: Figures) -> Run:
     """Each stage's bare import, one after the other, then one `dvc status`, in a fresh clone."""
     imports = measure_all([stage_import(stage) for stage in STAGES], clone, env)
     status = measure(["dvc", "status"], clone, env)
-    figures[FLOOR_IMPORTS].runs.append(imports)
     figures[FLOOR_STATUS].runs.append(status)
     return Run(imports.seconds + status.seconds, max(imports.peak_rss, status.peak_rss))
 
@@ -486,7 +484,7 @@ def report(
         )
 
     lines = [
-        "## Pipeline benchmark",
+        "### Results",
         "",
         *machine_lines(settings),
         f"- load average (1, 5, 15 min) before: {', '.join(f'{v:.2f}' for v in load_before)}; "
@@ -519,7 +517,7 @@ def report(
         f"3. {notes['large']}",
         f"4. {notes['rss']}",
         "",
-        "### Where the cold repro's time goes (50 rows)",
+        "#### Where the cold repro's time goes (50 rows)",
         "",
         "| part | seconds |",
         "|---|---|",
@@ -534,7 +532,7 @@ def report(
     ]
     for clone, label in ((small_clone, "50 rows"), (large_clone, large_label)):
         lines += [
-            f"### Stages one by one, {label} (`python -m stages.NAME` in a reproduced clone)",
+            f"#### Stages one by one, {label} (`python -m stages.NAME` in a reproduced clone)",
             "",
             "| stage | wall | bare import | after import | peak RSS |",
             "|---|---|---|---|---|",
@@ -553,7 +551,7 @@ def report(
             "",
         ]
     lines += [
-        "### Imports by stage (`python -X importtime`, one run, seconds; slower than untraced)",
+        "#### Imports by stage (`python -X importtime`, one run, seconds; slower than untraced)",
         "",
         "| stage | torch | matplotlib | run: all imports | largest packages (own modules) "
         "| imported on first use |",
