@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 # DVC runs each stage's `python -m stages.NAME` through the shell: put the venv first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup setup-s3 setup-test repro test lint format clean-venv
+.PHONY: setup setup-s3 setup-test repro test lint format benchmark benchmark-quick clean-venv
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,13 @@ lint: setup
 format: setup
 	ruff format .
 	ruff check --fix .
+
+# Not part of `make test`: it times real pipeline runs (see "Benchmark" in the README).
+benchmark: setup
+	python benchmarks/pipeline_benchmark.py
+
+benchmark-quick: setup
+	python benchmarks/pipeline_benchmark.py --quick
 
 clean-venv:
 	rm -rf $(VENV)
