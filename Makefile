@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 # DVC runs each stage's `python -m stages.NAME` through the shell: put the venv first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test lint format clean-venv
+.PHONY: setup repro test lint format clean-venv report lock-check
 
 setup: $(VENV)/.installed
 
@@ -19,6 +19,16 @@ repro: setup
 
 test: setup lint
 	python -m pytest
+
+# `make report BASE=main`: report.md (gate, params, metrics, figures) against BASE; exits 1 on a
+# regression beyond regression_gate.yaml. Reports on the workspace as it is: `make repro` first.
+BASE ?= main
+report: setup
+	python -m pytorch_workflow.report --base $(BASE)
+
+# Fails when the commit's dvc.lock, metrics or plots are not what `dvc repro` makes.
+lock-check: repro
+	python -m pytorch_workflow.lock_check
 
 lint: setup
 	ruff check .
