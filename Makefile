@@ -5,7 +5,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 # DVC runs each stage's `python -m stages.NAME` through the shell: put the venv first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test lint format clean-venv experiments report lock-check
+.PHONY: setup repro test lint format clean-venv experiments report lock-check benchmark
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ report: setup
 # Fails when the commit's dvc.lock, metrics or plots are not what `dvc repro` makes.
 lock-check: repro
 	python -m pytorch_workflow.lock_check
+
+# A queue of 4 experiments two at a time against the same 4 one after another (a few minutes).
+benchmark: setup
+	python benchmarks/queue_vs_sequential.py
 
 lint: setup
 	ruff check .
