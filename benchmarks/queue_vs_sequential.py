@@ -21,6 +21,7 @@ queue's time goes. Timings on a machine shared with other work are noisy: compar
 """
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -71,10 +72,21 @@ class Clone:
         self.stop_workers()
 
     def stop_workers(self) -> None:
-        subprocess.run(["dvc", "queue", "stop"], cwd=self.root, capture_output=True)
-        _, alive = psutil.wait_procs(self.processes(), timeout=30)
-        for process in alive:  # a worker that ignored the stop
-            process.kill()
+        """End the idle queue workers by process id, as `make experiments` does.
+
+        Not with `dvc queue stop`: a stop request that finds no running worker stays in the
+        queue and ends the next workers after one experiment each (see
+        pytorch_workflow/experiments.py), which would strand the next round's queue.
+        """
+        processes = self.processes()
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if "queue-worker" in process.cmdline():
+                    process.terminate()
+        _, alive = psutil.wait_procs(processes, timeout=30)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
 
     def processes(self) -> list[psutil.Process]:
         root = str(self.root.resolve())

@@ -13,12 +13,20 @@ No stage imports this module.
 """
 
 import argparse
+import base64
+import contextlib
+import json
 import subprocess
 import sys
+from pathlib import Path
+
+import psutil
 
 from pytorch_workflow.errors import UserError, exit_on_user_error
 
 SORT_BY = "metrics/evaluate.json:mae"
+# DVC's queue: a celery app whose broker keeps its messages as files here.
+CELERY_DIR = Path(".dvc/tmp/exps/celery")
 # Dropped from the table (DVC matches each at the start of a column name): bookkeeping, file
 # hashes (any name with a slash), the learned weights, and train.json's copies of the params
 # and of the test MAE.
@@ -45,19 +53,72 @@ def failed_tasks() -> set[str]:
     return {line.split()[0] for line in status.splitlines() if line.split()[-1:] == ["Failed"]}
 
 
+def queue_workers() -> list[psutil.Process]:
+    """This repository's queue workers: `dvc exp queue-worker` processes working here."""
+    root = str(Path.cwd().resolve())
+    workers = []
+    for process in psutil.process_iter(["cmdline", "cwd"]):
+        if "queue-worker" in (process.info["cmdline"] or []) and process.info["cwd"] == root:
+            workers.append(process)
+    return workers
+
+
+def stop_workers(workers: list[psutil.Process], timeout: float = 15) -> None:
+    """End idle workers by process id (SIGTERM: celery's warm shutdown), killing any that hang."""
+    for worker in workers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.terminate()
+    _, alive = psutil.wait_procs(workers, timeout=timeout)
+    for worker in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.kill()
+
+
+def drop_stale_stop_requests() -> int:
+    """Delete the stop requests in DVC's queue that no running worker received.
+
+    `dvc queue stop` broadcasts a shutdown to every worker name the queue has used. A worker that
+    is no longer running never reads it, and the next worker with the same name (they are
+    numbered, `dvc-exp-HASH-1`, ...) obeys it after its first experiment: the rest of the queue
+    then waits forever for a worker. Call this only while none of the workers runs. The requests
+    are files of kombu's filesystem transport; a file this cannot read is left alone.
+    """
+    dropped = 0
+    for message in (CELERY_DIR / "broker" / "in").glob("*.pidbox.msg"):
+        try:
+            envelope = json.loads(message.read_text(encoding="utf-8"))
+            body = envelope["body"]
+            if envelope.get("properties", {}).get("body_encoding") == "base64":
+                body = base64.b64decode(body)
+            method = json.loads(body).get("method")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if method == "shutdown":
+            message.unlink(missing_ok=True)
+            dropped += 1
+    return dropped
+
+
 def run_grid(set_params: list[str], jobs: int) -> int:
     """Queue the grid, run the whole queue `jobs` at a time and wait; returns how many failed."""
+    if not queue_workers():
+        dropped = drop_stale_stop_requests()
+        if dropped:
+            print(f"Dropped {dropped} stop request(s) left in the queue for workers that had ended")
     failed_before = failed_tasks()
     dvc("exp", "run", "--queue", *(arg for param in set_params for arg in ("-S", param)))
-    finished = False
     try:
         # --run-all starts `jobs` workers and follows every queued experiment to its end.
         dvc("exp", "run", "--run-all", "--jobs", str(jobs))
-        finished = True
-    finally:
-        # The workers outlive --run-all; stop them (and, if interrupted, what they still run).
-        stop = ["queue", "stop"] if finished else ["queue", "stop", "--kill"]
-        subprocess.run(["dvc", *stop], capture_output=True)
+    except BaseException:
+        # Interrupted or failed: stop what the workers still run. Only while they run: a stop
+        # request that no worker reads would stop the next ones (see drop_stale_stop_requests).
+        if queue_workers():
+            subprocess.run(["dvc", "queue", "stop", "--kill"], capture_output=True)
+        stop_workers(queue_workers())
+        raise
+    # The workers idle for a while before they exit; they have nothing left to do.
+    stop_workers(queue_workers())
     return len(failed_tasks() - failed_before)
 
 

@@ -6,13 +6,15 @@ process id whatever is left, and the tests fail if anything had to be killed.
 
 import json
 import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.conftest import clone_copy, run
+from tests.conftest import clone_copy, run, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -20,6 +22,7 @@ pytestmark = pytest.mark.slow
 GRID = ["-S", "train.lr=0.001,0.1", "-S", "train.epochs=50,100"]
 COMBINATIONS = {(0.001, 50), (0.001, 100), (0.1, 50), (0.1, 100)}
 ALONE = {"train.lr": 0.001, "train.epochs": 100}
+SECOND_GRID_LRS = (0.02, 0.03)
 
 
 def processes_in(repo: Path) -> list[psutil.Process]:
@@ -67,20 +70,47 @@ def train_params(data: dict) -> tuple[float, int]:
     return float(train["lr"]), int(train["epochs"])
 
 
+def run_grid(repo: Path, grid: list[str], jobs: int = 2) -> subprocess.CompletedProcess:
+    """What `make experiments` runs, with a time limit: a stranded queue would wait forever."""
+    command = [sys.executable, "-m", "pytorch_workflow.experiments", "--jobs", str(jobs), *grid]
+    result = subprocess.run(
+        command, cwd=repo, env=tool_env(), capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    return result
+
+
 @pytest.fixture(scope="module")
 def swept(reproduced, tmp_path_factory):
-    """The grid, run by the module `make experiments` calls: its output and what outlived it."""
+    """The grid in a copy: the command's output, the queue's status, and what outlived it."""
     repo = clone_copy(reproduced[0], tmp_path_factory.mktemp("swept") / "repo")
     try:
-        result = run(
-            [sys.executable, "-m", "pytorch_workflow.experiments", "--jobs", "2", *GRID], repo
-        )
+        result = run_grid(repo, GRID)
         # The command stops the workers itself; give them a moment to finish exiting.
-        outlived = wait_for_exit(repo, timeout=20)
+        outlived = wait_for_exit(repo, timeout=30)
+        statuses = run(["dvc", "queue", "status"], repo).stdout
     finally:
         killed = stop_queue(repo)
     assert killed == [], f"queue processes had to be killed: {killed}"
-    return repo, result, outlived
+    return repo, result, outlived, statuses
+
+
+@pytest.fixture(scope="module")
+def after_a_stray_stop(swept):
+    """The same repo, after `dvc queue stop` with no worker running, then another grid.
+
+    One worker and two experiments: obeying the stop request, the worker would end after the
+    first, and the second would wait forever (run_grid's time limit would fail the test).
+    """
+    repo = swept[0]
+    try:
+        run(["dvc", "queue", "stop"], repo)
+        lrs = ",".join(map(str, SECOND_GRID_LRS))
+        result = run_grid(repo, ["-S", f"train.lr={lrs}"], jobs=1)
+    finally:
+        killed = stop_queue(repo)
+    assert killed == [], f"queue processes had to be killed: {killed}"
+    return repo, result
 
 
 @pytest.fixture(scope="module")
@@ -93,18 +123,17 @@ def alone(reproduced, tmp_path_factory) -> Path:
 
 
 def test_a_sweep_runs_one_experiment_per_combination(swept):
-    repo, _, _ = swept
+    repo, _, _, statuses = swept
 
-    ran = experiments(repo)
+    ran = [data for data in experiments(repo) if train_params(data)[0] in (0.001, 0.1)]
 
     assert sorted(train_params(data) for data in ran) == sorted(COMBINATIONS)
     assert all(data["metrics"]["metrics/evaluate.json"]["data"]["mae"] > 0 for data in ran)
-    statuses = run(["dvc", "queue", "status"], repo).stdout
     assert statuses.count("Success") == 4 and "Failed" not in statuses
 
 
 def test_the_comparison_lists_the_experiments_best_test_mae_first(swept):
-    _, result, _ = swept
+    _, result, _, _ = swept
 
     table = result.stdout.split("Experiments sorted by test MAE")[1].splitlines()
     header = [cell.strip() for cell in table[1].strip("|").split("|")]
@@ -117,13 +146,13 @@ def test_the_comparison_lists_the_experiments_best_test_mae_first(swept):
 
 
 def test_no_queue_process_outlives_the_grid(swept):
-    _, _, outlived = swept
+    _, _, outlived, _ = swept
 
     assert outlived == []
 
 
 def test_a_queued_experiment_writes_the_same_bytes_as_the_same_params_run_alone(swept, alone):
-    repo, _, _ = swept
+    repo, _, _, _ = swept
     (queued,) = [
         data
         for data in experiments(repo)
@@ -137,3 +166,11 @@ def test_a_queued_experiment_writes_the_same_bytes_as_the_same_params_run_alone(
     alone_outs = {path: out["hash"] for path, out in by_itself["outs"].items()}
     assert queued_outs == alone_outs
     assert {"models/model.pt", "plots/loss.png", "models/export"} <= set(queued_outs)
+
+
+def test_a_stop_request_left_for_ended_workers_does_not_strand_the_next_grid(after_a_stray_stop):
+    repo, result = after_a_stray_stop
+
+    assert re.match(r"Dropped [1-9]\d* stop request\(s\) left in the queue", result.stdout)
+    learning_rates = sorted(train_params(data)[0] for data in experiments(repo))
+    assert [lr for lr in learning_rates if lr in SECOND_GRID_LRS] == list(SECOND_GRID_LRS)
