@@ -8,7 +8,8 @@ of the repository, `--jobs` at a time; this waits for all of them, stops the que
 and prints `dvc exp show` sorted by test MAE. The workspace is left as it was: keep the best
 with `dvc exp apply NAME` or `dvc exp branch NAME BRANCH`.
 
-Exits 1 if any experiment failed. Anything already waiting in the queue runs too.
+Exits 1 if any experiment failed. Anything already waiting in the queue runs too; without -S,
+only that runs.
 No stage imports this module.
 """
 
@@ -106,7 +107,8 @@ def run_grid(set_params: list[str], jobs: int) -> int:
         if dropped:
             print(f"Dropped {dropped} stop request(s) left in the queue for workers that had ended")
     failed_before = failed_tasks()
-    dvc("exp", "run", "--queue", *(arg for param in set_params for arg in ("-S", param)))
+    if set_params:
+        dvc("exp", "run", "--queue", *(arg for param in set_params for arg in ("-S", param)))
     try:
         # --run-all starts `jobs` workers and follows every queued experiment to its end.
         dvc("exp", "run", "--run-all", "--jobs", str(jobs))
@@ -130,9 +132,10 @@ def main(argv: list[str] | None = None) -> None:
         "--set-param",
         dest="set_params",
         action="append",
-        required=True,
+        default=[],
         metavar="PARAM=V1,V2",
-        help="a param and its values, DVC's sweep syntax; repeat for a grid",
+        help="a param and its values, DVC's sweep syntax; repeat for a grid; "
+        "none: run only what is already queued",
     )
     parser.add_argument("-j", "--jobs", type=int, default=2, help="experiments at a time")
     args = parser.parse_args(argv)
