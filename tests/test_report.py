@@ -1,0 +1,118 @@
+"""What CI runs on a pull request, in temporary git copies: the report, its gate, the lock check."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run
+
+pytestmark = pytest.mark.slow
+
+FIGURES = ("loss.png", "predictions.png")
+
+
+def make(target: list[str], repo: Path, check: bool = True) -> subprocess.CompletedProcess:
+    # -o setup: this test's environment is already installed; don't build a .venv in the copy.
+    return run(["make", "-o", "setup", *target], repo, check=check)
+
+
+def report(repo: Path, base: str = "main") -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "pytorch_workflow.report", "--base", base], repo, check=False)
+
+
+def inject(repo: Path, metric: str, change: float) -> None:
+    """Change one number in the workspace's metrics, as a worse or better model would."""
+    path = repo / "metrics/evaluate.json"
+    metrics = json.loads(path.read_text())
+    metrics[metric] += change
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def row(*cells: str) -> re.Pattern:
+    """A Markdown table row with these cells, however DVC pads them."""
+    return re.compile(r"\|\s*" + r"\s*\|\s*".join(map(re.escape, cells)) + r"\s*\|")
+
+
+def test_report_on_a_branch_shows_the_param_and_metric_diff_against_main(pipeline_repo):
+    repo = pipeline_repo
+    run(["git", "checkout", "-q", "-b", "longer-training"], repo)
+    run(["dvc", "exp", "run", "-S", "train.epochs=300"], repo)
+    run(["git", "commit", "-q", "-am", "Train for 300 epochs"], repo)
+
+    result = make(["report", "BASE=main"], repo)
+
+    text = (repo / "report.md").read_text()
+    assert text.startswith("# Pipeline report: workspace against main (")
+    assert row("params.yaml", "train.epochs", "100", "300").search(text)
+    assert row("metrics/evaluate.json", "mae", "0.05688", "0.00845", "-0.04843").search(text)
+    # Longer training is an improvement: the gate passes and says so.
+    assert "**Passed:**" in text and "Regression gate passed" in result.stdout
+    assert row("metrics/evaluate.json:mae", "0.0568781", "0.00844789").search(text)
+    for name in FIGURES:
+        base_copy, workspace_copy = repo / f"report/base-{name}", repo / f"report/workspace-{name}"
+        assert f"](report/base-{name})" in text and f"](report/workspace-{name})" in text
+        committed = subprocess.run(
+            ["git", "show", f"main:plots/{name}"], cwd=repo, capture_output=True, check=True
+        ).stdout
+        assert base_copy.read_bytes() == committed
+        assert workspace_copy.read_bytes() == (repo / "plots" / name).read_bytes()
+        assert base_copy.read_bytes() != workspace_copy.read_bytes()
+
+
+@pytest.mark.parametrize(("change", "regressed"), [(+0.05, True), (-0.05, False)])
+def test_the_gate_fails_on_a_regression_and_passes_on_an_improvement(
+    pipeline_repo, change, regressed
+):
+    inject(pipeline_repo, "mae", change)
+
+    result = report(pipeline_repo)
+
+    text = (pipeline_repo / "report.md").read_text()
+    if regressed:
+        assert result.returncode == 1
+        assert result.stderr == (
+            "regression: metrics/evaluate.json:mae rose by 0.05 (0.0568781 -> 0.106878), "
+            "more than the allowed 0.001\n"
+        )
+        assert "**Failed.** metrics/evaluate.json:mae rose by 0.05" in text
+        assert row("metrics/evaluate.json:mae", "0.0568781", "0.106878", "+0.05").search(text)
+    else:
+        assert result.returncode == 0, result.stderr
+        assert "**Passed:**" in text
+    assert row("metrics/evaluate.json", "mae", "0.05688").search(text)
+
+
+def test_report_refuses_an_unknown_base_in_one_line(pipeline_repo):
+    result = report(pipeline_repo, base="no-such-branch")
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --base no-such-branch: not a git revision")
+    assert len(result.stderr.splitlines()) == 1
+    assert not (pipeline_repo / "report.md").exists()
+
+
+def test_lock_check_passes_when_repro_changes_nothing(pipeline_repo):
+    result = make(["lock-check"], pipeline_repo)
+
+    assert "up to date: `dvc repro` changed nothing" in result.stdout
+
+
+def test_lock_check_names_each_stage_that_a_stale_commit_would_change(pipeline_repo):
+    # A param changed and a metric edited by hand, committed without rerunning the pipeline.
+    params = pipeline_repo / "params.yaml"
+    params.write_text(params.read_text().replace("log_every: 10", "log_every: 20"))
+    inject(pipeline_repo, "mae", -0.01)
+    run(["git", "commit", "-q", "-am", "Log less often, and a better number"], pipeline_repo)
+
+    result = make(["lock-check"], pipeline_repo, check=False)
+
+    assert result.returncode != 0
+    assert "Stale: `dvc repro` on this commit changes what it records" in result.stderr
+    assert "stage 'train': params.yaml train.log_every: 10 -> 20\n" in result.stderr
+    assert "stage 'evaluate': differs from the commit: metrics/evaluate.json\n" in result.stderr
+    assert "stage 'export': params.yaml train.log_every: 10 -> 20;" in result.stderr
+    assert "stage 'prepare'" not in result.stderr and "stage 'split'" not in result.stderr
