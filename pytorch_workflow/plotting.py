@@ -1,11 +1,16 @@
-"""The course's pictures: `plot_predictions` and the loss curves, as byte-stable PNG files."""
+"""The course's pictures (`plot_predictions`, the loss curves) and the tables `dvc plots` draws."""
 
+import csv
 import io
+import math
 from pathlib import Path
 
 import numpy as np
 
-from pytorch_workflow.files import atomic_write_bytes
+from pytorch_workflow.errors import UserError
+from pytorch_workflow.files import atomic_write_bytes, atomic_write_text
+
+LOSS_COLUMNS = ("epoch", "train_loss", "test_loss")
 
 
 def _pyplot():
@@ -16,6 +21,63 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def write_table(path: str | Path, columns: dict[str, np.ndarray]) -> None:
+    """A small table as CSV for `dvc plots`; every number as its shortest exact text."""
+    names = list(columns)
+    lines = [",".join(names)]
+    for row in zip(*(columns[name].tolist() for name in names), strict=True):
+        lines.append(
+            ",".join(
+                _text(value, columns[name].dtype) for value, name in zip(row, names, strict=True)
+            )
+        )
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _text(value: float | int, dtype: np.dtype) -> str:
+    if dtype == np.float32:
+        return str(np.float32(value))  # the shortest text that reads back as the same float32
+    return repr(value)
+
+
+def read_loss_table(path: str | Path) -> dict[str, np.ndarray]:
+    """`plots/loss.csv` from the train stage, checked: its columns, and finite numbers."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            rows = list(csv.reader(file))
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found; run `dvc repro` to make it") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise UserError(f"{path}: not a readable loss table ({error})") from None
+    if not rows or tuple(rows[0]) != LOSS_COLUMNS or len(rows) < 2:
+        raise UserError(
+            f"{path}: expected the columns {','.join(LOSS_COLUMNS)} and a row per epoch"
+        )
+    values: list[list[float]] = []
+    for number, row in enumerate(rows[1:], start=1):
+        try:
+            parsed = [float(cell) for cell in row]
+        except ValueError:
+            parsed = []
+        if len(parsed) != len(LOSS_COLUMNS) or not all(map(math.isfinite, parsed)):
+            raise UserError(
+                f"{path}: row {number} is not three finite numbers: {','.join(row)[:80]}"
+            )
+        values.append(parsed)
+    table = np.array(values)
+    return {name: table[:, i] for i, name in enumerate(LOSS_COLUMNS)}
+
+
+def _save(figure, path: str | Path) -> None:
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    # No software version in the file: the same figure gives the same bytes.
+    figure.savefig(buffer, format="png", dpi=72, metadata={"Software": None})
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_predictions(
@@ -37,27 +99,16 @@ def plot_predictions(
     _save(figure, path)
 
 
-def plot_loss_curves(
-    path: str | Path, epochs: np.ndarray, train_loss: np.ndarray, test_loss: np.ndarray
-) -> None:
+def plot_loss_curves(path: str | Path, losses: dict[str, np.ndarray]) -> None:
     plt = _pyplot()
     figure = plt.figure(figsize=(10, 7))
-    plt.plot(epochs, train_loss, label="Train loss")
-    plt.plot(epochs, test_loss, label="Test loss")
+    plt.plot(losses["epoch"], losses["train_loss"], label="Train loss")
+    plt.plot(losses["epoch"], losses["test_loss"], label="Test loss")
     plt.title("Training and test loss curves")
     plt.ylabel("Loss")
     plt.xlabel("Epochs")
     plt.legend()
     _save(figure, path)
-
-
-def _save(figure, path: str | Path) -> None:
-    plt = _pyplot()
-    buffer = io.BytesIO()
-    # No software version in the file: the same figure gives the same bytes.
-    figure.savefig(buffer, format="png", dpi=72, metadata={"Software": None})
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_predicted_vs_actual(path: str | Path, actual: np.ndarray, predicted: np.ndarray) -> None:
@@ -73,11 +124,9 @@ def plot_predicted_vs_actual(path: str | Path, actual: np.ndarray, predicted: np
     _save(figure, path)
 
 
-def plot_confusion_matrix(path: str | Path, actual: np.ndarray, predicted: np.ndarray) -> None:
-    """Counts of each (actual, predicted) pair for a 0/1 target."""
+def plot_confusion_matrix(path: str | Path, counts: np.ndarray) -> None:
+    """Counts of each (actual, predicted) pair for a 0/1 target, over the whole test split."""
     plt = _pyplot()
-    counts = np.zeros((2, 2), dtype=np.int64)
-    np.add.at(counts, (np.asarray(actual, np.int64), np.asarray(predicted, np.int64)), 1)
     figure = plt.figure(figsize=(6, 5))
     plt.imshow(counts, cmap="Blues")
     for row in range(2):
@@ -89,3 +138,15 @@ def plot_confusion_matrix(path: str | Path, actual: np.ndarray, predicted: np.nd
     plt.ylabel("Actual")
     plt.title("Confusion matrix (test split)")
     _save(figure, path)
+
+
+def draw_evaluation(path: str | Path, evaluation, features, table: dict[str, np.ndarray]) -> None:
+    """The course's plot_predictions for one feature; otherwise what fits the task."""
+    if evaluation.confusion is not None:
+        plot_confusion_matrix(path, evaluation.confusion)
+    elif len(features.names) == 1:
+        train_x, train_y, _ = evaluation.train.arrays()
+        test_x, test_y, outputs = evaluation.test.arrays()
+        plot_predictions(path, train_x, train_y, test_x, test_y, predictions=outputs)
+    else:
+        plot_predicted_vs_actual(path, table["actual"], table["predicted"])

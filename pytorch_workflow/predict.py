@@ -1,60 +1,112 @@
-"""Predict with the exported bundle: `python -m pytorch_workflow.predict INPUT.csv OUTPUT.csv`.
+"""Predict with an exported bundle: `python -m pytorch_workflow.predict INPUT.csv OUTPUT.csv`.
 
-INPUT.csv has the model's feature columns (for the course's line: `x`; a single unnamed column
-is taken as the only feature). OUTPUT.csv gets those columns and `prediction`, or `probability`
-of class 1 for a classifier. Only the bundle's `torch.export` program is used, not the model's
-Python class; it standardises the features itself when the model was trained that way.
+INPUT.csv needs the model's feature columns (for the course's line: `x`; a single column is
+taken as the only feature, whatever its name). OUTPUT.csv gets every input column as it was,
+then `prediction`, or `probability` of class 1 for a classifier. Both are streamed, so the
+input may be larger than memory.
+
+The model is rebuilt from the bundle's `model.pt` (tensors only, loaded with `weights_only=True`)
+and its model card: no code from the bundle runs. `--trust-program` runs the bundle's
+`torch.export` program instead; loading a program runs code from it, so use it only for a
+bundle you made or fetched from a source you trust.
 """
 
 import argparse
+import csv
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 import torch
 
-from pytorch_workflow.data import write_csv
+from pytorch_workflow.device import resolve_device
 from pytorch_workflow.errors import UserError, exit_on_user_error
-from pytorch_workflow.export import PROGRAM_FILE, load_program, read_card
+from pytorch_workflow.export import PROGRAM_FILE, load_program, model_from_bundle, read_card
+from pytorch_workflow.files import atomic_path
 from pytorch_workflow.metrics import sigmoid
+from pytorch_workflow.params import DEVICE_CHOICES
 from pytorch_workflow.paths import load_paths
 
+_BLOCK_BYTES = 1 << 22
 
-def read_inputs(path: Path, columns: list[str]) -> pd.DataFrame:
+
+def input_reader(
+    path: Path, columns: list[str]
+) -> tuple[pa_csv.CSVStreamingReader, dict[str, str]]:
+    """A streaming reader of every column as text, and which input column feeds each feature."""
     try:
-        table = pd.read_csv(path)
+        mode = path.stat().st_mode
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: not a readable CSV ({str(error).strip()[:160]})") from None
-    if len(columns) == 1 and columns[0] not in table.columns and len(table.columns) == 1:
-        table = table.rename(columns={table.columns[0]: columns[0]})
-    missing = [column for column in columns if column not in table.columns]
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path}: not a regular file (a folder?); give a CSV file")
+    options = pa_csv.ReadOptions(block_size=_BLOCK_BYTES)
+    try:
+        names = pa_csv.open_csv(path, read_options=options).schema.names
+        reader = pa_csv.open_csv(
+            path,
+            read_options=options,
+            convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
+        )
+    except (pa.ArrowInvalid, OSError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "empty file"
+        raise UserError(f"{path}: not a readable CSV ({reason[:160]})") from None
+    if len(columns) == 1 and columns[0] not in names and len(names) == 1:
+        return reader, {columns[0]: names[0]}
+    missing = [column for column in columns if column not in names]
     if missing:
         raise UserError(
             f"{path}: expected column(s) {', '.join(columns)}; missing {', '.join(missing)}"
         )
-    if table.empty:
-        raise UserError(f"{path}: has no rows")
-    for column in columns:
-        values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
-        if not np.isfinite(values).all():
-            row = int(np.flatnonzero(~np.isfinite(values))[0])
-            raise UserError(
-                f"{path}: column {column} row {row} is not a finite number: "
-                f"{table[column].iloc[row]!r}"
+    return reader, {column: column for column in columns}
+
+
+def feature_matrix(
+    path: Path, batch: pa.RecordBatch, sources: dict[str, str], first_row: int
+) -> np.ndarray:
+    """The batch's features as float32 (n, k), naming the row and column of a bad value."""
+    columns = []
+    for feature, source in sources.items():
+        text = batch.column(source)
+        try:
+            values = pc.cast(pc.utf8_trim_whitespace(text), pa.float64()).to_numpy(
+                zero_copy_only=False
             )
-    return table[columns].astype(np.float32)
+        except pa.ArrowInvalid:
+            values = np.array([_number(v) for v in text.to_pylist()], dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+            as_float32 = values.astype(np.float32)
+        bad = ~np.isfinite(as_float32)
+        if bad.any():
+            index = int(np.flatnonzero(bad)[0])
+            raise UserError(
+                f"{path}: row {first_row + index}, column {source!r}: "
+                f"{text[index].as_py()!r} is not a finite float32 number (feature {feature})"
+            )
+        columns.append(as_float32)
+    return np.ascontiguousarray(np.column_stack(columns))
 
 
-def predict(bundle: Path, inputs: pd.DataFrame) -> np.ndarray:
-    """The program's raw outputs (values, or logits for a classifier) for each row."""
-    card = read_card(bundle)
-    program = load_program(bundle / PROGRAM_FILE)
-    device = torch.device(card.get("device", "cpu"))
-    with torch.inference_mode():
-        X = torch.from_numpy(inputs.to_numpy(dtype=np.float32, copy=True)).to(device)
-        return program(X).cpu().numpy().reshape(-1)
+def _number(text: str | None) -> float:
+    try:
+        return float(text) if text is not None else np.nan
+    except ValueError:
+        return np.nan
+
+
+def check_output(input_path: Path, output: Path) -> None:
+    """Refuse an output that would overwrite the input or cannot be a file."""
+    if output.exists() and output.is_dir():
+        raise UserError(f"{output}: is a folder; give the output CSV's file name")
+    if output.exists() and os.path.samefile(input_path, output):
+        raise UserError(f"{output}: is the input file; predictions would overwrite it")
+    parent = output.parent
+    if parent.exists() and not parent.is_dir():
+        raise UserError(f"{output}: its folder {parent} is a file")
 
 
 @exit_on_user_error
@@ -65,17 +117,53 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--bundle", type=Path, default=None, help="export folder (default: the pipeline's)"
     )
+    parser.add_argument(
+        "--trust-program",
+        action="store_true",
+        help=f"run the bundle's {PROGRAM_FILE} (loading a program runs code from it)",
+    )
+    parser.add_argument("--device", default="cpu", help=f"{DEVICE_CHOICES} (default: cpu)")
     args = parser.parse_args(argv)
+
     bundle = args.bundle or load_paths().export_dir
     card = read_card(bundle)
-    inputs = read_inputs(args.input, card["input"]["columns"])
-    outputs = predict(bundle, inputs)
-    if card.get("output") == "logit":
-        written = inputs.assign(probability=sigmoid(outputs))
-    else:
-        written = inputs.assign(prediction=outputs)
-    write_csv(args.output, written)
-    print(f"Wrote {len(written)} predictions to {args.output}")
+    check_output(args.input, args.output)
+    reader, sources = input_reader(args.input, card["input"]["columns"])
+    device = resolve_device(args.device)
+    model = load_program(bundle / PROGRAM_FILE) if args.trust_program else model_from_bundle(bundle)
+    model = model.to(device)
+    name = "probability" if card["output"] == "logit" else "prediction"
+    rows = 0
+    with atomic_path(args.output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow([*reader.schema.names, name])
+        for batch in _batches(args.input, reader):
+            X = torch.from_numpy(feature_matrix(args.input, batch, sources, rows + 1))
+            with torch.inference_mode():
+                outputs = model(X.to(device)).cpu().numpy().reshape(-1)
+            column = sigmoid(outputs) if name == "probability" else outputs
+            # The input's columns exactly as they were, then the shortest text of each output.
+            texts = (
+                [str(value) for value in column.tolist()]
+                if name == "probability"
+                else [str(np.float32(value)) for value in column]
+            )
+            for row in zip(
+                *(batch.column(i).to_pylist() for i in range(batch.num_columns)), texts, strict=True
+            ):
+                writer.writerow(["" if cell is None else cell for cell in row])
+            rows += batch.num_rows
+        if rows == 0:
+            raise UserError(f"{args.input}: has no rows")
+    print(f"Wrote {rows:,} predictions to {args.output}")
+
+
+def _batches(path: Path, reader: pa_csv.CSVStreamingReader):
+    try:
+        yield from reader
+    except pa.ArrowInvalid as error:
+        reason = str(error).strip().splitlines()[0]
+        raise UserError(f"{path}: not a readable CSV ({reason[:160]})") from None
 
 
 if __name__ == "__main__":

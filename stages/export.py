@@ -1,51 +1,66 @@
 """Stage 5, export: the deployable bundle (state_dict, torch.export program, model card)."""
 
+from pytorch_workflow.errors import exit_on_user_error
+from pytorch_workflow.params import load_params
+
+# Checked before torch is imported (about two seconds), so a typo fails at once.
+PARAMS = exit_on_user_error(load_params)()
+
 import json
 
-from pytorch_workflow.data import read_features, read_table
-from pytorch_workflow.device import resolve_device
-from pytorch_workflow.errors import exit_on_user_error
-from pytorch_workflow.export import ExportInputs, export_bundle
+from pytorch_workflow.data_setup import OUTPUT_COLUMN, ParquetTable, read_features
+from pytorch_workflow.device import resolve_device, use_repeatable_kernels
+from pytorch_workflow.errors import UserError
+from pytorch_workflow.export import Bundle, export_bundle
 from pytorch_workflow.files import sha256_of_file
-from pytorch_workflow.params import load_params
 from pytorch_workflow.paths import load_paths
 
 
 @exit_on_user_error
 def main() -> None:
-    params = load_params()
+    params = PARAMS
     paths = load_paths()
     device = resolve_device(params.device)
+    use_repeatable_kernels(device)
 
     features = read_features(paths.features)
-    test = read_table(paths.test, features.columns)
-    evaluated = read_table(paths.test_predictions, ("output",))
-    with open(paths.evaluate_metrics, encoding="utf-8") as file:
-        metrics = json.load(file)
+    test = ParquetTable(paths.test, features.columns)
+    evaluated = ParquetTable(paths.test_predictions, (OUTPUT_COLUMN,))
+    if evaluated.offsets != test.offsets:
+        raise UserError(
+            f"{paths.test_predictions}: its rows do not line up with {paths.test}; run `dvc repro`"
+        )
+    try:
+        metrics = json.loads(paths.evaluate_metrics.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UserError(
+            f"{paths.evaluate_metrics}: not readable metrics ({error}); run `dvc repro`"
+        ) from None
     hashed = {
         "dataset": paths.dataset,
         "train": paths.train,
         "test": paths.test,
         "model": paths.model,
     }
-    inputs = ExportInputs(
-        model_name=params.model.name,
+    bundle = Bundle(
+        model_name=params.model,
         task=params.task,
-        device=device,
-        checkpoint=paths.model,
         features=features,
-        test_features=test[list(features.names)].to_numpy(copy=True),
-        evaluated_outputs=evaluated["output"].to_numpy(copy=True),
-        card={
+        checkpoint=paths.model,
+        test=test,
+        evaluated=evaluated,
+        provenance={
             "params": params.raw,
             "metrics": metrics,
+            "device": str(device),
             "sha256": {name: sha256_of_file(path) for name, path in hashed.items()},
         },
+        device=device,
     )
-    export_bundle(inputs, paths.export_dir)
+    export_bundle(bundle, paths.export_dir)
     print(
         f"Exported {paths.export_dir}: the reloaded state_dict and torch.export program "
-        f"match evaluate's {len(test)} test predictions bit for bit"
+        f"match evaluate's {test.rows:,} test predictions bit for bit"
     )
 
 

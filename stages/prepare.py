@@ -1,6 +1,6 @@
 """Stage 1, prepare: make the dataset, the course's straight line or the user's CSV."""
 
-from pytorch_workflow.data import make_dataset, write_table
+from pytorch_workflow.data_setup import dataset_chunks, write_table
 from pytorch_workflow.errors import exit_on_user_error
 from pytorch_workflow.params import load_params
 from pytorch_workflow.paths import load_paths
@@ -11,17 +11,16 @@ def main() -> None:
     params = load_params()
     paths = load_paths()
 
-    dataset = make_dataset(params.data, params.task, params.seed)
-    write_table(paths.dataset, dataset)
+    chunks = dataset_chunks(params.data, params.task, params.seed)
+    rows = write_table(paths.dataset, chunks, params.data.chunk_rows)
 
     data = params.data
     if data.source == "csv":
-        features = ", ".join(dataset.columns[:-1])
-        print(f"Read {len(dataset)} rows from {data.path}: {data.target} from {features}")
+        print(f"Read {rows:,} rows from {data.path}")
     else:
         print(
-            f"Made {len(dataset)} rows: y = {data.weight} * X + {data.bias}, "
-            f"X from {data.start} to {data.end} by {data.step}, noise std {data.noise_std}"
+            f"Made {rows:,} rows: y = {data.weight:g} * X + {data.bias:g}, X from {data.start:g} "
+            f"to {data.end:g} by {data.step:g}, noise std {data.noise_std:g}"
         )
 
 

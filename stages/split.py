@@ -1,7 +1,8 @@
 """Stage 2, split: the first part of the rows for training, the rest for testing."""
 
-from pytorch_workflow.data import fit_features, read_table, split_data, write_features, write_table
+from pytorch_workflow.data_setup import ParquetTable, fitted_features, split_dataset, write_features
 from pytorch_workflow.errors import exit_on_user_error
+from pytorch_workflow.files import atomic_write_json
 from pytorch_workflow.params import load_params
 from pytorch_workflow.paths import load_paths
 
@@ -11,17 +12,28 @@ def main() -> None:
     params = load_params()
     paths = load_paths()
 
-    dataset = read_table(paths.dataset)
-    train, test = split_data(dataset, params.split, params.seed)
+    dataset = ParquetTable(paths.dataset)
+    summary, train_stats = split_dataset(
+        dataset,
+        params.split,
+        params.task,
+        params.seed,
+        params.data.chunk_rows,
+        paths.train,
+        paths.test,
+    )
     # Fitted on the train split only, so nothing about the test split leaks into training.
-    features = fit_features(train, params.data.standardize)
-    write_table(paths.train, train)
-    write_table(paths.test, test)
+    features = fitted_features(dataset.columns, train_stats, params.data.standardize)
     write_features(paths.features, features)
+    atomic_write_json(paths.split_metrics, summary.metrics())
 
-    print(f"Split {len(dataset)} rows: {len(train)} train, {len(test)} test")
+    for side, values in summary.metrics().items():
+        print(f"{side}: " + ", ".join(f"{name} {value:,.6g}" for name, value in values.items()))
     if features.mean is not None:
         print(f"Standardising {', '.join(features.names)} with the train split's mean and std")
+    note = summary.imbalance()
+    if note:
+        print(f"note: {note}")
 
 
 if __name__ == "__main__":

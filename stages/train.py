@@ -1,51 +1,79 @@
 """Stage 3, train: build the model, run the course's train/test loop, save the state_dict."""
 
-import pandas as pd
+from pytorch_workflow.errors import exit_on_user_error
+from pytorch_workflow.params import Params, load_params
+
+# Checked before torch is imported (about two seconds), so a typo fails at once.
+PARAMS = exit_on_user_error(load_params)()
+
 import torch
 
-from pytorch_workflow import engine
-from pytorch_workflow.checkpoint import save_model
-from pytorch_workflow.data import features_and_target, read_features, read_table, write_csv
-from pytorch_workflow.device import describe, resolve_device, to_device_tensors
-from pytorch_workflow.errors import exit_on_user_error
-from pytorch_workflow.files import atomic_write_json
+from pytorch_workflow import distributed, engine
+from pytorch_workflow.data_setup import ParquetTable, read_features
+from pytorch_workflow.device import describe, resolve_device, use_repeatable_kernels
+from pytorch_workflow.files import atomic_write_json, atomic_write_text, restored_on_failure
 from pytorch_workflow.model_builder import build_model
-from pytorch_workflow.params import load_params
-from pytorch_workflow.paths import load_paths
+from pytorch_workflow.paths import Paths, load_paths
+from pytorch_workflow.utils import save_model
 
 
 @exit_on_user_error
 def main() -> None:
-    params = load_params()
     paths = load_paths()
-    device = resolve_device(params.device)
-    print(f"Using device: {describe(device)}")
+    # The losses are written as training goes: a run that fails puts the last ones back.
+    with restored_on_failure(paths.loss_table, paths.train_metrics):
+        if distributed.wanted(PARAMS.train.processes) and not distributed.in_torchrun():
+            distributed.run_under_torchrun(PARAMS.train.processes, "stages.train")
+        else:
+            train(PARAMS, paths)
+
+
+def train(params: Params, paths: Paths) -> None:
+    device = resolve_device(params.device, distributed.local_rank())
+    use_repeatable_kernels(device)
+    processes = distributed.start_process_group(device) if distributed.in_torchrun() else 1
+    # The first process on each machine logs (and writes): every process holds the same model.
+    log = print if distributed.local_rank() == 0 else (lambda line: None)
+    log(f"Using device: {describe(device)}" + (f", {processes} processes" if processes > 1 else ""))
 
     features = read_features(paths.features)
-    train_data = to_device_tensors(
-        *features_and_target(read_table(paths.train, features.columns), features), device
-    )
-    test_data = to_device_tensors(
-        *features_and_target(read_table(paths.test, features.columns), features), device
-    )
+    train_data = engine.SplitTensors(ParquetTable(paths.train, features.columns), features, device)
+    test_data = engine.SplitTensors(ParquetTable(paths.test, features.columns), features, device)
 
-    model = build_model(params.model.name, params.seed, len(features.names)).to(device)
-    print(f"Initial parameters: {learned_parameters(model)}")
+    model = build_model(params.model, params.seed, len(features.names)).to(device)
+    log(f"Initial parameters: {learned_parameters(model)}")
     shuffle_seed = params.seed if params.split.shuffle else None
-    history = engine.train(model, train_data, test_data, params.train, shuffle_seed=shuffle_seed)
-    print(f"Learned parameters: {learned_parameters(model)}")
+    writer = distributed.local_rank() == 0
+    # Written as training goes, so `dvc exp show` shows a running experiment's progress.
+    progress = (lambda history: write_losses(paths, history, live=True)) if writer else None
+    history = engine.train(model, train_data, test_data, params.train, log, shuffle_seed, progress)
+    log(f"Learned parameters: {learned_parameters(model)}")
 
-    save_model(model, paths.model)
-    write_csv(paths.loss_table, pd.DataFrame(history))
-    atomic_write_json(
-        paths.train_metrics,
-        {
-            "epochs": params.train.epochs,
-            "train_loss": history[-1].train_loss,
-            "test_loss": history[-1].test_loss,
-            "learned": learned_parameters(model),
-        },
-    )
+    if writer:
+        save_model(model, paths.model)
+        write_losses(paths, history)
+        atomic_write_json(
+            paths.train_metrics,
+            {
+                "train_loss": history[-1].train_loss,
+                "learned": learned_parameters(model),
+                "device": str(device),
+                "processes": processes,
+            },
+        )
+    distributed.end_process_group()
+
+
+def write_losses(paths: Paths, history: list[engine.EpochLosses], live: bool = False) -> None:
+    """Every epoch's losses to plots/loss.csv; while training, the latest to train.json too."""
+    lines = [f"{h.epoch},{h.train_loss!r},{h.test_loss!r}" for h in history]
+    atomic_write_text(paths.loss_table, "epoch,train_loss,test_loss\n" + "\n".join(lines) + "\n")
+    if live:
+        latest = history[-1]
+        atomic_write_json(
+            paths.train_metrics,
+            {"epoch": latest.epoch, "train_loss": latest.train_loss, "test_loss": latest.test_loss},
+        )
 
 
 def learned_parameters(model: torch.nn.Module) -> dict[str, float]:

@@ -31,8 +31,3 @@ def test_missing_cuda_is_an_error_not_a_fallback(requested):
 def test_missing_mps_is_an_error():
     with pytest.raises(UserError, match="mps"):
         resolve_device("mps")
-
-
-def test_unknown_device_name_is_an_error():
-    with pytest.raises(UserError, match="auto, cpu, cuda, cuda:N or mps"):
-        resolve_device("tpu")

@@ -1,50 +1,30 @@
+"""The course's training loop (engine) on real Parquet chunks, without DVC."""
+
+import numpy as np
 import pytest
 import torch
 
 from pytorch_workflow import engine
-from pytorch_workflow.data import features_and_target, fit_features, make_line_data, split_data
-from pytorch_workflow.device import to_device_tensors
+from pytorch_workflow.data_setup import Features
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.model_builder import build_model
-from pytorch_workflow.params import DataParams, SplitParams, TrainParams
 from tests.conftest import COURSE_LOG
+from tests.helpers import course_split, data_params, table_file, train_params
 
-COURSE_TRAIN = TrainParams(
-    epochs=100, lr=0.01, loss="l1", optimizer="sgd", momentum=0.0, log_every=10
-)
-
-
-def course_tensors():
-    dataset = make_line_data(DataParams(0.7, 0.3, 0.0, 1.0, 0.02, 0.0), seed=42)
-    train, test = split_data(dataset, SplitParams(0.8, False), seed=42)
-    features = fit_features(train, standardize=False)
-    cpu = torch.device("cpu")
-    return (
-        to_device_tensors(*features_and_target(train, features), cpu),
-        to_device_tensors(*features_and_target(test, features), cpu),
-    )
+torch.set_num_threads(1)
+CPU = torch.device("cpu")
 
 
-def test_one_train_step_moves_the_parameters_down_the_l1_gradient():
-    (X, y), _ = course_tensors()
-    model = build_model("linear_regression", seed=42)
-    weights, bias = model.weights.item(), model.bias.item()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-
-    loss = engine.train_step(model, X, y, torch.nn.L1Loss(), optimizer)
-
-    # Every initial prediction is below its target, so d(L1)/dw = -mean(x), d(L1)/db = -1.
-    assert loss.item() == pytest.approx(0.31288138031959534, abs=0)
-    assert model.weights.item() == pytest.approx(weights + 0.01 * X.mean().item(), abs=1e-7)
-    assert model.bias.item() == pytest.approx(bias + 0.01, abs=1e-7)
+def tensors(train, test, features):
+    return engine.SplitTensors(train, features, CPU), engine.SplitTensors(test, features, CPU)
 
 
-def test_training_logs_the_course_lines_to_the_digit():
-    train_data, test_data = course_tensors()
+def test_training_logs_the_course_lines_to_the_digit(tmp_path):
+    train, test = tensors(*course_split(tmp_path))
     model = build_model("linear_regression", seed=42)
     lines: list[str] = []
 
-    history = engine.train(model, train_data, test_data, COURSE_TRAIN, log=lines.append)
+    history = engine.train(model, train, test, train_params(), log=lines.append)
 
     assert lines == COURSE_LOG
     assert len(history) == 100
@@ -52,51 +32,90 @@ def test_training_logs_the_course_lines_to_the_digit():
     assert model.bias.item() == pytest.approx(0.3513, abs=1e-4)
 
 
-@pytest.mark.parametrize(("loss", "label"), [("mse", "MSE"), ("huber", "Huber")])
-def test_log_line_names_the_loss(loss, label):
-    train_data, test_data = course_tensors()
-    params = TrainParams(epochs=1, lr=0.01, loss=loss, optimizer="adam", momentum=0.0, log_every=1)
-    lines: list[str] = []
+def test_the_full_batch_step_over_many_chunks_is_the_step_over_one(tmp_path):
+    noisy = data_params(step=1e-4, noise_std=0.1)
+    one = tensors(*course_split(tmp_path / "one", noisy))
+    many = tensors(
+        *course_split(tmp_path / "many", data_params(step=1e-4, noise_std=0.1, chunk_rows=997))
+    )
+    models = [build_model("linear_regression", seed=42) for _ in range(2)]
+    params = train_params(epochs=30, loss="mse", lr=0.1)
 
-    engine.train(build_model("linear_regression", 42), train_data, test_data, params, lines.append)
+    histories = [
+        engine.train(m, *data, params, log=lambda _: None)
+        for m, data in zip(models, (one, many), strict=True)
+    ]
 
-    assert lines[0].startswith(f"Epoch: 0 | {label} Train Loss: ")
+    assert many[0].num_chunks == 9
+    for a, b in zip(*histories, strict=True):
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_diverging_training_stops_with_the_epoch_and_a_hint():
-    train_data, test_data = course_tensors()
-    params = TrainParams(
-        epochs=500, lr=1e6, loss="mse", optimizer="sgd", momentum=0.0, log_every=10
+def test_mini_batches_covering_every_row_match_the_full_batch_loop(tmp_path):
+    data = tensors(*course_split(tmp_path))
+    full, batched = (
+        build_model("linear_regression", seed=42),
+        build_model("linear_regression", seed=42),
     )
 
-    with pytest.raises(UserError, match=r"at epoch \d+ .*try a smaller train.lr"):
-        engine.train(build_model("linear_regression", 42), train_data, test_data, params, print)
-
-
-def test_mini_batches_covering_every_row_match_the_full_batch_loop():
-    train_data, test_data = course_tensors()
-    full = build_model("linear_regression", seed=42)
-    batched = build_model("linear_regression", seed=42)
-    params = TrainParams(100, 0.01, "l1", "sgd", 0.0, 10)
-    one_big_batch = TrainParams(100, 0.01, "l1", "sgd", 0.0, 10, batch_size=1000)
-
-    full_history = engine.train(full, train_data, test_data, params, log=lambda line: None)
+    full_history = engine.train(full, *data, train_params(), log=lambda line: None)
     batched_history = engine.train(
-        batched, train_data, test_data, one_big_batch, lambda line: None, shuffle_seed=3
+        batched, *data, train_params(batch_size=1000), lambda line: None, 3
     )
 
     assert batched_history == full_history
     assert torch.equal(batched.weights, full.weights) and torch.equal(batched.bias, full.bias)
 
 
-def test_shuffled_mini_batches_are_seeded():
-    train_data, test_data = course_tensors()
-    params = TrainParams(20, 0.01, "l1", "sgd", 0.0, 10, batch_size=8)
+def test_shuffled_mini_batches_are_seeded(tmp_path):
+    data = tensors(*course_split(tmp_path))
+    params = train_params(epochs=20, batch_size=8)
 
     def run(seed):
-        model = build_model("linear_regression", seed=42)
-        return engine.train(model, train_data, test_data, params, lambda line: None, seed)
+        return engine.train(
+            build_model("linear_regression", seed=42), *data, params, lambda _: None, seed
+        )
 
     assert run(1) == run(1)
     assert run(1) != run(2)
     assert run(None) != run(1)  # in order, not shuffled
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_other_optimizers_fit_a_noisy_line(tmp_path, optimizer):
+    data = tensors(*course_split(tmp_path, data_params(step=1e-3, noise_std=0.01)))
+    model = build_model("linear_regression", seed=42)
+    params = train_params(
+        epochs=300 if optimizer == "adam" else 20,
+        loss="mse",
+        lr=0.05 if optimizer == "adam" else 1.0,
+        optimizer=optimizer,
+    )
+
+    engine.train(model, *data, params, log=lambda _: None)
+
+    assert model.weights.item() == pytest.approx(0.7, abs=0.02)
+    assert model.bias.item() == pytest.approx(0.3, abs=0.02)
+
+
+def test_diverging_training_stops_with_the_epoch_and_a_hint(tmp_path):
+    data = tensors(*course_split(tmp_path))
+    params = train_params(epochs=500, lr=1e6, loss="mse")
+
+    with pytest.raises(UserError, match=r"at epoch \d+ .*try a smaller train.lr"):
+        engine.train(build_model("linear_regression", 42), *data, params, print)
+
+
+def test_splits_larger_than_the_cache_are_read_again_each_epoch(tmp_path, monkeypatch):
+    monkeypatch.setenv(engine.CACHE_ENV, "0.00025")  # 262 bytes: one chunk of 30 rows (240)
+    rows = np.arange(100, dtype=np.float32)
+    table = table_file(tmp_path / "t.parquet", {"x": rows, "y": rows}, chunk_rows=30)
+    data = engine.SplitTensors(table, Features(("x",), "y"), CPU)
+
+    first, second = data.chunk(0), data.chunk(1)
+
+    assert data.chunk(0)[0] is first[0]  # kept
+    assert data.chunk(1)[0] is not second[0] and torch.equal(data.chunk(1)[0], second[0])
+    assert [index for index, _, _ in data.mine()] == [0, 1, 2, 3]

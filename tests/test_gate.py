@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from pytorch_workflow.errors import UserError
-from pytorch_workflow.gate import Allowance, judge, load_allowances
+from tools.gate import Allowance, judge, load_allowances
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAE = Allowance("metrics/evaluate.json", "mae", "max_increase", 0.001)

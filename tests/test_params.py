@@ -1,12 +1,15 @@
+"""params.yaml: every key checked against one schema, one line naming the key for each mistake."""
+
 from pathlib import Path
 
 import pytest
 import yaml
 
 from pytorch_workflow.errors import UserError
-from pytorch_workflow.params import load_params
+from pytorch_workflow.params import KNOWN_KEYS, LOSSES, MODELS, OPTIMIZERS, TASKS, load_params
 
-DEFAULTS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
 
 
 def write_params(tmp_path: Path, changes: dict) -> Path:
@@ -22,14 +25,29 @@ def write_params(tmp_path: Path, changes: dict) -> Path:
     return path
 
 
-def test_the_committed_params_are_the_course_defaults():
-    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+def test_the_committed_params_are_the_course_defaults_on_the_cpu():
+    params = load_params(REPO_ROOT / "params.yaml")
 
-    assert params.seed == 42 and params.device == "auto"
+    assert params.seed == 42 and params.device == "cpu"
     assert (params.data.weight, params.data.bias, params.data.step) == (0.7, 0.3, 0.02)
     assert params.split.train_fraction == 0.8 and params.split.shuffle is False
-    assert params.model.name == "linear_regression"
+    assert params.model == "linear_regression"
     assert (params.train.epochs, params.train.lr, params.train.loss) == (100, 0.01, "l1")
+    assert params.train.optimizer == "sgd" and params.train.processes == 1
+
+
+def test_every_key_of_the_committed_file_is_known_and_documented():
+    documented = (REPO_ROOT / "docs/params.md").read_text()
+    flat = [
+        f"{section}.{key}" if isinstance(values, dict) else section
+        for section, values in DEFAULTS.items()
+        for key in (values if isinstance(values, dict) else [""])
+    ]
+    assert sorted(flat) == sorted(KNOWN_KEYS)
+    for key in KNOWN_KEYS:
+        assert f"`{key}`" in documented, key
+    for name in (*TASKS, *LOSSES, *OPTIMIZERS, *MODELS):
+        assert f"`{name}`" in documented, name
 
 
 def test_numbers_written_as_strings_by_dvc_exp_run_are_accepted(tmp_path):
@@ -42,17 +60,28 @@ def test_numbers_written_as_strings_by_dvc_exp_run_are_accepted(tmp_path):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"train.lr": "abc"}, "train.lr must be a number > 0, got 'abc'"),
+        ({"train.lr": "abc"}, "train.lr must be a number > 0 and <= 1e+06, got 'abc'"),
         ({"train.lr": 0}, "train.lr must be a number > 0"),
         ({"train.epochs": 2.5}, "train.epochs must be a whole number >= 1"),
+        ({"train.epochs": 1e12}, "train.epochs must be a whole number >= 1 and <= 1,000,000"),
         ({"split.train_fraction": 1.0}, "split.train_fraction must be a number > 0 and < 1"),
         ({"data.end": -1.0}, "data.end must be greater than data.start"),
+        ({"data.step": 5e-324}, "data.step=4.94066e-324 makes more than 1e+308 rows"),
+        ({"data.step": 1e-300}, "makes 1e+300 rows"),
+        ({"data.start": -1e308}, "makes more than 1e+308 rows"),
+        ({"data.chunk_rows": 0}, "data.chunk_rows must be a whole number >= 1"),
+        ({"seed": 1e20}, "seed must be a whole number >= 0 and <= 4,294,967,295, got 1e+20"),
+        ({"seed": 10**30}, "seed must be a whole number"),
         ({"model.name": "mlp"}, "model.name must be one of linear_regression"),
-        ({"device": "tpu"}, "device must be auto, cpu, cuda, cuda:N or mps"),
+        ({"device": "tpu"}, "device must be cpu, auto, cuda, cuda:N or mps"),
+        ({"device": "cuda:²"}, "device must be cpu, auto, cuda, cuda:N or mps, got 'cuda:²'"),
+        ({"train.processes": 0}, "train.processes must be a whole number >= 1"),
+        ({"train.optimizer": "lbfgs", "train.batch_size": 8}, "lbfgs takes the whole split"),
+        ({"split.stratify": True}, "split.stratify needs task: binary_classification"),
         ({"train.lrr": 0.1}, "unknown key 'train.lrr'; did you mean train.lr?"),
     ],
 )
-def test_bad_params_name_the_key_and_value(tmp_path, changes, message):
+def test_bad_params_name_the_key_and_value_in_one_line(tmp_path, changes, message):
     with pytest.raises(UserError) as error:
         load_params(write_params(tmp_path, changes))
 
@@ -62,16 +91,30 @@ def test_bad_params_name_the_key_and_value(tmp_path, changes, message):
 
 def test_a_missing_key_is_named(tmp_path):
     path = write_params(tmp_path, {})
-    text = path.read_text().replace("  momentum: 0.0\n", "")
-    path.write_text(text)
+    path.write_text(path.read_text().replace("  momentum: 0.0\n", ""))
 
     with pytest.raises(UserError, match=r"missing key 'train\.momentum'"):
         load_params(path)
 
 
-def test_yaml_syntax_errors_give_the_line(tmp_path):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the file is empty"),
+        ("- seed\n", "expected a mapping of keys"),
+        ("seed: 42\ntrain: [unclosed\n", "line 3: YAML syntax error"),
+        ("a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n", "line 2: YAML alias *a"),
+        ("seed: " + "[" * 30_000 + "]" * 30_000 + "\n", "nested more than 8 levels"),
+        ("seed: 42\n" + "#" * 70_000 + "\n", "a params file is at most 65,536"),
+        ("\xff\xfe", "cannot read it"),
+    ],
+    ids=["empty", "list", "syntax", "aliases", "deep", "huge", "not-utf8"],
+)
+def test_params_files_that_are_not_params_are_refused_before_parsing_them(tmp_path, text, message):
     path = tmp_path / "params.yaml"
-    path.write_text("seed: 42\ntrain: [unclosed\n")
+    path.write_bytes(text.encode("utf-8", "surrogateescape") if text != "\xff\xfe" else b"\xff\xfe")
 
-    with pytest.raises(UserError, match=r"params.yaml: line \d+: YAML syntax error"):
+    with pytest.raises(UserError) as error:
         load_params(path)
+
+    assert message in str(error.value) and "\n" not in str(error.value)

@@ -1,12 +1,13 @@
-"""Bigger data: a million rows through the real pipeline, and stages that stay light."""
+"""Bigger data: streamed stages with bounded memory, and stages that stay light."""
 
 import json
+import subprocess
 import sys
 
 import pandas as pd
 import pytest
 
-from tests.conftest import run
+from tests.conftest import run, tool_env
 from tests.test_bad_inputs import set_params
 
 pytestmark = pytest.mark.slow
@@ -19,12 +20,10 @@ def test_data_stages_never_import_torch_or_matplotlib(fresh_repo, stage):
         "print(' '.join(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules)))"
     )
 
-    imported = run([sys.executable, "-c", probe], fresh_repo).stdout.split()
-
-    assert imported == []
+    assert run([sys.executable, "-c", probe], fresh_repo).stdout.split() == []
 
 
-def test_training_stage_imports_matplotlib_only_where_it_draws(fresh_repo):
+def test_the_training_stage_imports_matplotlib_only_where_it_draws(fresh_repo):
     probe = (
         "import sys, runpy; runpy.run_module('stages.train', run_name='not_main')\n"
         "print('matplotlib' in sys.modules, 'torch' in sys.modules)"
@@ -33,20 +32,71 @@ def test_training_stage_imports_matplotlib_only_where_it_draws(fresh_repo):
     assert run([sys.executable, "-c", probe], fresh_repo).stdout.split() == ["False", "True"]
 
 
-def test_a_million_rows_run_end_to_end_with_small_plot_tables(pipeline_repo):
-    set_params(pipeline_repo, data__step=1e-6, train__batch_size=100_000, split__shuffle=True)
+def test_a_million_rows_in_small_chunks_run_end_to_end_with_small_plot_tables(pipeline_repo):
+    set_params(
+        pipeline_repo,
+        data__step=1e-6,
+        data__chunk_rows=100_000,
+        train__batch_size=20_000,
+        train__lr=0.05,
+        train__epochs=5,
+        split__shuffle=True,
+    )
 
     run(["dvc", "repro"], pipeline_repo)
 
-    assert len(pd.read_parquet(pipeline_repo / "data/dataset.parquet")) == 1_000_000
-    assert len(pd.read_parquet(pipeline_repo / "data/test_predictions.parquet")) == 200_000
-    predictions = pd.read_csv(pipeline_repo / "plots/predictions.csv")
-    assert len(predictions) == 2000
-    losses = pd.read_csv(pipeline_repo / "plots/loss.csv")
-    assert len(losses) == 100
-    metrics = json.loads((pipeline_repo / "metrics/evaluate.json").read_text())
+    train = pd.read_parquet(pipeline_repo / "data/train.parquet")
+    assert (
+        len(train) == 800_000
+        and len(pd.read_parquet(pipeline_repo / "data/test.parquet")) == 200_000
+    )
+    assert len(pd.read_csv(pipeline_repo / "plots/predictions.csv")) == 2000
+    assert len(pd.read_csv(pipeline_repo / "plots/loss.csv")) == 5
     # Mini-batches make many more steps per epoch than the course's single one.
-    assert metrics["mae"] < 0.01
-    card = json.loads((pipeline_repo / "models/export/model_card.json").read_text())
+    assert json.loads((pipeline_repo / "metrics/evaluate.json").read_text())["mae"] < 0.01
     assert (pipeline_repo / "models/export/model.pt2").stat().st_size < 100_000
-    assert card["params"]["data"]["step"] == 1e-6
+
+
+@pytest.fixture(scope="module")
+def five_million_rows(reproduced, tmp_path_factory):
+    """The course's line at 5 million rows, in 100,000-row chunks and in one chunk."""
+    from tests.conftest import clone_copy
+
+    repos = {}
+    for chunk_rows in (100_000, 5_000_000):
+        repo = clone_copy(reproduced[0], tmp_path_factory.mktemp(f"rows-{chunk_rows}") / "repo")
+        set_params(repo, data__step=2e-7, data__chunk_rows=chunk_rows, train__epochs=2)
+        run(["dvc", "repro", "split"], repo)
+        repos[chunk_rows] = repo
+    return repos
+
+
+@pytest.mark.parametrize("stage", ["train", "evaluate"])
+def test_memory_follows_the_chunk_size_not_the_number_of_rows(five_million_rows, stage):
+    # Measured in a child of a fresh interpreter each, so earlier, larger processes don't count.
+    measure = (
+        "import resource, subprocess, sys\n"
+        "subprocess.run([sys.executable, '-m', 'stages."
+        + stage
+        + "'], check=True, capture_output=True)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    if stage == "evaluate":
+        for repo in five_million_rows.values():
+            run(["dvc", "repro", "train"], repo)
+    peaks = {}
+    for chunk_rows, repo in five_million_rows.items():
+        env = {**tool_env(), "PYTORCH_WORKFLOW_CACHE_MB": "0"}
+        shown = subprocess.run(
+            [sys.executable, "-c", measure],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peaks[chunk_rows] = int(shown.stdout) * 1024 / 1e6  # MB
+    floor = 230  # torch and the rest, imported: what the stage needs with no data
+    # The whole table in one chunk takes at least 5M rows x 2 columns x 4 bytes = 40 MB, and
+    # its temporaries several times that; 100,000-row chunks take a fiftieth.
+    assert peaks[100_000] - floor < 0.4 * (peaks[5_000_000] - floor), peaks

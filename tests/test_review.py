@@ -20,8 +20,8 @@ def make(target: list[str], repo: Path, check: bool = True) -> subprocess.Comple
     return run(["make", "-o", "setup", *target], repo, check=check)
 
 
-def report(repo: Path, base: str = "main") -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "pytorch_workflow.report", "--base", base], repo, check=False)
+def report(repo: Path, base: str = "main", *extra: str) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "tools.report", "--base", base, *extra], repo, check=False)
 
 
 def inject(repo: Path, metric: str, change: float) -> None:
@@ -37,13 +37,24 @@ def row(*cells: str) -> re.Pattern:
     return re.compile(r"\|\s*" + r"\s*\|\s*".join(map(re.escape, cells)) + r"\s*\|")
 
 
-def test_report_on_a_branch_shows_the_param_and_metric_diff_against_main(pipeline_repo):
-    repo = pipeline_repo
+@pytest.fixture(scope="module")
+def branch_report(reproduced, tmp_path_factory):
+    """A branch that trains for 300 epochs, its report against main, and its job summary."""
+    from tests.conftest import clone_copy
+
+    repo = clone_copy(reproduced[0], tmp_path_factory.mktemp("branch") / "repo")
     run(["git", "checkout", "-q", "-b", "longer-training"], repo)
     run(["dvc", "exp", "run", "-S", "train.epochs=300"], repo)
     run(["git", "commit", "-q", "-am", "Train for 300 epochs"], repo)
-
+    summary = repo.parent / "summary.md"
+    summary.write_text("# Earlier step\n")
     result = make(["report", "BASE=main"], repo)
+    summarized = report(repo, "main", "--summary", str(summary))
+    return repo, result, summarized, summary.read_text()
+
+
+def test_report_on_a_branch_shows_the_param_metric_and_loss_diff_against_main(branch_report):
+    repo, result, _, _ = branch_report
 
     text = (repo / "report.md").read_text()
     assert text.startswith("# Pipeline report: workspace against main (")
@@ -52,6 +63,8 @@ def test_report_on_a_branch_shows_the_param_and_metric_diff_against_main(pipelin
     # Longer training is an improvement: the gate passes and says so.
     assert "**Passed:**" in text and "Regression gate passed" in result.stdout
     assert row("metrics/evaluate.json:mae", "0.0568781", "0.00844789").search(text)
+    assert row("0", "0.312881", "0.481065", "0.312881", "0.481065").search(text)  # epoch 0
+    assert row("299", "-", "-").search(text)  # main trained 100 epochs
     for name in FIGURES:
         base_copy, workspace_copy = repo / f"report/base-{name}", repo / f"report/workspace-{name}"
         assert f"](report/base-{name})" in text and f"](report/workspace-{name})" in text
@@ -61,6 +74,17 @@ def test_report_on_a_branch_shows_the_param_and_metric_diff_against_main(pipelin
         assert base_copy.read_bytes() == committed
         assert workspace_copy.read_bytes() == (repo / "plots" / name).read_bytes()
         assert base_copy.read_bytes() != workspace_copy.read_bytes()
+    assert (repo / "report/plots/index.html").is_file()
+
+
+def test_the_job_summary_holds_the_report_without_images(branch_report):
+    _, _, summarized, summary = branch_report
+
+    assert summarized.returncode == 0, summarized.stderr
+    assert summary.startswith("# Earlier step\n# Pipeline report: workspace against main (")
+    assert "## Regression gate" in summary and "## Loss curves" in summary
+    assert row("params.yaml", "train.epochs", "100", "300").search(summary)
+    assert "![" not in summary and "report/" not in summary
 
 
 @pytest.mark.parametrize(("change", "regressed"), [(+0.05, True), (-0.05, False)])
@@ -111,8 +135,8 @@ def test_lock_check_names_each_stage_that_a_stale_commit_would_change(pipeline_r
     result = make(["lock-check"], pipeline_repo, check=False)
 
     assert result.returncode != 0
-    assert "Stale: `dvc repro` on this commit changes what it records" in result.stderr
-    assert "stage 'train': params.yaml train.log_every: 10 -> 20\n" in result.stderr
-    assert "stage 'evaluate': differs from the commit: metrics/evaluate.json\n" in result.stderr
-    assert "stage 'export': params.yaml train.log_every: 10 -> 20;" in result.stderr
+    assert "Stale: the commit does not record what `dvc repro` makes." in result.stderr
+    assert "stage 'train': changed deps: params.yaml (modified train)" in result.stderr
+    assert "stage 'evaluate': changed outs: metrics/evaluate.json (modified)" in result.stderr
+    assert "changed by dvc repro: dvc.lock" in result.stderr
     assert "stage 'prepare'" not in result.stderr and "stage 'split'" not in result.stderr

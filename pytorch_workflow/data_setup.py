@@ -1,0 +1,640 @@
+"""The data: the course's straight line or the user's CSV, split into train and test.
+
+Tables are float32 Parquet files, features first and the target last. They are written and read
+one row group of `data.chunk_rows` rows at a time, so a stage holds about one chunk in memory
+whatever the number of rows. No torch here: the data stages stay light.
+"""
+
+import contextlib
+import csv
+import json
+import math
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from pytorch_workflow.errors import UserError
+from pytorch_workflow.files import atomic_path, atomic_write_text, json_text
+from pytorch_workflow.params import DataParams, SplitParams, line_length
+
+# Arrow's default allocator keeps memory it has freed for itself; through malloc, the torch
+# stages reuse it.
+pa.set_memory_pool(pa.system_memory_pool())
+
+LINE_FEATURE = "x"
+LINE_TARGET = "y"
+# The one column of data/test_predictions.parquet: the model's raw output for each test row.
+OUTPUT_COLUMN = "output"
+
+# torch.arange fills float32 tensors eight values at a time: the first of each block is
+# start + i*step rounded to float32, the rest add m*step to that rounded value in float64.
+# Reproducing that in numpy makes the data, and so every loss, match the course to the digit
+# on any machine (torch's own arange follows the SIMD width of the CPU it runs on), and keeps
+# torch out of the data stages.
+_ARANGE_BLOCK = 8
+_CSV_BLOCK_BYTES = 1 << 22
+
+
+def course_arange(start: float, step: float, count: int, first: int, stop: int) -> np.ndarray:
+    """Values `first` to `stop` of `torch.arange(start, end, step)` (float32), which has `count`."""
+    index = np.arange(first, stop, dtype=np.int64)
+    offset_in_block = index % _ARANGE_BLOCK
+    block_base = (start + step * (index - offset_in_block).astype(np.float64)).astype(np.float32)
+    values = (block_base.astype(np.float64) + step * offset_in_block).astype(np.float32)
+    # The last partial block is filled one value at a time: start + i*step.
+    tail = index >= (count // _ARANGE_BLOCK) * _ARANGE_BLOCK
+    values[tail] = (start + step * index[tail].astype(np.float64)).astype(np.float32)
+    return values
+
+
+def line_chunks(params: DataParams, seed: int) -> Iterator[pa.Table]:
+    """X from start to end by step; y = weight * X + bias (+ seeded Gaussian noise), float32."""
+    count = int(line_length(params.start, params.end, params.step))
+    noise = np.random.default_rng(seed) if params.noise_std > 0 else None
+    for first in range(0, count, params.chunk_rows):
+        stop = min(first + params.chunk_rows, count)
+        x = course_arange(params.start, params.step, count, first, stop)
+        # float32 arithmetic, as torch does `weight * X + bias` on a float32 tensor.
+        with np.errstate(over="ignore"):
+            y = np.float32(params.weight) * x + np.float32(params.bias)
+            if noise is not None:
+                drawn = noise.normal(0.0, params.noise_std, size=stop - first)
+                y = (y.astype(np.float64) + drawn).astype(np.float32)
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise UserError(
+                "params.yaml: data.weight * X + data.bias overflows float32 "
+                f"(|value| > {np.finfo(np.float32).max:.3g}); use smaller data values"
+            )
+        yield pa.table({LINE_FEATURE: x, LINE_TARGET: y})
+
+
+# ---- the user's CSV ----------------------------------------------------------------------------
+
+
+def csv_chunks(params: DataParams, task: str) -> Iterator[pa.Table]:
+    """The user's CSV as float32 tables of about a block each: the features, then the target."""
+    path = _regular_file(Path(params.path))
+    columns = _csv_columns(path, params)
+    reader = _open_csv(path, columns)
+    first_row = 1  # data rows counted from 1, the first line after the header
+    try:
+        for batch in reader:
+            table = pa.Table.from_batches([batch]).select(columns)
+            yield _checked_float32(path, table, first_row, task, params.target)
+            first_row += batch.num_rows
+    except pa.ArrowInvalid as error:
+        raise UserError(f"{path}: {_first_bad_row(path, columns) or _first_line(error)}") from None
+    if first_row == 1:
+        raise UserError(f"{path}: has no rows")
+
+
+def _regular_file(path: Path) -> Path:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UserError(
+            f"{path}: data.path not found; `dvc add` your CSV and set data.path"
+        ) from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read data.path ({error.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{path}: data.path is a folder; point it at the CSV file inside")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path}: data.path is not a regular file (a pipe or device?)")
+    return path
+
+
+def _csv_columns(path: Path, params: DataParams) -> list[str]:
+    """The features (listed, or every numeric column but the target) and then the target."""
+    try:
+        header = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES))
+        schema = header.schema
+    except (pa.ArrowInvalid, OSError) as error:
+        found = _first_bad_row(path, [])
+        reason = found or f"not a readable CSV ({_first_line(error)})"
+        raise UserError(f"{path}: {reason}") from None
+    names = schema.names
+    if all(pa.types.is_null(field.type) for field in schema):
+        raise UserError(f"{path}: has no rows")
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise UserError(f"{path}: column name(s) used twice: {', '.join(duplicated)}")
+    if params.target not in names:
+        raise UserError(
+            f"{path}: data.target column {params.target!r} not found; columns: {_names(names)}"
+        )
+    if params.features is None:
+        numeric = (pa.types.is_integer, pa.types.is_floating)
+        features = [
+            field.name
+            for field in schema
+            if field.name != params.target and any(check(field.type) for check in numeric)
+        ]
+        if not features:
+            raise UserError(f"{path}: no numeric column besides the target {params.target!r}")
+    else:
+        features = list(params.features)
+        missing = [name for name in features if name not in names]
+        if missing:
+            raise UserError(f"{path}: data.features column(s) not found: {_names(missing)}")
+    return [*features, params.target]
+
+
+def _open_csv(path: Path, columns: list[str]) -> pa_csv.CSVStreamingReader:
+    try:
+        return pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=columns, column_types=dict.fromkeys(columns, pa.float64())
+            ),
+        )
+    except pa.ArrowInvalid as error:
+        raise UserError(f"{path}: {_first_bad_row(path, columns) or _first_line(error)}") from None
+
+
+def _checked_float32(
+    path: Path, table: pa.Table, first_row: int, task: str, target: str
+) -> pa.Table:
+    """The table as float32, refusing missing, infinite and float32-overflowing values."""
+    checked = {}
+    for name in table.column_names:
+        values = table[name].to_numpy(zero_copy_only=False)  # nulls come out as NaN
+        with np.errstate(over="ignore"):  # too large for float32: found just below
+            as_float32 = values.astype(np.float32)
+        bad = ~np.isfinite(as_float32)
+        if bad.any():
+            index = int(np.flatnonzero(bad)[0])
+            value = values[index]
+            problem = (
+                "is empty or not a number"
+                if np.isnan(value)
+                else f"{value:g} is beyond float32's range (±3.4e38)"
+                if math.isfinite(value)
+                else f"{value:g} is not finite"
+            )
+            raise UserError(f"{path}: row {first_row + index}, column {name!r}: {problem}")
+        checked[name] = as_float32
+    if task == "binary_classification":
+        labels = checked[target]
+        wrong = np.flatnonzero((labels != 0) & (labels != 1))
+        if wrong.size:
+            row = first_row + int(wrong[0])
+            raise UserError(
+                f"{path}: task binary_classification needs a 0/1 target; column {target!r} "
+                f"has {labels[wrong[0]]:g} at row {row}"
+            )
+    return pa.table(checked)
+
+
+def _first_bad_row(path: Path, columns: list[str]) -> str | None:
+    """Where the CSV stops being numbers, found by reading it again row by row (errors only)."""
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as file:
+            reader = csv.reader(file)
+            header = next(reader)
+            index = {name: header.index(name) for name in columns}
+            for row_number, row in enumerate(reader, start=1):
+                if len(row) != len(header):
+                    return f"row {row_number} has {len(row)} fields; the header has {len(header)}"
+                for name in columns:
+                    value = row[index[name]].strip()
+                    try:
+                        float(value)
+                    except ValueError:
+                        return f"row {row_number}, column {name!r}: {value[:40]!r} is not a number"
+    except (OSError, StopIteration, csv.Error, ValueError):
+        return None
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:200]
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:20])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+
+
+def dataset_chunks(params: DataParams, task: str, seed: int) -> Iterator[pa.Table]:
+    if params.source == "csv":
+        return csv_chunks(params, task)
+    return line_chunks(params, seed)
+
+
+# ---- Parquet files -----------------------------------------------------------------------------
+
+
+class TableWriter:
+    """Appends float32 chunks to a Parquet file in row groups of `chunk_rows`, atomically.
+
+    Nothing appears at `path` until the block ends without an error.
+    """
+
+    def __init__(self, path: str | Path, chunk_rows: int) -> None:
+        self.path = Path(path)
+        self.chunk_rows = chunk_rows
+        self.rows = 0
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> "TableWriter":
+        self._tmp = self._stack.enter_context(atomic_path(self.path))
+        return self
+
+    def append(self, table: pa.Table) -> None:
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        while self._pending_rows >= self.chunk_rows:
+            merged = pa.concat_tables(self._pending)
+            self._write(merged.slice(0, self.chunk_rows))
+            self._pending = [merged.slice(self.chunk_rows)]
+            self._pending_rows -= self.chunk_rows
+
+    def _write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            # No dictionary encoding and no compression: measured floats neither repeat nor
+            # compress, and the train stage reads every row group again each epoch.
+            self._writer = pq.ParquetWriter(
+                self._tmp, table.schema, use_dictionary=False, compression="none"
+            )
+        self._writer.write_table(table, row_group_size=self.chunk_rows)
+        self.rows += table.num_rows
+
+    def __exit__(self, kind, error, traceback) -> None:
+        try:
+            if error is None:
+                if self._pending_rows:
+                    self._write(pa.concat_tables(self._pending))
+                if self.rows == 0:
+                    raise UserError(f"{self.path}: nothing to write (no rows)")
+        finally:
+            if self._writer is not None:
+                self._writer.close()
+            if error is None:
+                self._stack.close()
+            else:
+                self._stack.__exit__(kind, error, traceback)
+
+
+def write_table(path: str | Path, chunks: Iterable[pa.Table], chunk_rows: int) -> int:
+    """Write float32 chunks to a Parquet file in row groups of `chunk_rows`; returns the rows."""
+    with TableWriter(path, chunk_rows) as writer:
+        for chunk in chunks:
+            writer.append(chunk)
+    return writer.rows
+
+
+class ParquetTable:
+    """A float32 table in a Parquet file, read one row group (a chunk) at a time."""
+
+    def __init__(self, path: str | Path, columns: Iterable[str] | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise UserError(f"{self.path}: file not found; run `dvc repro` to make it")
+        try:
+            self._file = pq.ParquetFile(self.path)
+            schema = self._file.schema_arrow
+        except Exception as error:  # pyarrow raises several types for a damaged file
+            raise UserError(
+                f"{self.path}: not a readable Parquet file ({_first_line(error)})"
+            ) from None
+        self.columns = list(columns) if columns is not None else list(schema.names)
+        missing = [name for name in self.columns if name not in schema.names]
+        if missing:
+            raise UserError(f"{self.path}: missing column(s) {', '.join(missing)}")
+        for name in self.columns:
+            kind = schema.field(name).type
+            if not pa.types.is_floating(kind):
+                raise UserError(f"{self.path}: column {name} is not numeric ({kind})")
+        self.rows = self._file.metadata.num_rows
+        if self.rows == 0:
+            raise UserError(f"{self.path}: has no rows")
+        self.offsets = [0]
+        for group in range(self._file.num_row_groups):
+            self.offsets.append(self.offsets[-1] + self._file.metadata.row_group(group).num_rows)
+
+    @property
+    def num_chunks(self) -> int:
+        return len(self.offsets) - 1
+
+    def chunk(self, index: int) -> dict[str, np.ndarray]:
+        """Row group `index` as float32 arrays, checked for NaN and infinite values."""
+        try:
+            table = self._file.read_row_group(index, columns=self.columns)
+        except Exception as error:
+            raise UserError(
+                f"{self.path}: not a readable Parquet file ({_first_line(error)})"
+            ) from None
+        arrays = {}
+        for name in self.columns:
+            values = table[name].to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+            finite = np.isfinite(values)
+            if not finite.all():
+                row = self.offsets[index] + int(np.flatnonzero(~finite)[0])
+                raise UserError(
+                    f"{self.path}: column {name} has a NaN or infinite value at row {row}"
+                )
+            arrays[name] = values
+        return arrays
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        for index in range(self.num_chunks):
+            yield self.chunk(index)
+
+
+# ---- the split ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ColumnStats:
+    """Count, mean and sum of squared deviations of each column, merged chunk by chunk."""
+
+    count: int
+    mean: np.ndarray  # float64, one value per column
+    m2: np.ndarray
+
+    @classmethod
+    def empty(cls, columns: int) -> "ColumnStats":
+        return cls(0, np.zeros(columns), np.zeros(columns))
+
+    def add(self, values: list[np.ndarray]) -> None:
+        """Merge a chunk's columns (Chan et al.'s pairwise update, in float64)."""
+        rows = len(values[0])
+        if rows == 0:
+            return
+        means = np.array([np.mean(column, dtype=np.float64) for column in values])
+        m2 = np.array(
+            [
+                np.sum(np.square(column.astype(np.float64) - mean))
+                for column, mean in zip(values, means, strict=True)
+            ]
+        )
+        total = self.count + rows
+        delta = means - self.mean
+        self.mean = self.mean + delta * (rows / total)
+        self.m2 = self.m2 + m2 + np.square(delta) * (self.count * rows / total)
+        self.count = total
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.m2 / self.count)
+
+
+@dataclass(frozen=True)
+class SplitSummary:
+    rows: dict[str, int]
+    target: dict[str, ColumnStats]  # by side: the target's count, mean and spread
+    task: str
+
+    def metrics(self) -> dict[str, dict[str, float | int]]:
+        """What `metrics/split.json` records: rows and the target's mean in each split."""
+        name = "class_1_share" if self.task == "binary_classification" else "target_mean"
+        return {
+            side: {"rows": self.rows[side], name: float(self.target[side].mean[0])}
+            for side in ("train", "test")
+        }
+
+    def imbalance(self) -> str | None:
+        """A note when train and test differ in their target more than chance would explain."""
+        train, test = self.target["train"], self.target["test"]
+        difference = float(test.mean[0] - train.mean[0])
+        pooled = (train.m2[0] + test.m2[0]) / (train.count + test.count)
+        error = math.sqrt(pooled * (1 / train.count + 1 / test.count))
+        if error == 0 or abs(difference) <= 3 * error:
+            return None
+        what = "share of class 1" if self.task == "binary_classification" else "target mean"
+        return (
+            f"the {what} is {float(train.mean[0]):.4g} in train and {float(test.mean[0]):.4g} "
+            f"in test, {abs(difference) / error:.1f} standard errors apart: more than a random "
+            "split would give. The split follows the file's row order; split.shuffle: true "
+            "draws a random one"
+        )
+
+
+def split_dataset(
+    dataset: ParquetTable,
+    params: SplitParams,
+    task: str,
+    seed: int,
+    chunk_rows: int,
+    train_path: Path,
+    test_path: Path,
+) -> tuple[SplitSummary, ColumnStats]:
+    """Stream the dataset into train and test files in one pass.
+
+    Returns what the split did and the train split's column statistics (for standardising).
+    """
+    target = dataset.columns[-1]
+    rows = dataset.rows
+    train_size = int(params.train_fraction * rows)
+    if not 1 <= train_size < rows:
+        raise UserError(
+            f"split.train_fraction={params.train_fraction:g} leaves an empty split of {rows:,} "
+            f"rows ({train_size:,} train, {rows - train_size:,} test)"
+        )
+    select = _selector(dataset, params, seed, train_size)
+    stats = {side: ColumnStats.empty(len(dataset.columns)) for side in ("train", "test")}
+    with TableWriter(train_path, chunk_rows) as train, TableWriter(test_path, chunk_rows) as test:
+        for index in range(dataset.num_chunks):
+            columns = dataset.chunk(index)
+            in_train = select(index, columns[target])
+            for side, writer, mask in (("train", train, in_train), ("test", test, ~in_train)):
+                picked = {name: values[mask] for name, values in columns.items()}
+                stats[side].add(list(picked.values()))
+                if mask.any():
+                    writer.append(pa.table(picked))
+    last = len(dataset.columns) - 1
+    summary = SplitSummary(
+        rows={"train": train.rows, "test": test.rows},
+        target={
+            side: ColumnStats(s.count, s.mean[last:], s.m2[last:]) for side, s in stats.items()
+        },
+        task=task,
+    )
+    return summary, stats["train"]
+
+
+def _selector(
+    dataset: ParquetTable, params: SplitParams, seed: int, train_size: int
+) -> Callable[[int, np.ndarray], np.ndarray]:
+    """For each chunk: which of its rows go to train.
+
+    In order (the course's split): the first `train_size` rows, or with `stratify` the first
+    share of each class. With `shuffle`: the rows whose seeded random keys are the smallest, an
+    exact count drawn without holding a permutation of every row in memory.
+    """
+    fraction = params.train_fraction
+    groups: dict[float, int] = {}  # the number of train rows each group gets
+    if params.stratify:
+        counts: dict[float, int] = {}
+        for index in range(dataset.num_chunks):
+            labels, number = np.unique(
+                dataset.chunk(index)[dataset.columns[-1]], return_counts=True
+            )
+            for label, count in zip(labels.tolist(), number.tolist(), strict=True):
+                counts[label] = counts.get(label, 0) + count
+        for label, count in sorted(counts.items()):
+            groups[label] = int(fraction * count)
+            if not 1 <= groups[label] < count:
+                raise UserError(
+                    f"split.stratify: class {label:g} has {count} row(s), too few to put some in "
+                    f"both train and test at split.train_fraction={fraction:g}"
+                )
+
+    def group_of(labels: np.ndarray) -> dict[float, np.ndarray]:
+        if not params.stratify:
+            return {0.0: np.ones(len(labels), dtype=bool)}
+        return {label: labels == label for label in groups}
+
+    if not params.stratify:
+        groups[0.0] = train_size
+    if params.shuffle:
+        thresholds = {
+            label: _kth_smallest_key(dataset, seed, size, label if params.stratify else None)
+            for label, size in groups.items()
+        }
+
+        def shuffled(index: int, labels: np.ndarray) -> np.ndarray:
+            keys = row_keys(seed, dataset.offsets[index], dataset.offsets[index + 1])
+            in_train = np.zeros(len(labels), dtype=bool)
+            for label, members in group_of(labels).items():
+                in_train |= members & (keys <= thresholds[label])
+            return in_train
+
+        return shuffled
+    seen = dict.fromkeys(groups, 0)
+
+    def in_order(index: int, labels: np.ndarray) -> np.ndarray:
+        in_train = np.zeros(len(labels), dtype=bool)
+        for label, members in group_of(labels).items():
+            rank = seen[label] + np.cumsum(members) - 1  # each member's place in its group
+            in_train |= members & (rank < groups[label])
+            seen[label] += int(members.sum())
+        return in_train
+
+    return in_order
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def row_keys(seed: int, first: int, stop: int) -> np.ndarray:
+    """A seeded random 64-bit key for each row number (splitmix64: distinct, integer-exact)."""
+    state = (np.arange(first + 1, stop + 1, dtype=np.uint64) + np.uint64(seed)) * _GOLDEN
+    state ^= state >> np.uint64(30)
+    state *= np.uint64(0xBF58476D1CE4E5B9)
+    state ^= state >> np.uint64(27)
+    state *= np.uint64(0x94D049BB133111EB)
+    return state ^ (state >> np.uint64(31))
+
+
+def _kth_smallest_key(dataset: ParquetTable, seed: int, k: int, label: float | None) -> np.uint64:
+    """The k-th smallest row key (of the rows with `label`), 16 bits per pass over the rows."""
+    prefix = 0
+    rank = k
+    for shift in (48, 32, 16, 0):
+        counts = np.zeros(1 << 16, dtype=np.int64)
+        for index in range(dataset.num_chunks):
+            keys = row_keys(seed, dataset.offsets[index], dataset.offsets[index + 1])
+            if label is not None:
+                keys = keys[dataset.chunk(index)[dataset.columns[-1]] == label]
+            if shift < 48:
+                keys = keys[(keys >> np.uint64(shift + 16)) == np.uint64(prefix)]
+            digits = ((keys >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.int64)
+            counts += np.bincount(digits, minlength=1 << 16)
+        cumulative = np.cumsum(counts)
+        digit = int(np.searchsorted(cumulative, rank))
+        rank -= int(cumulative[digit - 1]) if digit else 0
+        prefix = (prefix << 16) | digit
+    return np.uint64(prefix)
+
+
+# ---- features and standardisation --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Features:
+    """Which columns are features and target, and the standardisation fitted on train."""
+
+    names: tuple[str, ...]
+    target: str
+    mean: np.ndarray | None = None  # float32, shape (k,); None when not standardising
+    std: np.ndarray | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (*self.names, self.target)
+
+    def scale(self, X: np.ndarray) -> np.ndarray:
+        """Standardised float32 features: (X - mean) / std, elementwise in float32."""
+        if self.mean is None or self.std is None:
+            return X
+        return (X - self.mean) / self.std
+
+    def to_json(self) -> str:
+        return json_text(
+            {
+                "features": list(self.names),
+                "target": self.target,
+                "mean": None if self.mean is None else self.mean.tolist(),
+                "std": None if self.std is None else self.std.tolist(),
+            }
+        )
+
+
+def fitted_features(columns: list[str], train: ColumnStats, standardize: bool) -> Features:
+    """The features; with `standardize`, their mean and std on the train split (float32)."""
+    names, target = tuple(columns[:-1]), columns[-1]
+    if not standardize:
+        return Features(names, target)
+    std = train.std[:-1]
+    # A constant feature carries no information; dividing by 1 keeps it finite.
+    std = np.where(std > 0, std, 1.0)
+    return Features(names, target, train.mean[:-1].astype(np.float32), std.astype(np.float32))
+
+
+def write_features(path: str | Path, features: Features) -> None:
+    atomic_write_text(path, features.to_json())
+
+
+def read_features(path: str | Path) -> Features:
+    """`data/features.json`, checked: names, and a finite mean and positive std per feature."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        names = tuple(payload["features"])
+        target = payload["target"]
+        mean, std = payload["mean"], payload["std"]
+        if not names or not all(isinstance(name, str) for name in (*names, target)):
+            raise ValueError("features and target must be column names")
+        features = Features(
+            names,
+            target,
+            None if mean is None else np.asarray(mean, dtype=np.float32),
+            None if std is None else np.asarray(std, dtype=np.float32),
+        )
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found; run `dvc repro` to make it") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(f"{path}: not a readable features file ({_first_line(error)})") from None
+    if (features.mean is None) != (features.std is None):
+        raise UserError(f"{path}: mean and std must both be set or both be null")
+    if features.mean is not None:
+        if features.mean.shape != (len(names),) or features.std.shape != (len(names),):
+            raise UserError(f"{path}: mean and std need one value per feature ({len(names)})")
+        bad = ~(np.isfinite(features.mean) & np.isfinite(features.std) & (features.std > 0))
+        if bad.any():
+            name = names[int(np.flatnonzero(bad)[0])]
+            raise UserError(f"{path}: feature {name!r} needs a finite mean and a std > 0")
+    return features

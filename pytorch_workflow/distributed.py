@@ -1,0 +1,85 @@
+"""Training on several processes, and machines, with torchrun (`train.processes`).
+
+With `train.processes: N` the train stage runs itself again under
+`torchrun --standalone --nproc-per-node N`: N processes on this machine, each reading its own
+share of the chunks. To add machines, give every machine torchrun's own settings in the
+environment (`PET_NNODES`, `PET_RDZV_BACKEND`, `PET_RDZV_ENDPOINT`; docs/scale.md) and run the
+train stage on each: `dvc repro` on the first, `python -m stages.train` on the others.
+"""
+
+import os
+import re
+import subprocess
+import sys
+
+import torch
+import torch.distributed as dist
+
+from pytorch_workflow.errors import UserError
+
+# torchrun reads each of its options from a PET_ variable; these mean "join other machines".
+_RENDEZVOUS_SETTINGS = ("PET_RDZV_ENDPOINT", "PET_MASTER_ADDR")
+
+
+def in_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def wanted(processes: int) -> bool:
+    """Whether the train stage should run under torchrun: more processes, or more machines."""
+    return processes > 1 or os.environ.get("PET_NNODES", "1") not in ("", "1")
+
+
+def run_under_torchrun(processes: int, module: str) -> None:
+    """Run `python -m module` in `processes` processes under torchrun and wait for them.
+
+    Their output streams through; a failure becomes one `UserError` line: a process's own
+    error, or which process died and how.
+    """
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}"]
+    if not any(os.environ.get(name) for name in _RENDEZVOUS_SETTINGS):
+        command.append("--standalone")
+    command += ["-m", module]
+    # torchrun's own log and its report of a failed process (a Python traceback) are caught
+    # here and summed up in one line; the processes' standard output streams through.
+    result = subprocess.run(command, stderr=subprocess.PIPE, text=True, env=_quiet(os.environ))
+    if result.returncode == 0:
+        sys.stderr.write(result.stderr)
+        return
+    own_errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    if own_errors:
+        raise UserError(own_errors[0].removeprefix("error: "))
+    raise UserError(f"train: {_root_cause(result.stderr)}; the stage wrote nothing")
+
+
+def _root_cause(report: str) -> str:
+    """Which process failed first and how, from torchrun's report of a failed run."""
+    cause = report.split("Root Cause", 1)[-1]
+    rank = re.search(r"rank\s*:\s*(\d+)", cause)
+    signal = re.search(r"Signal \d+ \((SIG[A-Z]+)\)", cause)
+    exit_code = re.search(r"exitcode\s*:\s*(-?\d+)", cause)
+    who = f"training process {rank.group(1)}" if rank else "a training process"
+    if signal:
+        return f"{who} was killed by {signal.group(1)}"
+    if exit_code:
+        return f"{who} exited with status {exit_code.group(1)}"
+    return f"{who} failed"
+
+
+def _quiet(environment: os._Environ) -> dict[str, str]:
+    return {**environment, "LOGLEVEL": environment.get("LOGLEVEL", "ERROR")}
+
+
+def start_process_group(device: torch.device) -> int:
+    """Join torchrun's process group (gloo on CPU, nccl on CUDA); returns how many processes."""
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_world_size()
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def end_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,191 @@
+"""The optimizers of `train.optimizer` (params.OPTIMIZERS), rounding alike on every CPU.
+
+torch's CPU kernels fuse the multiply and the add of an update like `param - lr * grad` into one
+FMA instruction, rounded once, where the kernel was built for it (x86-64 with AVX2 or AVX-512,
+arm64) and round twice where it was not (x86-64 without AVX2), so one step can differ in its last
+bit between machines, and the runs that follow drift apart. These keep `torch.optim`'s classes
+and formulas but do the arithmetic here:
+
+- SGD: `torch.optim.SGD`, with the update rounded once as a fused multiply-add
+  (`fused_multiply_add`, exact on any device): torch's own bits on x86-64, and so the course's
+  numbers, on every machine.
+- Adam: `torch.optim.Adam`'s update, each operation rounded on its own.
+- LBFGS: `torch.optim.LBFGS`'s method (the two-loop recursion over the last 10 steps, then a
+  line search for sufficient decrease) in Python's float64 arithmetic, on the few parameters of a
+  linear model: no BLAS dot products, whose order of summation depends on the CPU.
+"""
+
+import math
+from collections.abc import Callable
+
+import torch
+
+
+def fused_multiply_add(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """a * b + c for float32 tensors, rounded once to float32, as an FMA instruction does.
+
+    The product of two float32 values is exact in float64. The sum is rounded to float64
+    "to odd" (an inexact result keeps an odd last bit, found with TwoSum's exact error), which
+    makes the final rounding to float32 the correct one (Boldo and Melquiond).
+    """
+    product = a.double() * b.double()
+    addend = c.double()
+    total = product + addend
+    back = total - product
+    error = (product - (total - back)) + (addend - back)
+    inexact_even = (error != 0) & ((total.view(torch.int64) & 1) == 0)
+    toward = torch.where(error > 0, math.inf, -math.inf).to(total.dtype)
+    return torch.where(inexact_even, torch.nextafter(total, toward), total).float()
+
+
+class SGD(torch.optim.SGD):
+    """`torch.optim.SGD` (optionally with momentum) with every update rounded as an FMA."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.0) -> None:
+        super().__init__(params, lr=lr, momentum=momentum)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            scale = torch.tensor(-group["lr"], dtype=torch.float32)
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                direction = param.grad
+                if group["momentum"]:
+                    state = self.state[param]
+                    buffer = state.get("momentum_buffer")
+                    if buffer is None:
+                        buffer = state["momentum_buffer"] = direction.clone()
+                    else:
+                        # torch: buf.mul_(momentum).add_(grad): two roundings on every CPU
+                        buffer.mul_(group["momentum"]).add_(direction)
+                    direction = buffer
+                param.copy_(fused_multiply_add(direction, scale.to(param.device), param))
+        return loss
+
+
+class Adam(torch.optim.Adam):
+    """`torch.optim.Adam`'s update, every operation rounded on its own."""
+
+    def __init__(self, params, lr: float) -> None:
+        super().__init__(params, lr=lr)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                grad = param.grad
+                state = self.state[param]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(param)
+                    state["exp_avg_sq"] = torch.zeros_like(param)
+                state["step"] += 1
+                step = state["step"]
+                exp_avg = state["exp_avg"] = state["exp_avg"] * beta1 + grad * (1 - beta1)
+                squares = state["exp_avg_sq"] * beta2 + (grad * grad) * (1 - beta2)
+                state["exp_avg_sq"] = squares
+                step_size = group["lr"] / (1 - beta1**step)
+                denominator = squares.sqrt() / math.sqrt(1 - beta2**step) + group["eps"]
+                param.sub_((exp_avg / denominator) * step_size)
+        return loss
+
+
+class LBFGS(torch.optim.Optimizer):
+    """`torch.optim.LBFGS`'s method, one iteration per `step(closure)`, in float64 Python floats.
+
+    Built for the few parameters of a linear model: the search direction comes from the last
+    `history` steps by the two-loop recursion, the first step is scaled as torch scales it, and
+    the step length is halved until the loss falls enough (Armijo's condition).
+    """
+
+    def __init__(self, params, lr: float = 1.0, history: int = 10, max_halvings: int = 30) -> None:
+        super().__init__(params, {"lr": lr})
+        self.history = history
+        self.max_halvings = max_halvings
+        self._steps: list[tuple[list[float], list[float], float]] = []  # (s, y, 1 / y.s)
+        self._previous: tuple[list[float], list[float]] | None = None
+
+    def _parameters(self) -> list[torch.Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def _flat(self, tensors: list[torch.Tensor]) -> list[float]:
+        return [value for tensor in tensors for value in tensor.detach().reshape(-1).tolist()]
+
+    def _set(self, values: list[float]) -> None:
+        offset = 0
+        for param in self._parameters():
+            count = param.numel()
+            chunk = torch.tensor(values[offset : offset + count], dtype=torch.float64)
+            param.copy_(chunk.reshape(param.shape).to(param.dtype))
+            offset += count
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor]):
+        evaluate = torch.enable_grad()(closure)
+        loss = evaluate()
+        f = float(loss)
+        x = self._flat(self._parameters())
+        g = self._flat([p.grad for p in self._parameters()])
+        if max(map(abs, g), default=0.0) <= 1e-7:
+            return loss  # at a stationary point: torch stops here too
+        if self._previous is not None:
+            s = [a - b for a, b in zip(x, self._previous[0], strict=True)]
+            y = [a - b for a, b in zip(g, self._previous[1], strict=True)]
+            ys = _dot(y, s)
+            if ys > 1e-10:
+                self._steps = [*self._steps, (s, y, 1.0 / ys)][-self.history :]
+        self._previous = (x, g)
+        direction = self._direction(g)
+        slope = _dot(g, direction)
+        if slope > -1e-12:
+            return loss
+        lr = self.param_groups[0]["lr"]
+        length = lr * min(1.0, 1.0 / sum(map(abs, g))) if not self._steps else lr
+        for _ in range(self.max_halvings):
+            self._set([a + length * d for a, d in zip(x, direction, strict=True)])
+            if float(evaluate()) <= f + 1e-4 * length * slope:
+                return loss
+            length /= 2
+        self._set(x)  # no step lowered the loss enough: stay
+        return loss
+
+    def _direction(self, g: list[float]) -> list[float]:
+        """-H g by the two-loop recursion over the remembered steps (Nocedal and Wright, 7.4)."""
+        q = list(g)
+        alphas = []
+        for s, y, rho in reversed(self._steps):
+            alpha = rho * _dot(s, q)
+            q = [a - alpha * b for a, b in zip(q, y, strict=True)]
+            alphas.append(alpha)
+        if self._steps:
+            s, y, rho = self._steps[-1]
+            gamma = 1.0 / (rho * _dot(y, y))
+            q = [gamma * a for a in q]
+        for (s, y, rho), alpha in zip(self._steps, reversed(alphas), strict=True):
+            beta = rho * _dot(y, q)
+            q = [a + (alpha - beta) * b for a, b in zip(q, s, strict=True)]
+        return [-a for a in q]
+
+
+def _dot(left: list[float], right: list[float]) -> float:
+    """A dot product added up in order, in float64."""
+    total = 0.0
+    for a, b in zip(left, right, strict=True):
+        total += a * b
+    return total
+
+
+OPTIMIZER_CLASSES = {"SGD": SGD, "Adam": Adam, "LBFGS": LBFGS}

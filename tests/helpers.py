@@ -1,0 +1,84 @@
+"""Small tables and params for the library's tests."""
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from pytorch_workflow.data_setup import (
+    ParquetTable,
+    fitted_features,
+    line_chunks,
+    split_dataset,
+    write_table,
+)
+from pytorch_workflow.params import DataParams, SplitParams, TrainParams
+
+COURSE_DATA = DataParams(
+    source="line",
+    path="",
+    target="y",
+    features=None,
+    standardize=False,
+    chunk_rows=1_000_000,
+    weight=0.7,
+    bias=0.3,
+    start=0.0,
+    end=1.0,
+    step=0.02,
+    noise_std=0.0,
+)
+COURSE_SPLIT = SplitParams(train_fraction=0.8, shuffle=False, stratify=False)
+COURSE_TRAIN = TrainParams(
+    epochs=100,
+    batch_size=None,
+    lr=0.01,
+    loss="l1",
+    optimizer="sgd",
+    momentum=0.0,
+    l2=0.0,
+    processes=1,
+    log_every=10,
+)
+
+
+def data_params(**changes) -> DataParams:
+    return DataParams(**{**COURSE_DATA.__dict__, **changes})
+
+
+def train_params(**changes) -> TrainParams:
+    return TrainParams(**{**COURSE_TRAIN.__dict__, **changes})
+
+
+def split_params(**changes) -> SplitParams:
+    return SplitParams(**{**COURSE_SPLIT.__dict__, **changes})
+
+
+def table_file(
+    path: Path, columns: dict[str, np.ndarray], chunk_rows: int = 1_000_000
+) -> ParquetTable:
+    """A float32 Parquet table written the pipeline's way."""
+    table = pa.table(
+        {name: np.asarray(values, dtype=np.float32) for name, values in columns.items()}
+    )
+    write_table(path, [table], chunk_rows)
+    return ParquetTable(path)
+
+
+def course_split(
+    folder: Path, data: DataParams = COURSE_DATA, split: SplitParams = COURSE_SPLIT, seed=42
+):
+    """The dataset made and split as the prepare and split stages do: (train, test, features)."""
+    write_table(folder / "dataset.parquet", line_chunks(data, seed), data.chunk_rows)
+    dataset = ParquetTable(folder / "dataset.parquet")
+    _, stats = split_dataset(
+        dataset,
+        split,
+        "regression",
+        seed,
+        data.chunk_rows,
+        folder / "train.parquet",
+        folder / "test.parquet",
+    )
+    features = fitted_features(dataset.columns, stats, data.standardize)
+    return ParquetTable(folder / "train.parquet"), ParquetTable(folder / "test.parquet"), features

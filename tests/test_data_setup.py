@@ -1,0 +1,317 @@
+"""The data: the course's line, the user's CSV, Parquet chunks and the split (no torch)."""
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from pytorch_workflow.data_setup import (
+    ColumnStats,
+    ParquetTable,
+    course_arange,
+    csv_chunks,
+    line_chunks,
+    read_features,
+    row_keys,
+    split_dataset,
+    write_table,
+)
+from pytorch_workflow.errors import UserError
+from tests.helpers import COURSE_DATA, course_split, data_params, split_params, table_file
+
+
+def line(params=COURSE_DATA, seed=42) -> dict[str, np.ndarray]:
+    table = pa.concat_tables(list(line_chunks(params, seed)))
+    return {name: table[name].to_numpy() for name in table.column_names}
+
+
+def test_course_data_is_fifty_rows_on_the_course_line_bit_for_bit():
+    data = line()
+    X = torch.arange(0, 1, 0.02).unsqueeze(dim=1)
+
+    assert len(data["x"]) == 50 and data["x"].dtype == np.float32
+    assert np.array_equal(data["x"], X.numpy()[:, 0])
+    assert np.array_equal(data["y"], (0.7 * X + 0.3).numpy()[:, 0])
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "step"), [(0, 1, 0.02), (-3.5, 7.25, 0.013), (0, 10, 0.001)]
+)
+def test_course_arange_matches_torch_arange(start, end, step):
+    expected = torch.arange(start, end, step).numpy()
+
+    assert np.array_equal(course_arange(start, step, len(expected), 0, len(expected)), expected)
+
+
+@pytest.mark.parametrize("chunk_rows", [7, 64, 1000])
+def test_chunks_of_any_size_make_the_same_line_and_the_same_noise(chunk_rows):
+    noisy = data_params(noise_std=0.1, step=0.001)
+
+    chunked = line(data_params(noise_std=0.1, step=0.001, chunk_rows=chunk_rows))
+
+    whole = line(noisy)
+    assert all(np.array_equal(chunked[name], whole[name]) for name in ("x", "y"))
+
+
+def test_a_line_that_overflows_float32_is_refused():
+    with pytest.raises(UserError, match="overflows float32"):
+        line(data_params(weight=1e38, end=10.0, step=1.0))
+
+
+def test_written_chunks_become_row_groups_of_chunk_rows(tmp_path):
+    table = table_file(
+        tmp_path / "t.parquet", {"x": np.arange(10), "y": np.arange(10)}, chunk_rows=4
+    )
+
+    assert table.rows == 10 and table.offsets == [0, 4, 8, 10]
+    assert table.chunk(1)["x"].tolist() == [4, 5, 6, 7]
+
+
+def test_writing_the_same_table_twice_gives_the_same_bytes(tmp_path):
+    for name in ("a", "b"):
+        write_table(tmp_path / f"{name}.parquet", line_chunks(COURSE_DATA, 42), 1000)
+
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "file not found"),
+        (b"", "not a readable Parquet file"),
+        (b"PAR1 torn", "not a readable"),
+    ],
+)
+def test_unreadable_tables_are_named(tmp_path, content, message):
+    path = tmp_path / "train.parquet"
+    if content is not None:
+        path.write_bytes(content)
+
+    with pytest.raises(UserError, match=message) as error:
+        ParquetTable(path)
+    assert str(path) in str(error.value)
+
+
+def test_missing_columns_and_bad_values_are_named(tmp_path):
+    table = table_file(tmp_path / "t.parquet", {"x": [0.0, 1.0], "y": [1.0, np.nan]})
+
+    with pytest.raises(UserError, match="missing column"):
+        ParquetTable(table.path, ("x", "z"))
+    with pytest.raises(UserError, match="column y has a NaN or infinite value at row 1"):
+        table.chunk(0)
+
+
+# ---- the user's CSV ----
+
+
+def read_csv(path, task="regression", **params):
+    options = {"source": "csv", "path": str(path), **params}
+    chunks = list(csv_chunks(data_params(**options), task))
+    table = pa.concat_tables(chunks)
+    return {name: table[name].to_numpy() for name in table.column_names}
+
+
+def test_features_default_to_every_numeric_column_but_the_target(tmp_path):
+    path = tmp_path / "own.csv"
+    path.write_text("a,name,y,b\n1,p,3.0,0.5\n2,q,4.0,0.25\n")
+
+    table = read_csv(path)
+
+    assert list(table) == ["a", "b", "y"]
+    assert all(values.dtype == np.float32 for values in table.values())
+
+
+def test_listed_features_are_taken_in_order(tmp_path):
+    path = tmp_path / "own.csv"
+    path.write_text("a,b,c,y\n1,3,5,0\n2,4,6,1\n")
+
+    assert list(read_csv(path, features=("c", "a"))) == ["c", "a", "y"]
+
+
+@pytest.mark.parametrize(
+    ("content", "params", "task", "message"),
+    [
+        (None, {}, "regression", "data.path not found"),
+        ("", {}, "regression", "not a readable CSV"),
+        ("a,y\n", {}, "regression", "has no rows"),
+        ("a,b\n1,2\n", {}, "regression", "data.target column 'y' not found; columns: a, b"),
+        ("a,y\n1,2\n", {"features": ("a", "z")}, "regression", "column(s) not found: z"),
+        (
+            "a,y\n1,2\nq,3\n",
+            {"features": ("a",)},
+            "regression",
+            "row 2, column 'a': 'q' is not a number",
+        ),
+        ("name,y\np,2\n", {}, "regression", "no numeric column besides the target"),
+        ("a,y\n1,2\n,3\n", {}, "regression", "row 2, column 'a': is empty or not a number"),
+        (
+            "a,y\n1,2\n1e39,3\n",
+            {},
+            "regression",
+            "row 2, column 'a': 1e+39 is beyond float32's range",
+        ),
+        ("a,y\n1,2\n3,inf\n", {}, "regression", "row 2, column 'y': inf is not finite"),
+        (
+            "a,y\n1,0\n2,2\n",
+            {},
+            "binary_classification",
+            "needs a 0/1 target; column 'y' has 2 at row 2",
+        ),
+        ("a,a,y\n1,2,3\n", {}, "regression", "column name(s) used twice: a"),
+        ("a,y\n1,2\n3,4,5\n", {}, "regression", "row 2 has 3 fields; the header has 2"),
+    ],
+    ids=[
+        "missing",
+        "empty",
+        "no-rows",
+        "no-target",
+        "missing-feature",
+        "text",
+        "no-features",
+        "blank",
+        "overflow",
+        "inf",
+        "non-binary",
+        "duplicate",
+        "ragged",
+    ],
+)
+def test_bad_csv_names_the_file_row_and_column(tmp_path, content, params, task, message):
+    path = tmp_path / "own.csv"
+    if content is not None:
+        path.write_text(content)
+
+    with pytest.raises(UserError) as error:
+        read_csv(path, task, **params)
+
+    assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_data_path_that_is_a_folder_or_a_pipe_is_refused_without_reading(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+
+    with pytest.raises(UserError, match="is a folder"):
+        read_csv(tmp_path)
+    with pytest.raises(UserError, match="not a regular file"):
+        read_csv(tmp_path / "pipe")  # a read would wait for a writer forever
+
+
+def test_a_csv_larger_than_a_block_streams_in_order(tmp_path):
+    rows = 300_000
+    path = tmp_path / "big.csv"
+    values = np.arange(rows)
+    path.write_text("a,y\n" + "".join(f"{v},{v % 7}\n" for v in values))
+
+    table = read_csv(path)
+
+    assert np.array_equal(table["a"], values.astype(np.float32))
+
+
+# ---- the split ----
+
+
+def split(tmp_path, columns, params, task="regression", seed=7, chunk_rows=1000):
+    dataset = table_file(tmp_path / "dataset.parquet", columns, chunk_rows)
+    summary, _ = split_dataset(
+        dataset,
+        params,
+        task,
+        seed,
+        chunk_rows,
+        tmp_path / "train.parquet",
+        tmp_path / "test.parquet",
+    )
+    read = {side: ParquetTable(tmp_path / f"{side}.parquet") for side in ("train", "test")}
+    return summary, {side: np.concatenate([c["x"] for c in t]) for side, t in read.items()}
+
+
+def test_the_split_takes_the_first_eighty_percent_for_training(tmp_path):
+    train, test, _ = course_split(tmp_path)
+
+    assert (train.rows, test.rows) == (40, 10)
+    assert train.chunk(0)["x"][-1] == np.float32(0.78) and test.chunk(0)["x"][0] == np.float32(0.8)
+
+
+@pytest.mark.parametrize("chunk_rows", [1000, 37])
+def test_a_shuffled_split_has_the_exact_count_and_does_not_depend_on_chunks(tmp_path, chunk_rows):
+    columns = {"x": np.arange(1000), "y": np.zeros(1000)}
+
+    summary, sides = split(tmp_path, columns, split_params(shuffle=True), chunk_rows=chunk_rows)
+
+    assert summary.rows == {"train": 800, "test": 200}
+    assert not np.array_equal(sides["train"], np.arange(800))
+    assert np.array_equal(np.sort(np.concatenate(list(sides.values()))), np.arange(1000))
+    keys = row_keys(7, 0, 1000)
+    assert np.array_equal(sides["train"], np.flatnonzero(keys <= np.sort(keys)[799]))
+
+
+def test_a_shuffled_split_is_seeded(tmp_path):
+    columns = {"x": np.arange(100), "y": np.zeros(100)}
+    first = split(tmp_path / "a", columns, split_params(shuffle=True), seed=1)[1]
+    again = split(tmp_path / "b", columns, split_params(shuffle=True), seed=1)[1]
+    other = split(tmp_path / "c", columns, split_params(shuffle=True), seed=2)[1]
+
+    assert np.array_equal(first["train"], again["train"])
+    assert not np.array_equal(first["train"], other["train"])
+
+
+def test_a_stratified_split_keeps_each_class_share_and_reports_the_balance(tmp_path):
+    labels = (np.arange(1000) >= 700).astype(np.float32)  # sorted: the class 1 rows come last
+    columns = {"x": np.arange(1000), "y": labels}
+
+    ordered, _ = split(tmp_path / "a", columns, split_params(), task="binary_classification")
+    stratified, _ = split(
+        tmp_path / "b",
+        columns,
+        split_params(stratify=True, shuffle=True),
+        task="binary_classification",
+    )
+
+    assert ordered.metrics()["test"]["class_1_share"] == 1.0
+    assert "split.shuffle: true" in ordered.imbalance()
+    assert stratified.metrics()["train"] == {"rows": 800, "class_1_share": 0.3}
+    assert stratified.metrics()["test"] == {"rows": 200, "class_1_share": 0.3}
+    assert stratified.imbalance() is None
+
+
+def test_a_split_that_leaves_a_side_empty_is_refused(tmp_path):
+    with pytest.raises(UserError, match="leaves an empty split of 2 rows"):
+        split(tmp_path, {"x": [0.0, 1.0], "y": [0.0, 1.0]}, split_params(train_fraction=0.2))
+
+
+def test_column_statistics_merged_by_chunk_match_numpy():
+    values = np.random.default_rng(0).normal(5, 3, 10_001).astype(np.float32)
+    stats = ColumnStats.empty(1)
+    for start in range(0, len(values), 999):
+        stats.add([values[start : start + 999]])
+
+    assert stats.mean[0] == pytest.approx(values.astype(np.float64).mean(), rel=1e-14)
+    assert stats.std[0] == pytest.approx(values.astype(np.float64).std(), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '{"features": ["x"], "target": "y", "mean": [0.5], "std": [0.0]}',
+            "needs a finite mean and a std > 0",
+        ),
+        (
+            '{"features": ["x"], "target": "y", "mean": [0.5], "std": null}',
+            "both be set or both be null",
+        ),
+        (
+            '{"features": ["x"], "target": "y", "mean": [1, 2], "std": [1, 2]}',
+            "one value per feature",
+        ),
+        ('{"features": []}', "not a readable features file"),
+    ],
+)
+def test_a_damaged_features_file_is_named_with_its_problem(tmp_path, text, message):
+    path = tmp_path / "features.json"
+    path.write_text(text)
+
+    with pytest.raises(UserError, match=message):
+        read_features(path)

@@ -1,0 +1,134 @@
+"""save_model / load_model: byte-stable files that plain torch.load reads, and safe loads."""
+
+import io
+import pickle
+import zipfile
+
+import pytest
+import torch
+
+from pytorch_workflow.errors import UserError
+from pytorch_workflow.model_builder import build_model
+from pytorch_workflow.utils import (
+    load_model,
+    portable_serialization_id,
+    save_model,
+    state_dict_bytes,
+)
+
+
+def serialization_id(data: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return archive.read("archive/.data/serialization_id")
+
+
+def test_state_dict_round_trip_restores_every_tensor(tmp_path):
+    model = build_model("linear_regression", seed=42)
+    save_model(model, tmp_path / "model.pt")
+
+    loaded = load_model(build_model("linear_regression", seed=0), tmp_path / "model.pt")
+
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor)
+
+
+def test_saving_the_same_weights_twice_gives_identical_bytes_that_plain_torch_load_reads(tmp_path):
+    model = build_model("linear_regression_v2", seed=42)
+
+    save_model(model, tmp_path / "first.pt")
+    save_model(model, tmp_path / "second.pt")
+
+    assert (tmp_path / "first.pt").read_bytes() == (tmp_path / "second.pt").read_bytes()
+    with zipfile.ZipFile(tmp_path / "first.pt") as archive:
+        assert archive.testzip() is None  # every CRC checks out
+    loaded = torch.load(tmp_path / "first.pt", weights_only=True)
+    assert torch.equal(loaded["linear_layer.weight"], model.linear_layer.weight.detach())
+
+
+def test_the_serialization_id_workaround_still_applies(tmp_path):
+    # pytorch/pytorch#184219: torch's own id depends on the C++ library. When torch stops
+    # writing the id, this fails: the workaround (utils.portable_serialization_id) can go.
+    model = build_model("linear_regression", 1)
+    state = {name: tensor.detach() for name, tensor in model.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+
+    ours = state_dict_bytes(state)
+
+    assert serialization_id(ours) != serialization_id(buffer.getvalue())
+    assert portable_serialization_id(ours) == ours  # computed from the rest: stable
+    assert len(ours) == len(buffer.getvalue())  # only the id and its CRCs changed
+
+
+def test_different_weights_give_different_serialization_ids():
+    first = state_dict_bytes(build_model("linear_regression", seed=1).state_dict())
+    second = state_dict_bytes(build_model("linear_regression", seed=2).state_dict())
+
+    assert serialization_id(first) != serialization_id(second)
+
+
+class WritesMarker:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.mark.parametrize("as_zip", [True, False])
+def test_a_pickle_that_runs_code_is_refused_and_never_runs(tmp_path, as_zip):
+    marker = tmp_path / "code-ran"
+    path = tmp_path / "model.pt"
+    payload = {"weights": torch.zeros(1), "bias": WritesMarker(marker)}
+    if as_zip:
+        torch.save(payload, path)
+    else:
+        path.write_bytes(pickle.dumps(payload))
+
+    with pytest.raises(UserError, match=r"refused to load|not a readable model file"):
+        load_model(build_model("linear_regression"), path)
+    assert not marker.exists()
+
+
+def test_a_zip_bomb_is_refused_before_it_is_unpacked(tmp_path):
+    path = tmp_path / "model.pt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/data.pkl", b"\0" * (300 * 1024 * 1024))
+
+    with pytest.raises(UserError, match="refused: it unpacks to 314,572,800 bytes"):
+        load_model(build_model("linear_regression"), path)
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"weights": torch.zeros(3), "bias": torch.zeros(1)}, r"weights \(3,\) != \(1,\)"),
+        (
+            {"weight": torch.zeros(1), "bias": torch.zeros(1)},
+            r"keys \['bias', 'weight'\] do not match",
+        ),
+        (
+            {"weights": torch.tensor([float("nan")]), "bias": torch.zeros(1)},
+            "must hold finite float32",
+        ),
+        (
+            {"weights": torch.zeros(1, dtype=torch.float64), "bias": torch.zeros(1)},
+            "must hold finite float32",
+        ),
+    ],
+)
+def test_a_state_dict_that_does_not_fit_the_model_is_named(tmp_path, state, message):
+    path = tmp_path / "model.pt"
+    torch.save(state, path)
+
+    with pytest.raises(UserError, match=message):
+        load_model(build_model("linear_regression"), path)
+
+
+def test_a_truncated_model_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "model.pt"
+    save_model(build_model("linear_regression", seed=42), path)
+    path.write_bytes(path.read_bytes()[:200])
+
+    with pytest.raises(UserError, match="not a readable model file"):
+        load_model(build_model("linear_regression"), path)

@@ -1,0 +1,193 @@
+"""The review report: the workspace against a base revision, for a pull request or a branch.
+
+    python -m tools.report --base main                        # what `make report BASE=main` runs
+    python -m tools.report --base main --summary "$GITHUB_STEP_SUMMARY"   # in CI
+
+Writes report.md: the regression gate's verdict (regression_gate.yaml), `dvc params diff` and
+`dvc metrics diff` as Markdown tables, the loss curves of both revisions as a table of epochs,
+and the pipeline's figures side by side (PNG copies in report/, with `dvc plots diff`'s
+interactive page in report/plots/). With --summary, the same report without the images is
+appended to that file: a CI job summary shows Markdown tables, not files from the run. It
+reports on the workspace as it is: run `dvc repro` first.
+
+Exit status: 0 when every gated metric is within its allowance, 1 when one regressed (the report
+is written all the same), 2 when no report could be made.
+"""
+
+import argparse
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from pytorch_workflow.errors import UserError, exit_on_user_error
+from pytorch_workflow.files import atomic_write_bytes, atomic_write_text
+from pytorch_workflow.paths import load_paths
+from tools.commands import output_of
+from tools.gate import GATE_FILE, Verdict, judge, load_allowances
+
+EXIT_REGRESSION = 1
+LOSS_ROWS = 11  # epochs shown in the loss table
+
+
+def resolve_base(base: str) -> str:
+    """The base revision's short commit id; an unknown name is an error before any work."""
+    result = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", "--short", f"{base}^{{commit}}"],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise UserError(
+            f"--base {base}: not a git revision here (a shallow clone lacks history; "
+            "fetch with full depth)"
+        )
+    return result.stdout.strip()
+
+
+def committed(base: str, path: Path) -> bytes | None:
+    shown = subprocess.run(["git", "show", f"{base}:{path.as_posix()}"], capture_output=True)
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def diff_table(kind: str, base: str) -> str:
+    """`dvc params diff` or `dvc metrics diff` as Markdown, or "" when nothing changed."""
+    table = output_of("dvc", kind, "diff", base, "--md").strip()
+    # With nothing changed, DVC prints the header row and the separator only.
+    return table if len(table.splitlines()) > 2 else ""
+
+
+def gate_section(verdicts: list[Verdict], base: str) -> str:
+    failed = [verdict for verdict in verdicts if not verdict.passed]
+    if failed:
+        summary = "**Failed.** " + " ".join(f"{v.describe()}." for v in failed)
+    else:
+        summary = f"**Passed:** every metric in `{GATE_FILE}` is within its allowance."
+    rows = [
+        f"| Metric | {base} | workspace | Change | Allowed | Verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for verdict in verdicts:
+        allowance = verdict.allowance
+        limit = "rise" if allowance.direction == "max_increase" else "fall"
+        rows.append(
+            f"| {allowance.name} | {_number(verdict.old)} | {_number(verdict.new)} "
+            f"| {_number(verdict.change, sign=True)} | {limit} <= {allowance.amount:g} "
+            f"| {'ok' if verdict.passed else '**regressed**'} |"
+        )
+    return "\n".join([summary, "", *rows])
+
+
+def _number(value: float | None, sign: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.6g}" if sign else f"{value:.6g}"
+
+
+def loss_section(base: str, loss_table: Path) -> str:
+    """The two revisions' loss curves, read from plots/loss.csv, at a few evenly spaced epochs."""
+    sides = {
+        base: committed(base, loss_table),
+        "workspace": loss_table.read_bytes() if loss_table.is_file() else None,
+    }
+    curves = {
+        side: list(csv.DictReader(io.StringIO(data.decode())))
+        for side, data in sides.items()
+        if data is not None
+    }
+    epochs = max((len(rows) for rows in curves.values()), default=0)
+    if not epochs:
+        return "No loss curves in either revision."
+    shown = sorted({round(i * (epochs - 1) / (LOSS_ROWS - 1)) for i in range(LOSS_ROWS)})
+    header = ["epoch"] + [f"{side} {kind}" for side in sides for kind in ("train", "test")]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for epoch in shown:
+        cells = [str(epoch)]
+        for side in sides:
+            row = curves.get(side, [])[epoch] if epoch < len(curves.get(side, [])) else None
+            cells += [f"{float(row[k]):.6g}" if row else "-" for k in ("train_loss", "test_loss")]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def figures_section(base: str, report_dir: Path) -> str:
+    """Each PNG figure of the pipeline from both revisions, copied beside the report."""
+    images = report_dir / "report"
+    images.mkdir(parents=True, exist_ok=True)
+    paths = load_paths()
+    rows = [f"| | {base} | workspace |", "|---|---|---|"]
+    for title, source in (
+        ("Loss curves", paths.loss_figure),
+        ("Predictions", paths.predictions_figure),
+    ):
+        cells = []
+        for side, data in (("base", committed(base, source)), ("workspace", _read(source))):
+            target = images / f"{side}-{source.name}"
+            target.unlink(missing_ok=True)  # never show a picture left from an earlier report
+            if data is None:
+                cells.append("not in this revision")
+                continue
+            atomic_write_bytes(target, data)
+            cells.append(f"![{title}, {side}]({target.relative_to(report_dir).as_posix()})")
+        rows.append(f"| {title} | {cells[0]} | {cells[1]} |")
+    plots = subprocess.run(
+        ["dvc", "plots", "diff", base, "--out", str(images / "plots")], capture_output=True
+    )
+    if plots.returncode == 0:
+        rows.append("\nAll plots, interactive: `report/plots/index.html` (`dvc plots diff`).")
+    return "\n".join(rows)
+
+
+def _read(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None
+
+
+def build_report(base: str, report_dir: Path, with_figures: bool) -> tuple[str, list[Verdict]]:
+    base_id = resolve_base(base)
+    allowances = load_allowances(GATE_FILE)
+    metrics_diff = json.loads(output_of("dvc", "metrics", "diff", base, "--all", "--json") or "{}")
+    verdicts = judge(allowances, metrics_diff)
+    sections = [
+        f"# Pipeline report: workspace against {base} ({base_id})",
+        "## Regression gate",
+        gate_section(verdicts, base),
+        "## Params",
+        diff_table("params", base) or f"No param differs from {base}.",
+        "## Metrics",
+        diff_table("metrics", base) or f"No metric differs from {base}.",
+        "## Loss curves",
+        loss_section(base, load_paths().loss_table),
+    ]
+    if with_figures:
+        sections += ["## Figures", figures_section(base, report_dir)]
+    return "\n\n".join(sections) + "\n", verdicts
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", default="main", help="git revision to compare against")
+    parser.add_argument("--output", type=Path, default=Path("report.md"), help="Markdown file")
+    parser.add_argument("--summary", type=Path, default=None, help="also append, without images")
+    args = parser.parse_args(argv)
+
+    text, verdicts = build_report(args.base, args.output.resolve().parent, with_figures=True)
+    atomic_write_text(args.output, text)
+    print(f"Wrote {args.output} (workspace against {args.base})")
+    if args.summary is not None:
+        summary, _ = build_report(args.base, args.output.resolve().parent, with_figures=False)
+        with open(args.summary, "a", encoding="utf-8") as file:
+            file.write(summary)
+        print(f"Appended the report to {args.summary}")
+    failed = [verdict for verdict in verdicts if not verdict.passed]
+    for verdict in failed:
+        print(f"regression: {verdict.describe()}", file=sys.stderr)
+    if failed:
+        sys.exit(EXIT_REGRESSION)
+    print(f"Regression gate passed: {len(verdicts)} metrics within {GATE_FILE}")
+
+
+if __name__ == "__main__":
+    main()
