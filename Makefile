@@ -69,6 +69,11 @@ report: setup
 lock-check: setup
 	python -m tools.lock_check
 
+# `make release VERSION=v1.2.3`: register the exported model in the registry (git tags in GTO's
+# format) from a clean commit that records what `dvc repro` makes (docs/registry.md).
+release: setup
+	python -m tools.release $(VERSION)
+
 # Not part of `make test`: times real pipeline runs and writes docs/benchmark.md.
 benchmark: setup
 	python benchmarks/pipeline_benchmark.py

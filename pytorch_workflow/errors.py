@@ -14,6 +14,12 @@ class UserError(Exception):
     """A mistake in params, data or model files that the user can fix; the message names it."""
 
 
+def one_line(text: str) -> str:
+    """The text with every unprintable character escaped: names from a user's file may hold
+    line breaks or control characters, and an error stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def exit_on_user_error(main: F) -> F:
     """Run `main`; turn a `UserError` into a one-line message and exit code 2."""
 
@@ -22,7 +28,7 @@ def exit_on_user_error(main: F) -> F:
         try:
             return main(*args, **kwargs)
         except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {one_line(str(error))}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
 
     return wrapper  # type: ignore[return-value]

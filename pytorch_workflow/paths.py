@@ -32,14 +32,29 @@ class Paths:
     export_dir: Path
 
 
-def load_paths(pipeline_file: str | Path = PIPELINE_FILE) -> Paths:
+def _pipeline(pipeline_file: str | Path) -> dict:
     try:
         with open(pipeline_file, encoding="utf-8") as file:
             pipeline = yaml.safe_load(file)
     except (OSError, yaml.YAMLError) as error:
-        raise UserError(f"{pipeline_file}: cannot read the pipeline's paths ({error})") from None
+        raise UserError(f"{pipeline_file}: cannot read the pipeline ({error})") from None
+    return pipeline if isinstance(pipeline, dict) else {}
+
+
+def artifact_name(pipeline_file: str | Path = PIPELINE_FILE) -> str:
+    """The model's name in the registry: the one artifact `dvc.yaml` declares."""
+    artifacts = list(_pipeline(pipeline_file).get("artifacts") or {})
+    if len(artifacts) != 1:
+        raise UserError(
+            f"{pipeline_file}: expected one artifact under artifacts:, found {len(artifacts)}"
+        )
+    return artifacts[0]
+
+
+def load_paths(pipeline_file: str | Path = PIPELINE_FILE) -> Paths:
+    pipeline = _pipeline(pipeline_file)
     declared: dict[str, str] = {}
-    for entry in pipeline.get("vars", []) if isinstance(pipeline, dict) else []:
+    for entry in pipeline.get("vars", []):
         if isinstance(entry, dict) and isinstance(entry.get("paths"), dict):
             declared = entry["paths"]
     missing = [field.name for field in fields(Paths) if field.name not in declared]

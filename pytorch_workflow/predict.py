@@ -8,13 +8,16 @@ input may be larger than memory.
 The model is rebuilt from the bundle's `model.pt` (tensors only, loaded with `weights_only=True`)
 and its model card: no code from the bundle runs. `--trust-program` runs the bundle's
 `torch.export` program instead; loading a program runs code from it, so use it only for a
-bundle you made or fetched from a source you trust.
+bundle you made or fetched from a source you trust. `--version v1.2.3` or `--stage prod` fetch a
+released bundle from the model registry (docs/registry.md) with `dvc artifacts get`.
 """
 
 import argparse
 import csv
 import os
 import stat
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,7 @@ from pytorch_workflow.export import PROGRAM_FILE, load_program, model_from_bundl
 from pytorch_workflow.files import atomic_path
 from pytorch_workflow.metrics import sigmoid
 from pytorch_workflow.params import DEVICE_CHOICES
-from pytorch_workflow.paths import load_paths
+from pytorch_workflow.paths import artifact_name, load_paths
 
 _BLOCK_BYTES = 1 << 22
 
@@ -55,6 +58,9 @@ def input_reader(
     except (pa.ArrowInvalid, OSError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else "empty file"
         raise UserError(f"{path}: not a readable CSV ({reason[:160]})") from None
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise UserError(f"{path}: column name(s) used twice: {', '.join(duplicated)}")
     if len(columns) == 1 and columns[0] not in names and len(names) == 1:
         return reader, {columns[0]: names[0]}
     missing = [column for column in columns if column not in names]
@@ -114,8 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input", type=Path, help="CSV with the model's feature columns")
     parser.add_argument("output", type=Path, help="CSV to write")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--bundle", type=Path, help="export folder (default: the pipeline's)")
+    source.add_argument("--version", help="a released version (v1.2.3), fetched from the registry")
+    source.add_argument("--stage", help="the version assigned to a stage (prod), fetched likewise")
     parser.add_argument(
-        "--bundle", type=Path, default=None, help="export folder (default: the pipeline's)"
+        "--registry", default=".", help="the repository (path or git URL) of --version and --stage"
     )
     parser.add_argument(
         "--trust-program",
@@ -125,7 +135,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help=f"{DEVICE_CHOICES} (default: cpu)")
     args = parser.parse_args(argv)
 
-    bundle = args.bundle or load_paths().export_dir
+    with tempfile.TemporaryDirectory(prefix="predict-") as fetched:
+        if args.version or args.stage:
+            bundle = fetch_release(args.registry, args.version, args.stage, Path(fetched))
+        else:
+            bundle = args.bundle or load_paths().export_dir
+        predict_csv(args, bundle)
+
+
+def fetch_release(registry: str, version: str | None, stage: str | None, into: Path) -> Path:
+    """A released bundle, fetched with `dvc artifacts get` (DVC verifies what it downloads)."""
+    which = ["--rev", version] if version else ["--stage", stage]
+    command = ["dvc", "artifacts", "get", registry, artifact_name(), *which, "-o", str(into / "b")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.startswith("ERROR")]
+        reason = (lines[-1] if lines else "no such release").removeprefix("ERROR: ")
+        raise UserError(f"{' '.join(which).lstrip('-')}: cannot fetch it from {registry}: {reason}")
+    return into / "b"
+
+
+def predict_csv(args: argparse.Namespace, bundle: Path) -> None:
+    """Predict args.input into args.output with the bundle."""
     card = read_card(bundle)
     check_output(args.input, args.output)
     reader, sources = input_reader(args.input, card["input"]["columns"])

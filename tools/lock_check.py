@@ -18,8 +18,11 @@ from tools.commands import output_of, streamed
 ABSENT = ("deleted", "not in cache")
 
 
-def stale_stages() -> dict[str, list[str]]:
-    """Each stage whose dvc.lock entry no longer matches its params, code or committed outputs."""
+def stale_stages(absent: list[str] | None = None) -> dict[str, list[str]]:
+    """Each stage whose dvc.lock entry no longer matches its params, code or committed outputs.
+
+    Outputs that are merely absent (a fresh clone) are not stale; they go to `absent`.
+    """
     status = json.loads(output_of("dvc", "status", "--json") or "{}")
     stale: dict[str, list[str]] = {}
     for stage, changes in status.items():
@@ -29,6 +32,8 @@ def stale_stages() -> dict[str, list[str]]:
             for kind, entries in change.items():
                 for path, what in entries.items():
                     if what in ABSENT:
+                        if absent is not None:
+                            absent.append(path)
                         continue
                     if isinstance(what, dict):  # params: {"train.lr": "modified"}
                         detail = "; ".join(f"{how} {key}" for key, how in sorted(what.items()))
