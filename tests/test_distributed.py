@@ -22,7 +22,7 @@ CHUNKED = {
     "data__step": 1e-4,
     "data__chunk_rows": 1000,
     "data__noise_std": 0.05,
-    "train__epochs": 30,
+    "train__epochs": 10,
 }
 OUTPUTS = (
     "models/model.pt",
