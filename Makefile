@@ -37,8 +37,9 @@ $(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt requirements-s
 repro: setup
 	dvc repro
 
+# Every test file on its own core (pytest-xdist): the suite mostly waits on DVC and torch.
 test: setup-test lint
-	python -m pytest
+	python -m pytest -n auto --dist loadfile
 
 # The library's unit tests only, no DVC runs: seconds.
 test-fast: setup-test

@@ -2,6 +2,7 @@
 
     python benchmarks/course_first_run.py                     # the course's 50 rows
     python benchmarks/course_first_run.py --step 1e-7         # 10 million rows
+    python benchmarks/course_first_run.py --step 1e-7 --end 10 --epochs 3   # 100 million
 
 Make the data with `torch.arange`, split it 80/20, build `LinearRegressionModel`, run 100 epochs
 of the L1/SGD train and test loop, save the `state_dict` and load it into a fresh model. Plain
@@ -29,6 +30,7 @@ class LinearRegressionModel(nn.Module):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--step", type=float, default=0.02, help="X step (0.02: 50 rows)")
+    parser.add_argument("--end", type=float, default=1.0, help="X end (the course's 1)")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument(
         "--model-path",
@@ -39,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
 
     weight, bias = 0.7, 0.3
-    start, end = 0, 1
+    start, end = 0, args.end
     X = torch.arange(start, end, args.step).unsqueeze(dim=1)
     y = weight * X + bias
 

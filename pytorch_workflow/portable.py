@@ -29,9 +29,9 @@ _LEVELS = 4  # and cascades their partial sums over four levels
 
 def _running_sum(items: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
     """0 + items[0] + items[1] + ..., one addition at a time along the first dimension."""
-    total = zero
+    total = zero.clone()
     for item in items:
-        total = total + item
+        total.add_(item)
     return total
 
 
@@ -109,8 +109,7 @@ class _RowParameter(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, parameter: torch.Tensor, rows: int) -> torch.Tensor:
-        ctx.shape = parameter.shape
-        return parameter.expand(rows, *parameter.shape).clone()
+        return parameter.expand(rows, *parameter.shape)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
