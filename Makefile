@@ -7,7 +7,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 export PATH := $(BIN):$(PATH)
 
 .PHONY: setup setup-s3 setup-test repro test test-fast lint format experiments report \
-	lock-check release benchmark benchmark-quick clean-venv
+	lock-check release benchmark benchmark-quick own-data-results clean-venv
 
 setup: $(VENV)/.installed
 
@@ -81,6 +81,11 @@ benchmark: setup
 
 benchmark-quick: setup
 	python benchmarks/pipeline_benchmark.py --quick
+
+# The own-data recipes on real tables (scikit-learn's, and generated ones): writes
+# docs/own-data-results.md and the table in README.md.
+own-data-results: setup-test
+	python benchmarks/own_data.py
 
 clean-venv:
 	rm -rf $(VENV)

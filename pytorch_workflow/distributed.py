@@ -11,11 +11,14 @@ import os
 import re
 import subprocess
 import sys
-
-import torch
-import torch.distributed as dist
+from typing import TYPE_CHECKING
 
 from pytorch_workflow.errors import UserError
+
+# torch is imported only where a process group is made: the process that starts torchrun and
+# waits never needs it (two seconds of start-up).
+if TYPE_CHECKING:
+    import torch
 
 # torchrun reads each of its options from a PET_ variable; these mean "join other machines".
 _RENDEZVOUS_SETTINGS = ("PET_RDZV_ENDPOINT", "PET_MASTER_ADDR")
@@ -70,8 +73,10 @@ def _quiet(environment: os._Environ) -> dict[str, str]:
     return {**environment, "LOGLEVEL": environment.get("LOGLEVEL", "ERROR")}
 
 
-def start_process_group(device: torch.device) -> int:
+def start_process_group(device: "torch.device") -> int:
     """Join torchrun's process group (gloo on CPU, nccl on CUDA); returns how many processes."""
+    import torch.distributed as dist
+
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return dist.get_world_size()
 
@@ -81,5 +86,7 @@ def local_rank() -> int:
 
 
 def end_process_group() -> None:
+    import torch.distributed as dist
+
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -1,19 +1,39 @@
 """Stage 3, train: build the model, run the course's train/test loop, save the state_dict."""
 
+import sys
+
+from pytorch_workflow import distributed
 from pytorch_workflow.errors import exit_on_user_error
+from pytorch_workflow.files import restored_on_failure
 from pytorch_workflow.params import Params, load_params
+from pytorch_workflow.paths import Paths, load_paths
 
 # Checked before torch is imported (about two seconds), so a typo fails at once.
 PARAMS = exit_on_user_error(load_params)()
 
+
+@exit_on_user_error
+def start_processes() -> None:
+    """This stage in `train.processes` processes under torchrun (each runs `main`)."""
+    paths = load_paths()
+    with restored_on_failure(paths.loss_table, paths.train_metrics):
+        distributed.run_under_torchrun(PARAMS.train.processes, "stages.train")
+
+
+# With more processes this one only starts torchrun and waits: it stops before importing torch,
+# which every training process imports again.
+launching = distributed.wanted(PARAMS.train.processes) and not distributed.in_torchrun()
+if __name__ == "__main__" and launching:
+    start_processes()
+    sys.exit()
+
 import torch
 
-from pytorch_workflow import distributed, engine
+from pytorch_workflow import engine
 from pytorch_workflow.data_setup import ParquetTable, read_features
 from pytorch_workflow.device import describe, resolve_device, use_repeatable_kernels
-from pytorch_workflow.files import atomic_write_json, atomic_write_text, restored_on_failure
+from pytorch_workflow.files import atomic_write_json, atomic_write_text
 from pytorch_workflow.model_builder import build_model
-from pytorch_workflow.paths import Paths, load_paths
 from pytorch_workflow.utils import save_model
 
 
@@ -22,10 +42,7 @@ def main() -> None:
     paths = load_paths()
     # The losses are written as training goes: a run that fails puts the last ones back.
     with restored_on_failure(paths.loss_table, paths.train_metrics):
-        if distributed.wanted(PARAMS.train.processes) and not distributed.in_torchrun():
-            distributed.run_under_torchrun(PARAMS.train.processes, "stages.train")
-        else:
-            train(PARAMS, paths)
+        train(PARAMS, paths)
 
 
 def train(params: Params, paths: Paths) -> None:

@@ -1,14 +1,16 @@
 """The model registry in temporary git repos: release, promote, fetch, predict, refuse."""
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import clone_copy, run
+from tests.conftest import REPO_ROOT, clone_copy, run, tool_env
 from tests.test_bad_inputs import assert_clean_failure, set_params
+from tools.commands import documented_commands
 
 pytestmark = pytest.mark.slow
 
@@ -61,31 +63,6 @@ def test_a_released_bundle_is_fetched_into_an_empty_folder_from_the_remote(relea
         ).read_bytes()
 
 
-@pytest.mark.parametrize("which", [["--version", "v1.0.0"], ["--stage", "prod"]])
-def test_predict_uses_a_released_version_or_stage(released, tmp_path, which):
-    inputs = tmp_path / "x.csv"
-    inputs.write_text("x\n0.5\n")
-    # The workspace's model changes; the released one does not.
-    (released / "models/export").rename(tmp_path / "moved")
-    try:
-        run(
-            [
-                sys.executable,
-                "-m",
-                "pytorch_workflow.predict",
-                str(inputs),
-                str(tmp_path / "out.csv"),
-                *which,
-            ],
-            released,
-        )
-    finally:
-        (tmp_path / "moved").rename(released / "models/export")
-
-    predicted = pd.read_csv(tmp_path / "out.csv")["prediction"][0]
-    assert predicted == pytest.approx(0.5784404 * 0.5 + 0.3513099, abs=1e-6)
-
-
 def test_an_unknown_version_is_one_line(released, tmp_path):
     inputs = tmp_path / "x.csv"
     inputs.write_text("x\n0.5\n")
@@ -105,6 +82,39 @@ def test_an_unknown_version_is_one_line(released, tmp_path):
     )
 
     assert_clean_failure(result, "rev v9.9.9: cannot fetch it from .")
+
+
+def test_the_registry_page_releases_shares_and_fetches_through_a_git_server(reproduced, tmp_path):
+    """docs/registry.md's commands in order, with a bare repository as the team's git server and
+    a folder as the team's DVC remote (committed, as a team would)."""
+    repo = clone_copy(reproduced[0], tmp_path / "repo")
+    server = tmp_path / "server.git"
+    run(["git", "init", "-q", "--bare", "-b", "main", str(server)], tmp_path)
+    run(["dvc", "remote", "modify", "local", "url", str(tmp_path / "dvc-remote")], repo)
+    run(["git", "commit", "-qm", "The team's DVC remote", ".dvc/config"], repo)
+    run(["git", "remote", "add", "origin", str(server)], repo)
+    run(["git", "push", "-q", "origin", "main"], repo)
+    (repo / "new_x.csv").write_text("x\n0.5\n")
+    released = shutil.copytree(repo / "models/export", tmp_path / "released")
+
+    for command in documented_commands(REPO_ROOT / "docs/registry.md"):
+        typed = command.replace("make ", "make -o setup ").replace(
+            "https://github.com/ORG/REPO", str(server)
+        )
+        if "pytorch_workflow.predict" in typed:
+            shutil.rmtree(repo / "models/export", ignore_errors=True)  # use what it fetches
+        result = subprocess.run(
+            typed, shell=True, cwd=repo, capture_output=True, text=True, env=tool_env()
+        )
+        assert result.returncode == 0, f"{typed}\n{result.stdout}{result.stderr}"
+
+    run(["git", "clone", "-q", str(server), "another"], tmp_path)
+    assert "prod" in run(["gto", "show", "linear-regression"], tmp_path / "another").stdout
+    for folder in ("released", "production"):
+        for name in ("model.pt", "model.pt2", "model_card.json"):
+            assert (repo / folder / name).read_bytes() == (released / name).read_bytes()
+    predicted = pd.read_csv(repo / "predictions.csv")["prediction"][0]
+    assert predicted == pytest.approx(0.5784404 * 0.5 + 0.3513099, abs=1e-6)
 
 
 def test_a_dirty_or_stale_commit_is_not_released(reproduced, tmp_path):

@@ -1,6 +1,8 @@
 """Running dvc and git for the tools: a failure becomes one line with the tool's last words."""
 
+import re
 import subprocess
+from pathlib import Path
 
 from pytorch_workflow.errors import UserError
 
@@ -18,3 +20,15 @@ def streamed(*args: str) -> None:
     """Run a command with its output on the terminal; a failure is a one-line error."""
     if subprocess.run(args).returncode != 0:
         raise UserError(f"`{' '.join(args)}` failed (its output is above)")
+
+
+def documented_commands(page: Path) -> list[str]:
+    """The commands of a Markdown page's ```bash blocks as a user types them: continuation
+    lines joined, comments dropped."""
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            command = re.sub(r"\s+#.*$", "", line).strip()
+            if command:
+                found.append(re.sub(r"\s+", " ", command))
+    return found
