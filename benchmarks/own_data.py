@@ -179,33 +179,32 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def splits(repo: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def standardised_splits(repo: Path) -> tuple[pd.DataFrame, ...]:
+    """Train and test features scaled as the model sees them, and the targets (the textbook
+    way: least squares and logistic regression on standardised features)."""
     features = read_json(repo / "data/features.json")
-    return (
-        pd.read_parquet(repo / "data/train.parquet"),
-        pd.read_parquet(repo / "data/test.parquet"),
-        features,
-    )
-
-
-def sklearn_regression(repo: Path) -> float:
-    train, test, features = splits(repo)
     x, y = features["features"], features["target"]
-    fit = LinearRegression().fit(train[x].astype("float64"), train[y])
-    return float(np.mean((fit.predict(test[x].astype("float64")) - test[y]) ** 2))
-
-
-def sklearn_classification(repo: Path) -> tuple[float, float]:
-    train, test, features = splits(repo)
-    x, y = features["features"], features["target"]
+    train = pd.read_parquet(repo / "data/train.parquet")
+    test = pd.read_parquet(repo / "data/test.parquet")
 
     def scale(frame: pd.DataFrame) -> pd.DataFrame:
         return (frame[x].astype("float64") - features["mean"]) / features["std"]
 
-    fit = LogisticRegression(C=1.0, max_iter=10_000, tol=1e-10).fit(scale(train), train[y])
-    p = np.clip(fit.predict_proba(scale(test))[:, 1], 1e-15, 1 - 1e-15)
-    log_loss = -np.mean(test[y] * np.log(p) + (1 - test[y]) * np.log(1 - p))
-    return float(fit.score(scale(test), test[y])), float(log_loss)
+    return scale(train), train[y].astype("float64"), scale(test), test[y].astype("float64")
+
+
+def sklearn_regression(repo: Path) -> float:
+    train_x, train_y, test_x, test_y = standardised_splits(repo)
+    fit = LinearRegression().fit(train_x, train_y)
+    return float(np.mean((fit.predict(test_x) - test_y) ** 2))
+
+
+def sklearn_classification(repo: Path) -> tuple[float, float]:
+    train_x, train_y, test_x, test_y = standardised_splits(repo)
+    fit = LogisticRegression(C=1.0, max_iter=10_000, tol=1e-10).fit(train_x, train_y)
+    p = np.clip(fit.predict_proba(test_x)[:, 1], 1e-15, 1 - 1e-15)
+    log_loss = -np.mean(test_y * np.log(p) + (1 - test_y) * np.log(1 - p))
+    return float(fit.score(test_x, test_y)), float(log_loss)
 
 
 def yes(ok: bool) -> str:
@@ -267,9 +266,9 @@ def main() -> None:
         "",
         "## Regression: `train.optimizer=lbfgs`, standardised, MSE, 50 epochs",
         "",
-        f"Test MSE of the trained model, of the closed form (evaluate's), and of scikit-learn's "
-        f"`LinearRegression` fitted on the same split; met: within {MSE_RATIO_LIMIT - 1:.0%} "
-        "of the closed form.",
+        "Test MSE of the trained model, of the closed form (evaluate's), and of scikit-learn's "
+        "`LinearRegression` fitted on the same standardised split; met: within "
+        f"{MSE_RATIO_LIMIT - 1:.0%} of the closed form.",
         "",
         "| table | rows | features | test MSE | closed form | scikit-learn | ratio | seconds "
         "| met? |",
