@@ -43,13 +43,17 @@ _CSV_BLOCK_BYTES = 1 << 22
 
 def course_arange(start: float, step: float, count: int, first: int, stop: int) -> np.ndarray:
     """Values `first` to `stop` of `torch.arange(start, end, step)` (float32), which has `count`."""
-    index = np.arange(first, stop, dtype=np.int64)
-    offset_in_block = index % _ARANGE_BLOCK
-    block_base = (start + step * (index - offset_in_block).astype(np.float64)).astype(np.float32)
-    values = (block_base.astype(np.float64) + step * offset_in_block).astype(np.float32)
+    first_block = first - first % _ARANGE_BLOCK
+    block_starts = np.arange(first_block, stop, _ARANGE_BLOCK, dtype=np.int64).astype(np.float64)
+    block_base = (start + step * block_starts).astype(np.float32).astype(np.float64)
+    in_block = step * np.arange(_ARANGE_BLOCK, dtype=np.float64)
+    values = (block_base[:, None] + in_block).astype(np.float32).reshape(-1)
+    values = values[first - first_block : stop - first_block]
     # The last partial block is filled one value at a time: start + i*step.
-    tail = index >= (count // _ARANGE_BLOCK) * _ARANGE_BLOCK
-    values[tail] = (start + step * index[tail].astype(np.float64)).astype(np.float32)
+    tail_start = max(first, (count // _ARANGE_BLOCK) * _ARANGE_BLOCK)
+    if tail_start < stop:
+        tail = np.arange(tail_start, stop, dtype=np.int64).astype(np.float64)
+        values[tail_start - first :] = (start + step * tail).astype(np.float32)
     return values
 
 
@@ -264,9 +268,14 @@ class TableWriter:
     def _write(self, table: pa.Table) -> None:
         if self._writer is None:
             # No dictionary encoding and no compression: measured floats neither repeat nor
-            # compress, and the train stage reads every row group again each epoch.
+            # compress, and the train stage reads every row group again each epoch. No min/max
+            # statistics: nothing here filters row groups by them.
             self._writer = pq.ParquetWriter(
-                self._tmp, table.schema, use_dictionary=False, compression="none"
+                self._tmp,
+                table.schema,
+                use_dictionary=False,
+                compression="none",
+                write_statistics=False,
             )
         self._writer.write_table(table, row_group_size=self.chunk_rows)
         self.rows += table.num_rows

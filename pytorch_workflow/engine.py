@@ -51,14 +51,20 @@ class SplitTensors:
     Chunk `i` belongs to process `i % world_size`; `mine()` yields this process's chunks.
     """
 
-    def __init__(self, table: ParquetTable, features: Features, device: torch.device) -> None:
+    def __init__(
+        self,
+        table: ParquetTable,
+        features: Features,
+        device: torch.device,
+        budget: "CacheBudget | None" = None,
+    ) -> None:
         self.table = table
         self.features = features
         self.device = device
         self.rows = table.rows
         self.rank, self.world_size = process_rank()
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._cache_left = cache_budget()
+        self._budget = budget or CacheBudget()
 
     @property
     def num_chunks(self) -> int:
@@ -75,15 +81,28 @@ class SplitTensors:
             torch.from_numpy(X).to(self.device),
             torch.from_numpy(y).unsqueeze(dim=1).to(self.device),
         )
-        size = sum(tensor.numel() * tensor.element_size() for tensor in tensors)
-        if size <= self._cache_left:
+        if self._budget.take(sum(t.numel() * t.element_size() for t in tensors)):
             self._cache[index] = tensors
-            self._cache_left -= size
         return tensors
 
     def mine(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
         for index in range(self.rank, self.num_chunks, self.world_size):
             yield (index, *self.chunk(index))
+
+
+class CacheBudget:
+    """The bytes of decoded chunks that the splits of one process keep between epochs, together:
+    $PYTORCH_WORKFLOW_CACHE_MB MiB, or 256."""
+
+    def __init__(self) -> None:
+        self.left = cache_budget()
+
+    def take(self, size: int) -> bool:
+        """Whether `size` more bytes fit; if they do, they are taken."""
+        if size > self.left:
+            return False
+        self.left -= size
+        return True
 
 
 def cache_budget() -> int:

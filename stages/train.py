@@ -54,8 +54,12 @@ def train(params: Params, paths: Paths) -> None:
     log(f"Using device: {describe(device)}" + (f", {processes} processes" if processes > 1 else ""))
 
     features = read_features(paths.features)
-    train_data = engine.SplitTensors(ParquetTable(paths.train, features.columns), features, device)
-    test_data = engine.SplitTensors(ParquetTable(paths.test, features.columns), features, device)
+    # Both splits keep what fits of their chunks in one memory budget, and read the rest again.
+    budget = engine.CacheBudget()
+    train_data, test_data = (
+        engine.SplitTensors(ParquetTable(path, features.columns), features, device, budget)
+        for path in (paths.train, paths.test)
+    )
 
     model = build_model(params.model, params.seed, len(features.names)).to(device)
     log(f"Initial parameters: {learned_parameters(model)}")
