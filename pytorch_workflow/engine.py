@@ -177,8 +177,8 @@ def full_batch_loss_and_gradients(
     """
     parameters = [p for p in model.parameters() if p.requires_grad]
     sizes = [p.numel() for p in parameters]
-    gradients = torch.zeros(data.num_chunks, sum(sizes), device=data.device)
-    losses = torch.zeros(data.num_chunks, device=data.device)
+    # One row per chunk: its gradient, then its loss (one collective for both).
+    rows = torch.zeros(data.num_chunks, sum(sizes) + 1, device=data.device)
     model.train()
     for index, X, y in data.mine():
         for parameter in parameters:
@@ -187,12 +187,12 @@ def full_batch_loss_and_gradients(
         if l2 and index == 0:  # the penalty once, with the first chunk
             loss = loss + l2_penalty(model, l2, data.rows)
         loss.backward()
-        gradients[index] = torch.cat([p.grad.reshape(-1) for p in parameters])
-        losses[index] = loss.detach()
-    gradient = _ordered_sum(_all_processes_sum(gradients))
-    for parameter, part in zip(parameters, gradient.split(sizes), strict=True):
+        rows[index, :-1] = torch.cat([p.grad.reshape(-1) for p in parameters])
+        rows[index, -1] = loss.detach()
+    total = _ordered_sum(_all_processes_sum(rows))
+    for parameter, part in zip(parameters, total[:-1].split(sizes), strict=True):
         parameter.grad = part.reshape(parameter.shape).clone()
-    return _ordered_sum(_all_processes_sum(losses))
+    return total[-1]
 
 
 def train_step(

@@ -28,7 +28,11 @@ def main() -> None:
     atomic_write_json(paths.split_metrics, summary.metrics())
 
     for side, values in summary.metrics().items():
-        print(f"{side}: " + ", ".join(f"{name} {value:,.6g}" for name, value in values.items()))
+        shown = (
+            f"{name} {value:,}" if isinstance(value, int) else f"{name} {value:.6g}"
+            for name, value in values.items()
+        )
+        print(f"{side}: " + ", ".join(shown))
     if features.mean is not None:
         print(f"Standardising {', '.join(features.names)} with the train split's mean and std")
     note = summary.imbalance()
