@@ -73,6 +73,7 @@ lock-check: setup
 # `make release VERSION=v1.2.3`: register the exported model in the registry (git tags in GTO's
 # format) from a clean commit that records what `dvc repro` makes (docs/registry.md).
 release: setup
+	@test -n "$(VERSION)" || { echo "error: give the version: make release VERSION=v1.2.3" >&2; exit 2; }
 	python -m tools.release $(VERSION)
 
 # Not part of `make test`: times real pipeline runs and writes docs/benchmark.md.

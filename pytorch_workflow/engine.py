@@ -111,7 +111,9 @@ def cache_budget() -> int:
     try:
         megabytes = float(text)
     except ValueError:
-        raise UserError(f"{CACHE_ENV}={text!r}: expected a number of MiB") from None
+        megabytes = math.nan
+    if not math.isfinite(megabytes):
+        raise UserError(f"{CACHE_ENV}={text!r}: expected a number of MiB")
     return max(0, int(megabytes * 1024 * 1024))
 
 

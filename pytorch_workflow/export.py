@@ -9,6 +9,8 @@ split bit for bit as evaluate did, or the bundle is not published.
 
 import io
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,8 +75,27 @@ def program_bytes(model: nn.Module, in_features: int) -> bytes:
     # Example inputs would be a pickle inside the program: nothing a user needs.
     program.example_inputs = None
     buffer = io.BytesIO()
-    torch.export.save(program, buffer)
+    with torch_release_as_version():
+        torch.export.save(program, buffer)
     return portable_serialization_id(buffer.getvalue())
+
+
+@contextmanager
+def torch_release_as_version() -> Iterator[None]:
+    """`torch.__version__` without its build label ("2.13.0", not "2.13.0+cpu"), for a save.
+
+    `torch.export.save` records `torch.__version__` in the program, build label and all:
+    "+cpu" from PyTorch's CPU index, "+cu130" from PyPI on Linux, none on macOS. The program is
+    the same on each build of a release, so the label would only make one model different
+    files on different machines; torch has no option for it. `tests/test_utils.py` tells when
+    torch stops recording its version this way.
+    """
+    installed = torch.__version__
+    torch.__version__ = type(installed)(installed.split("+")[0])
+    try:
+        yield
+    finally:
+        torch.__version__ = installed
 
 
 @dataclass(frozen=True)
@@ -161,7 +182,7 @@ def read_card(export_dir: Path) -> dict[str, Any]:
 def _card_problem(card: Any) -> str | None:
     if not isinstance(card, dict):
         return f"expected a JSON object, got {type(card).__name__}"
-    if card.get("model") not in MODELS:
+    if not isinstance(card.get("model"), str) or card["model"] not in MODELS:
         return f"model must be one of {', '.join(MODELS)}"
     columns = (
         (card.get("input") or {}).get("columns") if isinstance(card.get("input"), dict) else None

@@ -206,6 +206,11 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         processes=reader.integer("train.processes", at_least=1, at_most=MAX_PROCESSES),
         log_every=reader.integer("train.log_every", at_least=1),
     )
+    if train.momentum and train.optimizer != "sgd":
+        raise UserError(
+            f"{path}: train.momentum is SGD's; {train.optimizer} has none: set it to 0, "
+            f"got {train.momentum:g}"
+        )
     if train.optimizer == "lbfgs" and train.batch_size is not None:
         raise UserError(
             f"{path}: train.optimizer: lbfgs takes the whole split in each step; "
@@ -221,7 +226,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         train=train,
         raw=raw,
     )
-    train_rows = int(split.train_fraction * rows)
+    train_rows = int(split.train_fraction * rows) if data.source == "line" else 0
     if data.source == "line" and not 1 <= train_rows < rows:
         raise UserError(
             f"{path}: split.train_fraction={split.train_fraction:g} leaves an empty split "
@@ -247,6 +252,8 @@ def _count(rows: int | float) -> str:
 
 def parse_device(text: str) -> tuple[str, int | None]:
     """("cuda", 1) for "cuda:1", ("cpu", None) for "cpu"; the one grammar of `device`."""
+    if not _DEVICE.fullmatch(text):
+        raise UserError(f"device must be {DEVICE_CHOICES}, got {text!r}")
     kind, _, index = text.partition(":")
     return kind, int(index) if index else None
 

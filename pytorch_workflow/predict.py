@@ -108,7 +108,7 @@ def check_output(input_path: Path, output: Path) -> None:
     """Refuse an output that would overwrite the input or cannot be a file."""
     if output.exists() and output.is_dir():
         raise UserError(f"{output}: is a folder; give the output CSV's file name")
-    if output.exists() and os.path.samefile(input_path, output):
+    if output.exists() and input_path.exists() and os.path.samefile(input_path, output):
         raise UserError(f"{output}: is the input file; predictions would overwrite it")
     parent = output.parent
     if parent.exists() and not parent.is_dir():
@@ -193,7 +193,7 @@ def _batches(path: Path, reader: pa_csv.CSVStreamingReader):
     try:
         yield from reader
     except pa.ArrowInvalid as error:
-        reason = str(error).strip().splitlines()[0]
+        reason = (str(error).strip().splitlines() or ["no reason given"])[0]
         raise UserError(f"{path}: not a readable CSV ({reason[:160]})") from None
 
 

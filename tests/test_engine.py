@@ -108,6 +108,14 @@ def test_diverging_training_stops_with_the_epoch_and_a_hint(tmp_path):
         engine.train(build_model("linear_regression", 42), *data, params, print)
 
 
+@pytest.mark.parametrize("budget", ["nan", "inf", "lots"])
+def test_a_cache_budget_that_is_not_a_number_is_one_line(monkeypatch, budget):
+    monkeypatch.setenv(engine.CACHE_ENV, budget)
+
+    with pytest.raises(UserError, match=f"{engine.CACHE_ENV}='{budget}': expected a number"):
+        engine.CacheBudget()
+
+
 def test_splits_larger_than_the_cache_are_read_again_each_epoch(tmp_path, monkeypatch):
     monkeypatch.setenv(engine.CACHE_ENV, "0.00025")  # 262 bytes: one chunk of 30 rows (240)
     rows = np.arange(100, dtype=np.float32)

@@ -6,7 +6,15 @@ import pytest
 import yaml
 
 from pytorch_workflow.errors import UserError
-from pytorch_workflow.params import KNOWN_KEYS, LOSSES, MODELS, OPTIMIZERS, TASKS, load_params
+from pytorch_workflow.params import (
+    KNOWN_KEYS,
+    LOSSES,
+    MODELS,
+    OPTIMIZERS,
+    TASKS,
+    load_params,
+    parse_device,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
@@ -79,6 +87,7 @@ def test_numbers_written_as_strings_by_dvc_exp_run_are_accepted(tmp_path):
         ({"train.optimizer": "lbfgs", "train.batch_size": 8}, "lbfgs takes the whole split"),
         ({"split.stratify": True}, "split.stratify needs task: binary_classification"),
         ({"train.lrr": 0.1}, "unknown key 'train.lrr'; did you mean train.lr?"),
+        ({"train.optimizer": "adam", "train.momentum": 0.9}, "train.momentum is SGD's; adam"),
     ],
 )
 def test_bad_params_name_the_key_and_value_in_one_line(tmp_path, changes, message):
@@ -87,6 +96,18 @@ def test_bad_params_name_the_key_and_value_in_one_line(tmp_path, changes, messag
 
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_the_line_keys_do_not_matter_for_a_csv(tmp_path):
+    changes = {"data.source": "csv", "data.start": -1e308, "data.end": 1e308}
+
+    assert load_params(write_params(tmp_path, changes)).data.source == "csv"
+
+
+@pytest.mark.parametrize("device", ["cuda:x", "gpu", "cuda:", ""])
+def test_a_device_given_to_predict_is_checked_like_the_param(device):
+    with pytest.raises(UserError, match="device must be cpu, auto, cuda, cuda:N or mps"):
+        parse_device(device)
 
 
 def test_a_missing_key_is_named(tmp_path):

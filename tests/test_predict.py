@@ -74,6 +74,7 @@ def test_predict_refuses_folders_where_files_belong(reproduced, tmp_path):
     ("card", "message"),
     [
         ({}, "model must be one of linear_regression"),
+        ("edit:model=[]", "model must be one of linear_regression"),
         ([1, 2], "expected a JSON object, got list"),
         ("edit:input.columns=[]", "input.columns must be a list of column names"),
         (

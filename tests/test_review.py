@@ -120,6 +120,8 @@ def test_report_refuses_an_unknown_base_in_one_line(pipeline_repo):
 
 
 def test_lock_check_passes_when_repro_changes_nothing(pipeline_repo):
+    (pipeline_repo / "predictions.csv").write_text("x,prediction\n")  # a user's own file
+
     result = make(["lock-check"], pipeline_repo)
 
     assert "up to date: `dvc repro` changed nothing" in result.stdout

@@ -9,7 +9,10 @@ from pytorch_workflow.errors import UserError
 
 def output_of(*args: str) -> str:
     """The standard output of a git or dvc command that must succeed."""
-    result = subprocess.run(args, capture_output=True, text=True)
+    try:
+        result = subprocess.run(args, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise UserError(f"`{args[0]}` not found: run `make setup` and use its .venv") from None
     if result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
         raise UserError(f"`{' '.join(args)}` failed: {lines[-1]}")
@@ -18,7 +21,11 @@ def output_of(*args: str) -> str:
 
 def streamed(*args: str) -> None:
     """Run a command with its output on the terminal; a failure is a one-line error."""
-    if subprocess.run(args).returncode != 0:
+    try:
+        returncode = subprocess.run(args).returncode
+    except FileNotFoundError:
+        raise UserError(f"`{args[0]}` not found: run `make setup` and use its .venv") from None
+    if returncode != 0:
         raise UserError(f"`{' '.join(args)}` failed (its output is above)")
 
 

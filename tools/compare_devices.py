@@ -1,7 +1,7 @@
 """Run the pipeline on two devices and compare their metrics (for whoever has a GPU).
 
-    python scripts/compare_devices.py                  # cpu against cuda
-    python scripts/compare_devices.py --devices cpu cuda:1 --tolerance 1e-4
+    python -m tools.compare_devices                    # cpu against cuda
+    python -m tools.compare_devices --devices cpu cuda:1 --tolerance 1e-4
 
 Each device gets its own clone of this repository's HEAD, so the working tree is untouched.
 Exits 1 if any metric differs by more than the tolerance (relative, or absolute near zero).

@@ -5,7 +5,7 @@ metrics file, then the metric, nested keys joined with dots):
 
     metrics/evaluate.json:
       mae: {max_increase: 0.001}   # lower is better: fail if it rises by more than 0.001
-      r2: {max_decrease: 0.01}     # higher is better: fail if it falls by more than 0.01
+      r2: {max_decrease: 0.05}     # higher is better: fail if it falls by more than 0.05
 
 No stage imports this module: changing the gate never reruns the pipeline.
 """

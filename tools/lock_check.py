@@ -45,11 +45,17 @@ def stale_stages(absent: list[str] | None = None) -> dict[str, list[str]]:
     return stale
 
 
+def git_status() -> set[str]:
+    return set(output_of("git", "status", "--porcelain", "--untracked-files=all").splitlines())
+
+
 @exit_on_user_error
 def main() -> None:
     stale = stale_stages()
+    # Files a user left beside the pipeline (a predictions CSV) are not what `dvc repro` made.
+    before = git_status()
     streamed("dvc", "repro")
-    changed = output_of("git", "status", "--porcelain", "--untracked-files=all").splitlines()
+    changed = sorted(git_status() - before)
     if not stale and not changed:
         print("dvc.lock and the committed outputs are up to date: `dvc repro` changed nothing.")
         return
