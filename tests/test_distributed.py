@@ -66,16 +66,15 @@ def test_two_processes_write_the_bytes_of_one_and_the_same_bytes_again(chunked, 
 
 
 def test_mini_batches_over_two_processes_agree_with_one_within_float_precision(chunked, tmp_path):
-    metrics = {}
+    learned = {}
     for processes in (1, 2):
         repo = clone_copy(chunked, tmp_path / f"repo-{processes}")
         set_params(repo, train__processes=processes, train__batch_size=500, train__epochs=5)
-        run(["dvc", "repro"], repo)
-        metrics[processes] = json.loads((repo / "metrics/evaluate.json").read_text())
+        run([sys.executable, "-m", "stages.train"], repo)
+        learned[processes] = json.loads((repo / "metrics/train.json").read_text())["learned"]
 
-    # Each process takes a slice of every mini-batch: the sums are grouped differently.
-    for name in ("mae", "mse", "r2"):
-        assert metrics[2][name] == pytest.approx(metrics[1][name], rel=1e-4)
+    # Each process takes a slice of every mini-batch: the sums may be grouped differently.
+    assert learned[2] == pytest.approx(learned[1], rel=1e-4)
 
 
 def test_two_machines_on_loopback_train_together_and_each_writes_the_model(chunked, tmp_path):
