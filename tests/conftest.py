@@ -1,5 +1,6 @@
 """Shared fixtures: temporary git copies of this repository, with the real DVC pipeline."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -93,11 +95,25 @@ def fresh_repo(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def reproduced(tmp_path_factory, fresh_repo) -> tuple[Path, subprocess.CompletedProcess]:
+def reproduced(tmp_path_factory, fresh_repo, worker_id) -> tuple[Path, subprocess.CompletedProcess]:
     """The fresh copy after the README's `make repro` (its set-up taken as done: this
-    environment is first on PATH), and what that run printed. Do not modify."""
-    repo = clone_copy(fresh_repo, tmp_path_factory.mktemp("reproduced") / "repo")
-    return repo, run(["make", "-o", "setup", "repro"], repo)
+    environment is first on PATH), and what that run printed. Do not modify.
+
+    The run happens once per `pytest` run: the first test process to need it makes it, under a
+    lock, and every process (pytest-xdist worker) gets its own copy of the result.
+    """
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # this run's folder, above each worker's own
+    made = shared / "reproduced"
+    printed = made / "make-repro.json"
+    with FileLock(shared / "reproduced.lock"):
+        if not printed.exists():
+            result = run(["make", "-o", "setup", "repro"], clone_copy(fresh_repo, made / "repo"))
+            fields = ("args", "returncode", "stdout", "stderr")
+            printed.write_text(json.dumps({name: getattr(result, name) for name in fields}))
+    repo = clone_copy(made / "repo", tmp_path_factory.mktemp("reproduced") / "repo")
+    return repo, subprocess.CompletedProcess(**json.loads(printed.read_text()))
 
 
 @pytest.fixture

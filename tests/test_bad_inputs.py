@@ -332,7 +332,7 @@ def test_dvc_exp_run_with_a_bad_value_fails_naming_it_and_how_to_undo_it(pipelin
     assert "seed: -1" in (pipeline_repo / "params.yaml").read_text()
     run(["sh", "-c", "git show HEAD:params.yaml > params.yaml"], pipeline_repo)
     assert (pipeline_repo / "params.yaml").read_text() == committed
-    run(["dvc", "exp", "run", "-S", "train.epochs=101"], pipeline_repo)
+    run(["dvc", "exp", "run", "-S", "train.epochs=101", "train"], pipeline_repo)  # runs again
 
 
 def test_dvc_exp_run_with_an_unknown_key_is_refused_by_dvc_first(pipeline_repo):
@@ -345,7 +345,7 @@ def test_dvc_exp_run_with_an_unknown_key_is_refused_by_dvc_first(pipeline_repo):
 
 def test_dvc_exp_run_accepts_a_tiny_lr_written_as_a_string(pipeline_repo):
     # DVC writes 1e-6 as `1e-06`, which YAML reads as a string (dvc issue 5971).
-    run(["dvc", "exp", "run", "-S", "train.lr=1e-6"], pipeline_repo)
+    run(["dvc", "exp", "run", "-S", "train.lr=1e-6", "train"], pipeline_repo)
 
     assert yaml.safe_load((pipeline_repo / "params.yaml").read_text())["train"]["lr"] == "1e-06"
 

@@ -19,10 +19,11 @@ from tests.conftest import clone_copy, run, tool_env
 
 pytestmark = pytest.mark.slow
 
-# 2 learning rates x 2 lengths: four experiments, the smallest grid that is still a grid.
-GRID = ["-S", "train.lr=0.001,0.1", "-S", "train.epochs=50,100"]
-COMBINATIONS = {(0.001, 50), (0.001, 100), (0.1, 50), (0.1, 100)}
-ALONE = {"train.lr": 0.001, "train.epochs": 100}
+# 2 learning rates x 1 length: two experiments, one for each of DVC's two workers (how DVC
+# crosses longer lists is DVC's own behaviour).
+GRID = ["-S", "train.lr=0.001,0.1", "-S", "train.epochs=50"]
+COMBINATIONS = {(0.001, 50), (0.1, 50)}
+ALONE = {"train.lr": 0.001, "train.epochs": 50}
 # Experiments that fail at once (the params check): the queue's workers are what is tested.
 FAILING = ["-S", "train.lr=-1,-2"]
 
@@ -107,7 +108,7 @@ def test_a_sweep_runs_one_experiment_per_combination(swept):
 
     assert sorted(train_params(data) for data in ran) == sorted(COMBINATIONS)
     assert all(data["metrics"]["metrics/evaluate.json"]["data"]["mae"] > 0 for data in ran)
-    assert statuses.count("Success") == 4 and "Failed" not in statuses
+    assert statuses.count("Success") == 2 and "Failed" not in statuses
 
 
 def test_the_comparison_lists_the_experiments_best_test_mae_first(swept):
@@ -117,7 +118,7 @@ def test_the_comparison_lists_the_experiments_best_test_mae_first(swept):
     header = [cell.strip() for cell in table[1].strip("|").split("|")]
     rows = [line for line in table if line.startswith("| ├──") or line.startswith("| └──")]
     maes = [float(row.strip("|").split("|")[header.index("mae")]) for row in rows]
-    assert len(maes) == 4
+    assert len(maes) == 2
     assert maes == sorted(maes)
     assert {"train.lr", "train.epochs", "mae", "r2"} <= set(header)
     assert not any("/" in column for column in header)  # file hashes are dropped
@@ -162,7 +163,7 @@ def test_a_stray_stop_request_strands_dvcs_queue_but_not_make_experiments(swept)
             cwd=repo,
             env=tool_env(),
             capture_output=True,
-            timeout=30,
+            timeout=20,
         )
     except subprocess.TimeoutExpired:
         stuck = True

@@ -45,6 +45,9 @@ def split_of(repo: Path, side: str) -> pd.DataFrame:
     return pd.read_parquet(repo / f"data/{side}.parquet")
 
 
+# The tests that only read metrics stop before the export stage: `dvc exp run evaluate`.
+UP_TO_EVALUATE = ["evaluate"]
+
 REGRESSION = "### Regression: the least-squares optimum"
 CLASSIFICATION = "### Binary classification: logistic regression"
 
@@ -53,7 +56,17 @@ def test_the_regression_recipe_reaches_the_closed_form_on_a_correlated_real_tabl
     table = datasets.load_diabetes(as_frame=True, scaled=False).frame
     path = use_table(pipeline_repo, "diabetes", table)
 
-    run([*recipe(REGRESSION), "-S", f"data.path={path}", "-S", "data.target=target"], pipeline_repo)
+    run(
+        [
+            *recipe(REGRESSION),
+            *UP_TO_EVALUATE,
+            "-S",
+            f"data.path={path}",
+            "-S",
+            "data.target=target",
+        ],
+        pipeline_repo,
+    )
 
     metrics = metrics_of(pipeline_repo)
     assert metrics["mse_over_closed_form"] <= 1.001
@@ -75,7 +88,14 @@ def test_the_classification_recipe_is_as_good_as_logistic_regression_on_a_real_t
     path = use_table(pipeline_repo, "breast_cancer", table)
 
     run(
-        [*recipe(CLASSIFICATION), "-S", f"data.path={path}", "-S", "data.target=target"],
+        [
+            *recipe(CLASSIFICATION),
+            *UP_TO_EVALUATE,
+            "-S",
+            f"data.path={path}",
+            "-S",
+            "data.target=target",
+        ],
         pipeline_repo,
     )
 
@@ -123,7 +143,10 @@ def test_a_stratified_split_keeps_the_balance_of_a_file_sorted_by_class(pipeline
         "split.shuffle=true",
     ]
 
-    result = run([*recipe(CLASSIFICATION), *(a for o in options for a in ("-S", o))], pipeline_repo)
+    result = run(
+        [*recipe(CLASSIFICATION), *UP_TO_EVALUATE, *(a for o in options for a in ("-S", o))],
+        pipeline_repo,
+    )
 
     shares = json.loads((pipeline_repo / "metrics/split.json").read_text())
     assert shares["train"]["rows"] == 142

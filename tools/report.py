@@ -144,7 +144,8 @@ def _read(path: Path) -> bytes | None:
     return path.read_bytes() if path.is_file() else None
 
 
-def build_report(base: str, report_dir: Path, with_figures: bool) -> tuple[str, list[Verdict]]:
+def build_report(base: str, report_dir: Path) -> tuple[str, str, list[Verdict]]:
+    """The report, the same without its figures (for a job summary), and the gate's verdicts."""
     base_id = resolve_base(base)
     allowances = load_allowances(GATE_FILE)
     metrics_diff = json.loads(output_of("dvc", "metrics", "diff", base, "--all", "--json") or "{}")
@@ -160,9 +161,8 @@ def build_report(base: str, report_dir: Path, with_figures: bool) -> tuple[str, 
         "## Loss curves",
         loss_section(base, load_paths().loss_table),
     ]
-    if with_figures:
-        sections += ["## Figures", figures_section(base, report_dir)]
-    return "\n\n".join(sections) + "\n", verdicts
+    figures = ["## Figures", figures_section(base, report_dir)]
+    return "\n\n".join(sections + figures) + "\n", "\n\n".join(sections) + "\n", verdicts
 
 
 @exit_on_user_error
@@ -173,11 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--summary", type=Path, default=None, help="also append, without images")
     args = parser.parse_args(argv)
 
-    text, verdicts = build_report(args.base, args.output.resolve().parent, with_figures=True)
+    text, summary, verdicts = build_report(args.base, args.output.resolve().parent)
     atomic_write_text(args.output, text)
     print(f"Wrote {args.output} (workspace against {args.base})")
     if args.summary is not None:
-        summary, _ = build_report(args.base, args.output.resolve().parent, with_figures=False)
         with open(args.summary, "a", encoding="utf-8") as file:
             file.write(summary)
         print(f"Appended the report to {args.summary}")
