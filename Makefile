@@ -41,7 +41,7 @@ repro: setup
 # the time a test waits on a subprocess (DVC's queue, a server, a timeout), not on a core.
 TEST_PROCESSES ?= $(shell python3 -c "import os; print(os.cpu_count() + 1)")
 test: setup-test lint
-	python -m pytest -n $(TEST_PROCESSES) --dist loadfile
+	python -m pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder
 
 # The library's unit tests only, no DVC runs: seconds.
 test-fast: setup-test
