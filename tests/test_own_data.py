@@ -9,6 +9,7 @@ own, C = 1) for classification.
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,8 +46,11 @@ def split_of(repo: Path, side: str) -> pd.DataFrame:
     return pd.read_parquet(repo / f"data/{side}.parquet")
 
 
-# The tests that only read metrics stop before the export stage: `dvc exp run evaluate`.
-UP_TO_EVALUATE = ["evaluate"]
+def run_up_to_evaluate(repo: Path, heading: str, *settings: str) -> subprocess.CompletedProcess:
+    """The recipe under `heading`, with more `-S` settings, stopping before export (`dvc exp run
+    evaluate`): the tests that use it read metrics only."""
+    return run([*recipe(heading), "evaluate", *(a for s in settings for a in ("-S", s))], repo)
+
 
 REGRESSION = "### Regression: the least-squares optimum"
 CLASSIFICATION = "### Binary classification: logistic regression"
@@ -56,17 +60,7 @@ def test_the_regression_recipe_reaches_the_closed_form_on_a_correlated_real_tabl
     table = datasets.load_diabetes(as_frame=True, scaled=False).frame
     path = use_table(pipeline_repo, "diabetes", table)
 
-    run(
-        [
-            *recipe(REGRESSION),
-            *UP_TO_EVALUATE,
-            "-S",
-            f"data.path={path}",
-            "-S",
-            "data.target=target",
-        ],
-        pipeline_repo,
-    )
+    run_up_to_evaluate(pipeline_repo, REGRESSION, f"data.path={path}", "data.target=target")
 
     metrics = metrics_of(pipeline_repo)
     assert metrics["mse_over_closed_form"] <= 1.001
@@ -87,17 +81,7 @@ def test_the_classification_recipe_is_as_good_as_logistic_regression_on_a_real_t
     table = datasets.load_breast_cancer(as_frame=True).frame  # 30 features, classes unevenly
     path = use_table(pipeline_repo, "breast_cancer", table)
 
-    run(
-        [
-            *recipe(CLASSIFICATION),
-            *UP_TO_EVALUATE,
-            "-S",
-            f"data.path={path}",
-            "-S",
-            "data.target=target",
-        ],
-        pipeline_repo,
-    )
+    run_up_to_evaluate(pipeline_repo, CLASSIFICATION, f"data.path={path}", "data.target=target")
 
     metrics = metrics_of(pipeline_repo)
     assert_as_good_as_logistic_regression(metrics)
@@ -143,10 +127,7 @@ def test_a_stratified_split_keeps_the_balance_of_a_file_sorted_by_class(pipeline
         "split.shuffle=true",
     ]
 
-    result = run(
-        [*recipe(CLASSIFICATION), *UP_TO_EVALUATE, *(a for o in options for a in ("-S", o))],
-        pipeline_repo,
-    )
+    result = run_up_to_evaluate(pipeline_repo, CLASSIFICATION, *options)
 
     shares = json.loads((pipeline_repo / "metrics/split.json").read_text())
     assert shares["train"]["rows"] == 142

@@ -87,7 +87,7 @@ def test_forced_repro_writes_identical_bytes(pipeline_repo):
 def test_longer_experiment_lowers_test_loss_and_reruns_only_train_onwards(pipeline_repo):
     before = json.loads((pipeline_repo / "metrics/evaluate.json").read_text())
 
-    result = run(["dvc", "exp", "run", "-S", "train.epochs=200"], pipeline_repo)
+    result = run(["dvc", "exp", "run", "-S", "train.epochs=200", "evaluate"], pipeline_repo)
 
     assert "Running stage 'prepare'" not in result.stdout
     assert "Running stage 'split'" not in result.stdout
