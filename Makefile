@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
-PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+PIP := "$(BIN)/python" -m pip install --quiet --disable-pip-version-check
 # DVC runs each stage's `python -m stages.NAME` through the shell: put the venv first.
 export PATH := $(BIN):$(PATH)
 
@@ -12,7 +12,7 @@ export PATH := $(BIN):$(PATH)
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x "$(BIN)/python" || $(PYTHON) -m venv $(VENV)
 	$(PIP) -r requirements.txt -c constraints.txt
 	touch $@
 
