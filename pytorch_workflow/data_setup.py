@@ -75,7 +75,48 @@ def line_chunks(params: DataParams, seed: int) -> Iterator[pa.Table]:
                 "params.yaml: data.weight * X + data.bias overflows float32 "
                 f"(|value| > {np.finfo(np.float32).max:.3g}); use smaller data values"
             )
-        yield pa.table({LINE_FEATURE: x, LINE_TARGET: y})
+        yield arrow_table({LINE_FEATURE: x, LINE_TARGET: y})
+
+
+# ---- Arrow and numpy ---------------------------------------------------------------------------
+
+_FLOAT_DTYPES = {pa.float32(): np.dtype(np.float32), pa.float64(): np.dtype(np.float64)}
+
+
+def numpy_column(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """An Arrow column as a numpy array (read-only where it shares Arrow's memory); nulls as NaN.
+
+    Workaround: pyarrow's own conversions (`to_numpy`, `pa.array`, `pa.table` of numpy arrays)
+    go through its pandas layer, which imports pandas wherever it is installed: 0.3 to 0.9 s of
+    start-up in each stage (upstream: apache/arrow#26926, to_numpy's pandas conversion path). A
+    floating-point column without nulls is read from its data buffer here instead, and
+    `arrow_table` builds tables from buffers. tests/test_data_setup.py fails once pyarrow no
+    longer imports pandas for these conversions: then both can go.
+    """
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    dtype = _FLOAT_DTYPES.get(column.type)
+    if dtype is None or any(chunk.null_count for chunk in chunks):
+        return column.to_numpy(zero_copy_only=False)
+    parts = [
+        np.frombuffer(
+            chunk.buffers()[1], dtype=dtype, count=len(chunk), offset=chunk.offset * dtype.itemsize
+        )
+        for chunk in chunks
+        if len(chunk)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.empty(0, dtype)
+
+
+def arrow_table(columns: dict[str, np.ndarray]) -> pa.Table:
+    """A table of 1-d numeric numpy arrays, built from their buffers (see `numpy_column`)."""
+    arrays = {}
+    for name, values in columns.items():
+        values = np.ascontiguousarray(values)
+        arrow_type = pa.from_numpy_dtype(values.dtype)
+        arrays[name] = pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
+    return pa.table(arrays)
 
 
 # ---- the user's CSV ----------------------------------------------------------------------------
@@ -169,7 +210,7 @@ def _checked_float32(
     """The table as float32, refusing missing, infinite and float32-overflowing values."""
     checked = {}
     for name in table.column_names:
-        values = table[name].to_numpy(zero_copy_only=False)  # nulls come out as NaN
+        values = numpy_column(table[name])  # nulls come out as NaN
         with np.errstate(over="ignore"):  # too large for float32: found just below
             as_float32 = values.astype(np.float32)
         bad = ~np.isfinite(as_float32)
@@ -194,7 +235,7 @@ def _checked_float32(
                 f"{path}: task binary_classification needs a 0/1 target; column {target!r} "
                 f"has {labels[wrong[0]]:g} at row {row}"
             )
-    return pa.table(checked)
+    return arrow_table(checked)
 
 
 def _first_bad_row(path: Path, columns: list[str]) -> str | None:
@@ -347,7 +388,7 @@ class ParquetTable:
             ) from None
         arrays = {}
         for name in self.columns:
-            values = table[name].to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+            values = numpy_column(table[name]).astype(np.float32, copy=False)
             finite = np.isfinite(values)
             if not finite.all():
                 row = self.offsets[index] + int(np.flatnonzero(~finite)[0])
@@ -462,7 +503,7 @@ def split_dataset(
                 picked = {name: values[mask] for name, values in columns.items()}
                 stats[side].add(list(picked.values()))
                 if mask.any():
-                    writer.append(pa.table(picked))
+                    writer.append(arrow_table(picked))
     last = len(dataset.columns) - 1
     summary = SplitSummary(
         rows={"train": train.rows, "test": test.rows},

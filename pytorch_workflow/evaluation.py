@@ -5,12 +5,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import torch
 from torch import nn
 
 from pytorch_workflow import baselines
-from pytorch_workflow.data_setup import OUTPUT_COLUMN, Features, ParquetTable, TableWriter
+from pytorch_workflow.data_setup import (
+    OUTPUT_COLUMN,
+    Features,
+    ParquetTable,
+    TableWriter,
+    arrow_table,
+)
 from pytorch_workflow.metrics import ClassificationMetrics, RegressionMetrics, sigmoid
 
 # Plot tables and scatter plots show at most this many points, whatever the data's size.
@@ -93,7 +98,7 @@ def evaluate(
             raw = np.column_stack([columns[name] for name in features.names])
             y = columns[features.target]
             outputs = predict_outputs(model, features.scale(raw).astype(np.float32), device)
-            writer.append(pa.table({OUTPUT_COLUMN: outputs}))
+            writer.append(arrow_table({OUTPUT_COLUMN: outputs}))
             metrics.add(y, outputs)
             if confusion is not None:
                 np.add.at(confusion, (y.astype(np.int64), (outputs > 0).astype(np.int64)), 1)

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import torch
 
+from pytorch_workflow.data_setup import numpy_column
 from pytorch_workflow.device import resolve_device
 from pytorch_workflow.errors import UserError, exit_on_user_error
 from pytorch_workflow.export import PROGRAM_FILE, load_program, model_from_bundle, read_card
@@ -79,9 +80,7 @@ def feature_matrix(
     for feature, source in sources.items():
         text = batch.column(source)
         try:
-            values = pc.cast(pc.utf8_trim_whitespace(text), pa.float64()).to_numpy(
-                zero_copy_only=False
-            )
+            values = numpy_column(pc.cast(pc.utf8_trim_whitespace(text), pa.float64()))
         except pa.ArrowInvalid:
             values = np.array([_number(v) for v in text.to_pylist()], dtype=np.float64)
         with np.errstate(over="ignore", invalid="ignore"):  # refused just below

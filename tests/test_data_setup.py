@@ -1,6 +1,8 @@
 """The data: the course's line, the user's CSV, Parquet chunks and the split (no torch)."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -10,9 +12,11 @@ import torch
 from pytorch_workflow.data_setup import (
     ColumnStats,
     ParquetTable,
+    arrow_table,
     course_arange,
     csv_chunks,
     line_chunks,
+    numpy_column,
     read_features,
     row_keys,
     split_dataset,
@@ -315,3 +319,53 @@ def test_a_damaged_features_file_is_named_with_its_problem(tmp_path, text, messa
 
     with pytest.raises(UserError, match=message):
         read_features(path)
+
+
+# ---- Arrow and numpy without pyarrow's pandas layer ------------------------------------------
+
+
+def test_numpy_column_reads_slices_chunks_and_empty_columns_as_to_numpy_does():
+    values = np.arange(10, dtype=np.float32) / 3
+    table = arrow_table({"a": values, "b": values.astype(np.float64)})
+    chunked = pa.chunked_array([table["a"].chunk(0).slice(2, 3), table["a"].chunk(0).slice(7)])
+
+    assert np.array_equal(numpy_column(table["a"]), values)
+    assert numpy_column(table["b"]).dtype == np.float64
+    assert np.array_equal(numpy_column(chunked), chunked.to_numpy())
+    assert numpy_column(table["a"].slice(4, 0)).shape == (0,)
+
+
+def test_numpy_column_turns_nulls_into_nan_and_reads_other_types_through_pyarrow():
+    with_null = pa.array([1.5, None], type=pa.float32())
+
+    assert np.isnan(numpy_column(with_null)[1]) and numpy_column(with_null)[0] == 1.5
+    assert numpy_column(pa.array([1, 2], type=pa.int64())).tolist() == [1, 2]
+
+
+def _imports_pandas(code: str) -> bool:
+    probe = f"import sys\n{code}\nprint('pandas' in sys.modules)"
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    return shown.stdout.split() == ["True"]
+
+
+def test_the_data_functions_round_trip_a_parquet_file_without_importing_pandas(tmp_path):
+    code = (
+        "import numpy as np\n"
+        "from pytorch_workflow.data_setup import ParquetTable, arrow_table, write_table\n"
+        "x = np.arange(5, dtype=np.float32)\n"
+        f"write_table({str(tmp_path / 't.parquet')!r}, [arrow_table({{'x': x, 'y': x}})], 2)\n"
+        f"chunk = ParquetTable({str(tmp_path / 't.parquet')!r}).chunk(1)\n"
+        "assert chunk['x'].tolist() == [2.0, 3.0]"
+    )
+
+    assert not _imports_pandas(code)
+
+
+def test_pyarrow_still_imports_pandas_in_its_own_conversions():
+    # When this fails, pyarrow no longer needs pandas for these conversions: drop
+    # data_setup.numpy_column and arrow_table and use to_numpy and pa.table again.
+    code = "import numpy as np, pyarrow as pa\npa.array(np.zeros(2, np.float32)).to_numpy()"
+
+    assert _imports_pandas(code)
