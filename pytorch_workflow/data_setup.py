@@ -113,6 +113,9 @@ def arrow_table(columns: dict[str, np.ndarray]) -> pa.Table:
     """A table of 1-d numeric numpy arrays, built from their buffers (see `numpy_column`)."""
     arrays = {}
     for name, values in columns.items():
+        if values.ndim != 1 or values.dtype.kind not in "fiu" or not values.dtype.isnative:
+            arrays[name] = pa.array(values)  # not a plain vector of numbers: pyarrow's own way
+            continue
         values = np.ascontiguousarray(values)
         arrow_type = pa.from_numpy_dtype(values.dtype)
         arrays[name] = pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])

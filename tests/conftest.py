@@ -134,11 +134,17 @@ def reproduced(tmp_path_factory, fresh_repo, worker_id) -> tuple[Path, subproces
     printed = made / "make-repro.json"
     with FileLock(shared / "reproduced.lock"):
         if not printed.exists():
-            result = run(["make", "-o", "setup", "repro"], clone_copy(fresh_repo, made / "repo"))
+            shutil.rmtree(made / "repo", ignore_errors=True)  # from a run that was interrupted
+            repo = clone_copy(fresh_repo, made / "repo")
+            result = run(["make", "-o", "setup", "repro"], repo, check=False)
             fields = ("args", "returncode", "stdout", "stderr")
             printed.write_text(json.dumps({name: getattr(result, name) for name in fields}))
-    repo = clone_copy(made / "repo", tmp_path_factory.mktemp("reproduced") / "repo")
-    return repo, subprocess.CompletedProcess(**json.loads(printed.read_text()))
+    result = subprocess.CompletedProcess(**json.loads(printed.read_text()))
+    if result.returncode != 0:  # in every test process that needs it
+        raise AssertionError(
+            f"make repro exited {result.returncode}\n{result.stdout}{result.stderr}"
+        )
+    return clone_copy(made / "repo", tmp_path_factory.mktemp("reproduced") / "repo"), result
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from pytorch_workflow.data_setup import (
     write_table,
 )
 from pytorch_workflow.errors import UserError
+from tests.conftest import REPO_ROOT
 from tests.helpers import COURSE_DATA, course_split, data_params, split_params, table_file
 
 
@@ -333,6 +334,8 @@ def test_numpy_column_reads_slices_chunks_and_empty_columns_as_to_numpy_does():
     assert numpy_column(table["b"]).dtype == np.float64
     assert np.array_equal(numpy_column(chunked), chunked.to_numpy())
     assert numpy_column(table["a"].slice(4, 0)).shape == (0,)
+    # What is not a plain vector of numbers goes through pyarrow's own conversion.
+    assert arrow_table({"b": np.array([True, False])})["b"].to_pylist() == [True, False]
 
 
 def test_numpy_column_turns_nulls_into_nan_and_reads_other_types_through_pyarrow():
@@ -345,7 +348,7 @@ def test_numpy_column_turns_nulls_into_nan_and_reads_other_types_through_pyarrow
 def _imports_pandas(code: str) -> bool:
     probe = f"import sys\n{code}\nprint('pandas' in sys.modules)"
     shown = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     return shown.stdout.split() == ["True"]
 

@@ -71,7 +71,9 @@ def test_mini_batches_over_two_processes_agree_with_one_within_float_precision(c
         repo = clone_copy(chunked, tmp_path / f"repo-{processes}")
         set_params(repo, train__processes=processes, train__batch_size=500, train__epochs=5)
         run([sys.executable, "-m", "stages.train"], repo)
-        learned[processes] = json.loads((repo / "metrics/train.json").read_text())["learned"]
+        trained = json.loads((repo / "metrics/train.json").read_text())
+        assert trained["processes"] == processes
+        learned[processes] = trained["learned"]
 
     # Each process takes a slice of every mini-batch: the sums may be grouped differently.
     assert learned[2] == pytest.approx(learned[1], rel=1e-4)

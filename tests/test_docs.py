@@ -118,7 +118,7 @@ def experiment_names(repo: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_the_commands_of_every_page_run_in_order_in_one_repository(reproduced, tmp_path):
-    """As a reader goes: the README, then docs/; a command an earlier page ran is not rerun."""
+    """As a reader goes: the README, then docs/; a command already run is not run again."""
     repo = shutil.copytree(reproduced[0], tmp_path / "repo", symlinks=True)
     shutil.copy(REPO_ROOT / "data/raw/houses.csv", tmp_path / "my.csv")
     done: set[str] = set()

@@ -163,7 +163,7 @@ def test_a_stray_stop_request_strands_dvcs_queue_but_not_make_experiments(swept)
             cwd=repo,
             env=tool_env(),
             capture_output=True,
-            timeout=20,
+            timeout=30,
         )
     except subprocess.TimeoutExpired:
         stuck = True
