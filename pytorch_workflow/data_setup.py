@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from pytorch_workflow.errors import UserError
+from pytorch_workflow.errors import UserError, first_line
 from pytorch_workflow.files import atomic_path, atomic_write_text, json_text
 from pytorch_workflow.params import DataParams, SplitParams, line_length
 
@@ -137,7 +137,9 @@ def csv_chunks(params: DataParams, task: str) -> Iterator[pa.Table]:
             yield _checked_float32(path, table, first_row, task, params.target)
             first_row += batch.num_rows
     except pa.ArrowInvalid as error:
-        raise UserError(f"{path}: {_first_bad_row(path, columns) or _first_line(error)}") from None
+        raise UserError(
+            f"{path}: {_first_bad_row(path, columns) or first_line(error, 200)}"
+        ) from None
     if first_row == 1:
         raise UserError(f"{path}: has no rows")
 
@@ -165,7 +167,7 @@ def _csv_columns(path: Path, params: DataParams) -> list[str]:
         schema = header.schema
     except (pa.ArrowInvalid, OSError) as error:
         found = _first_bad_row(path, [])
-        reason = found or f"not a readable CSV ({_first_line(error)})"
+        reason = found or f"not a readable CSV ({first_line(error, 200)})"
         raise UserError(f"{path}: {reason}") from None
     names = schema.names
     if all(pa.types.is_null(field.type) for field in schema):
@@ -204,7 +206,9 @@ def _open_csv(path: Path, columns: list[str]) -> pa_csv.CSVStreamingReader:
             ),
         )
     except pa.ArrowInvalid as error:
-        raise UserError(f"{path}: {_first_bad_row(path, columns) or _first_line(error)}") from None
+        raise UserError(
+            f"{path}: {_first_bad_row(path, columns) or first_line(error, 200)}"
+        ) from None
 
 
 def _checked_float32(
@@ -260,11 +264,6 @@ def _first_bad_row(path: Path, columns: list[str]) -> str | None:
     except (OSError, StopIteration, csv.Error, ValueError):
         return None
     return None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:200]
 
 
 def _names(names: list[str]) -> str:
@@ -360,7 +359,7 @@ class ParquetTable:
             schema = self._file.schema_arrow
         except Exception as error:  # pyarrow raises several types for a damaged file
             raise UserError(
-                f"{self.path}: not a readable Parquet file ({_first_line(error)})"
+                f"{self.path}: not a readable Parquet file ({first_line(error, 200)})"
             ) from None
         self.columns = list(columns) if columns is not None else list(schema.names)
         missing = [name for name in self.columns if name not in schema.names]
@@ -387,7 +386,7 @@ class ParquetTable:
             table = self._file.read_row_group(index, columns=self.columns)
         except Exception as error:
             raise UserError(
-                f"{self.path}: not a readable Parquet file ({_first_line(error)})"
+                f"{self.path}: not a readable Parquet file ({first_line(error, 200)})"
             ) from None
         arrays = {}
         for name in self.columns:
@@ -680,7 +679,9 @@ def read_features(path: str | Path) -> Features:
     except FileNotFoundError:
         raise UserError(f"{path}: file not found; run `dvc repro` to make it") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UserError(f"{path}: not a readable features file ({_first_line(error)})") from None
+        raise UserError(
+            f"{path}: not a readable features file ({first_line(error, 200)})"
+        ) from None
     if (features.mean is None) != (features.std is None):
         raise UserError(f"{path}: mean and std must both be set or both be null")
     if features.mean is not None:

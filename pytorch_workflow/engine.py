@@ -28,7 +28,13 @@ from pytorch_workflow.data_setup import Features, ParquetTable
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.optimizers import LBFGS, OPTIMIZER_CLASSES
 from pytorch_workflow.params import LOSSES, OPTIMIZERS, TrainParams
-from pytorch_workflow.portable import ordered_mean, ordered_sum, per_row_loss, row_parameters
+from pytorch_workflow.portable import (
+    ordered_mean,
+    ordered_sum,
+    per_row_loss,
+    row_parameters,
+    running_sum,
+)
 
 # How much of a split a process keeps decoded, as tensors, between epochs (MiB): reading chunks
 # again each epoch costs about a third of the train stage's time. What does not fit is read
@@ -95,7 +101,14 @@ class CacheBudget:
     $PYTORCH_WORKFLOW_CACHE_MB MiB, or 256."""
 
     def __init__(self) -> None:
-        self.left = cache_budget()
+        text = os.environ.get(CACHE_ENV, str(DEFAULT_CACHE_MB))
+        try:
+            megabytes = float(text)
+        except ValueError:
+            megabytes = math.nan
+        if not math.isfinite(megabytes):
+            raise UserError(f"{CACHE_ENV}={text!r}: expected a number of MiB")
+        self.left = max(0, int(megabytes * 1024 * 1024))
 
     def take(self, size: int) -> bool:
         """Whether `size` more bytes fit; if they do, they are taken."""
@@ -103,18 +116,6 @@ class CacheBudget:
             return False
         self.left -= size
         return True
-
-
-def cache_budget() -> int:
-    """Bytes of decoded chunks to keep: $PYTORCH_WORKFLOW_CACHE_MB, or 256 MiB."""
-    text = os.environ.get(CACHE_ENV, str(DEFAULT_CACHE_MB))
-    try:
-        megabytes = float(text)
-    except ValueError:
-        megabytes = math.nan
-    if not math.isfinite(megabytes):
-        raise UserError(f"{CACHE_ENV}={text!r}: expected a number of MiB")
-    return max(0, int(megabytes * 1024 * 1024))
 
 
 def process_rank() -> tuple[int, int]:
@@ -147,10 +148,7 @@ def make_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimiz
 
 def _ordered_sum(parts: torch.Tensor) -> torch.Tensor:
     """parts[0] + parts[1] + ... in that order: the same bits for any split of the work."""
-    total = parts[0].clone()
-    for part in parts[1:]:
-        total = total + part
-    return total
+    return running_sum(parts[1:], parts[0])
 
 
 def _all_processes_sum(buffer: torch.Tensor) -> torch.Tensor:

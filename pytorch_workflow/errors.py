@@ -20,6 +20,13 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def first_line(error: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (its type's name if it has none), shortened:
+    what a `UserError` quotes of a library's error."""
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:limit]
+
+
 def exit_on_user_error(main: F) -> F:
     """Run `main`; turn a `UserError` into a one-line message and exit code 2."""
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from pytorch_workflow.data_setup import OUTPUT_COLUMN, Features, ParquetTable
-from pytorch_workflow.errors import UserError
+from pytorch_workflow.errors import UserError, first_line
 from pytorch_workflow.files import (
     atomic_directory,
     atomic_write_bytes,
@@ -80,6 +80,11 @@ def program_bytes(model: nn.Module, in_features: int) -> bytes:
     return portable_serialization_id(buffer.getvalue())
 
 
+def torch_release() -> str:
+    """The installed torch's release, without its build label: "2.13.0", not "2.13.0+cpu"."""
+    return torch.__version__.split("+")[0]
+
+
 @contextmanager
 def torch_release_as_version() -> Iterator[None]:
     """`torch.__version__` without its build label ("2.13.0", not "2.13.0+cpu"), for a save.
@@ -91,7 +96,7 @@ def torch_release_as_version() -> Iterator[None]:
     torch stops recording its version this way.
     """
     installed = torch.__version__
-    torch.__version__ = type(installed)(installed.split("+")[0])
+    torch.__version__ = type(installed)(torch_release())
     try:
         yield
     finally:
@@ -126,7 +131,7 @@ def export_bundle(bundle: Bundle, export_dir: Path) -> dict[str, Any]:
         "standardization": None
         if bundle.features.mean is None
         else {"mean": bundle.features.mean.tolist(), "std": bundle.features.std.tolist()},
-        "torch_version": torch.__version__.split("+")[0],
+        "torch_version": torch_release(),
     }
     with atomic_directory(export_dir) as staging:
         atomic_write_bytes(staging / STATE_DICT_FILE, state_dict_bytes(model.state_dict()))
@@ -245,5 +250,6 @@ def load_program(path: Path) -> nn.Module:
     try:
         return torch.export.load(path).module()
     except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{path}: not a loadable torch.export program ({reason[:160]})") from None
+        raise UserError(
+            f"{path}: not a loadable torch.export program ({first_line(error)})"
+        ) from None

@@ -226,12 +226,13 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         train=train,
         raw=raw,
     )
-    train_rows = int(split.train_fraction * rows) if data.source == "line" else 0
-    if data.source == "line" and not 1 <= train_rows < rows:
-        raise UserError(
-            f"{path}: split.train_fraction={split.train_fraction:g} leaves an empty split "
-            f"of the {rows:,} rows ({train_rows:,} train, {rows - train_rows:,} test)"
-        )
+    if data.source == "line":
+        train_rows = int(split.train_fraction * rows)
+        if not 1 <= train_rows < rows:
+            raise UserError(
+                f"{path}: split.train_fraction={split.train_fraction:g} leaves an empty split "
+                f"of the {rows:,} rows ({train_rows:,} train, {rows - train_rows:,} test)"
+            )
     return params
 
 

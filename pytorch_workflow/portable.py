@@ -27,9 +27,9 @@ _ACCUMULATORS = 4  # torch's row_sum interleaves four vectors
 _LEVELS = 4  # and cascades their partial sums over four levels
 
 
-def _running_sum(items: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
-    """0 + items[0] + items[1] + ..., one addition at a time along the first dimension."""
-    total = zero.clone()
+def running_sum(items: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """start + items[0] + items[1] + ..., one addition at a time along the first dimension."""
+    total = start.clone()
     for item in items:
         total.add_(item)
     return total
@@ -49,10 +49,10 @@ def _cascade(rows: torch.Tensor) -> torch.Tensor:
     items = rows
     for _ in range(_LEVELS - 1):
         complete = items.shape[0] // step
-        held.append(_running_sum(items[complete * step :], zero))
+        held.append(running_sum(items[complete * step :], zero))
         grouped = items[: complete * step].reshape(complete, step, *items.shape[1:])
-        items = _running_sum(grouped.transpose(0, 1), torch.zeros_like(grouped[:, 0]))
-    return ((held[0] + held[1]) + held[2]) + _running_sum(items, zero)
+        items = running_sum(grouped.transpose(0, 1), torch.zeros_like(grouped[:, 0]))
+    return ((held[0] + held[1]) + held[2]) + running_sum(items, zero)
 
 
 def _interleaved_sum(items: torch.Tensor) -> torch.Tensor:
@@ -79,7 +79,7 @@ def ordered_sum(values: torch.Tensor) -> torch.Tensor:
         return zero + _interleaved_sum(values)
     vectors = values.shape[0] // _LANES
     lanes = _interleaved_sum(values[: vectors * _LANES].reshape(vectors, _LANES, *rest))
-    total = _running_sum(values[vectors * _LANES :], zero)
+    total = running_sum(values[vectors * _LANES :], zero)
     for lane in lanes:
         total = total + lane
     return zero + total  # torch adds the result to an output it filled with zeros

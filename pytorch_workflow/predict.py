@@ -28,7 +28,7 @@ import torch
 
 from pytorch_workflow.data_setup import numpy_column
 from pytorch_workflow.device import resolve_device
-from pytorch_workflow.errors import UserError, exit_on_user_error
+from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
 from pytorch_workflow.export import PROGRAM_FILE, load_program, model_from_bundle, read_card
 from pytorch_workflow.files import atomic_path
 from pytorch_workflow.metrics import sigmoid
@@ -57,8 +57,7 @@ def input_reader(
             convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
         )
     except (pa.ArrowInvalid, OSError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else "empty file"
-        raise UserError(f"{path}: not a readable CSV ({reason[:160]})") from None
+        raise UserError(f"{path}: not a readable CSV ({first_line(error)})") from None
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
         raise UserError(f"{path}: column name(s) used twice: {', '.join(duplicated)}")
@@ -192,8 +191,7 @@ def _batches(path: Path, reader: pa_csv.CSVStreamingReader):
     try:
         yield from reader
     except pa.ArrowInvalid as error:
-        reason = (str(error).strip().splitlines() or ["no reason given"])[0]
-        raise UserError(f"{path}: not a readable CSV ({reason[:160]})") from None
+        raise UserError(f"{path}: not a readable CSV ({first_line(error)})") from None
 
 
 if __name__ == "__main__":

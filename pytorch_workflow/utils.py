@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pytorch_workflow.errors import UserError
+from pytorch_workflow.errors import UserError, first_line
 from pytorch_workflow.files import atomic_write_bytes
 
 # A linear model's state_dict is a few kilobytes; a file that unpacks to more is not one.
@@ -127,8 +127,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"({_unsupported_global(str(error))})"
         ) from None
     except Exception as error:  # a damaged zip surfaces as RuntimeError, EOFError, ...
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"{path}: not a readable model file ({reason[:160]})") from None
+        raise UserError(f"{path}: not a readable model file ({first_line(error)})") from None
     if not isinstance(loaded, dict) or not all(
         isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in loaded.items()
     ):

@@ -25,9 +25,10 @@ def main() -> None:
     # Fitted on the train split only, so nothing about the test split leaks into training.
     features = fitted_features(dataset.columns, train_stats, params.data.standardize)
     write_features(paths.features, features)
-    atomic_write_json(paths.split_metrics, summary.metrics())
+    split_metrics = summary.metrics()
+    atomic_write_json(paths.split_metrics, split_metrics)
 
-    for side, values in summary.metrics().items():
+    for side, values in split_metrics.items():
         shown = (
             f"{name} {value:,}" if isinstance(value, int) else f"{name} {value:.6g}"
             for name, value in values.items()

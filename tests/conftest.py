@@ -81,6 +81,12 @@ def run(
     return result
 
 
+def make(target: list[str], repo: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """A make target as a user runs it; -o setup: this environment is already installed, so no
+    .venv is built in the copy."""
+    return run(["make", "-o", "setup", *target], repo, check=check)
+
+
 def copy_repository(destination: Path) -> Path:
     """A fresh git repo holding what a clone of this one would: committed and new files."""
     listed = subprocess.run(
@@ -136,7 +142,7 @@ def reproduced(tmp_path_factory, fresh_repo, worker_id) -> tuple[Path, subproces
         if not printed.exists():
             shutil.rmtree(made / "repo", ignore_errors=True)  # from a run that was interrupted
             repo = clone_copy(fresh_repo, made / "repo")
-            result = run(["make", "-o", "setup", "repro"], repo, check=False)
+            result = make(["repro"], repo, check=False)
             fields = ("args", "returncode", "stdout", "stderr")
             printed.write_text(json.dumps({name: getattr(result, name) for name in fields}))
     result = subprocess.CompletedProcess(**json.loads(printed.read_text()))

@@ -10,12 +10,11 @@ here fails this test.
 import importlib
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import COURSE_LOG, REPO_ROOT, run, tool_env
+from tests.conftest import COURSE_LOG, REPO_ROOT, run
 from tools.commands import documented_commands
 
 PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
@@ -117,9 +116,9 @@ def experiment_names(repo: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_the_commands_of_every_page_run_in_order_in_one_repository(reproduced, tmp_path):
+def test_the_commands_of_every_page_run_in_order_in_one_repository(pipeline_repo, tmp_path):
     """As a reader goes: the README, then docs/; a command already run is not run again."""
-    repo = shutil.copytree(reproduced[0], tmp_path / "repo", symlinks=True)
+    repo = pipeline_repo
     shutil.copy(REPO_ROOT / "data/raw/houses.csv", tmp_path / "my.csv")
     done: set[str] = set()
     for page in PAGES:
@@ -128,9 +127,7 @@ def test_the_commands_of_every_page_run_in_order_in_one_repository(reproduced, t
                 continue
             done.add(command)
             filled = fill_in(command, experiment_names(repo) if "NAME" in command else [])
-            result = subprocess.run(
-                ["sh", "-c", filled], cwd=repo, capture_output=True, text=True, env=tool_env()
-            )
+            result = run(["sh", "-c", filled], repo, check=False)
             assert result.returncode == 0, (
                 f"{page.name}: {filled}\n{result.stdout[-2000:]}{result.stderr}"
             )

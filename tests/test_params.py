@@ -15,8 +15,8 @@ from pytorch_workflow.params import (
     load_params,
     parse_device,
 )
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
 
 

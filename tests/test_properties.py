@@ -8,7 +8,6 @@ once are kept below with `@example`.
 import contextlib
 import io
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -21,9 +20,9 @@ from hypothesis import strategies as st
 from pytorch_workflow import predict
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.params import KNOWN_KEYS, load_params
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, workspace_files
+from tests.test_params import DEFAULTS
 
-DEFAULTS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 EDGE_NUMBERS = st.sampled_from(
     [
@@ -63,16 +62,6 @@ VALUES = st.one_of(
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@contextlib.contextmanager
-def inside(folder: Path):
-    previous = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
-
-
 def run_main(main, *args) -> tuple[int, str]:
     """An entry point's main() as `python -m` runs it: its exit status, and its stderr."""
     stderr = io.StringIO()
@@ -90,12 +79,6 @@ def assert_success_or_one_error_line(status: int, stderr: str) -> None:
     if status == 2:
         lines = stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), stderr
-
-
-def files_of(folder: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
-    }
 
 
 @SETTINGS
@@ -181,16 +164,16 @@ def test_any_csv_goes_through_prepare_and_split_or_is_refused_in_one_line(
         source="csv", path="own.csv", target=names[-1], standardize=standardize, chunk_rows=5
     )
     (folder / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
-    before = files_of(folder)
+    before = workspace_files(folder)
 
-    with inside(folder):
+    with contextlib.chdir(folder):
         status, stderr = run_main(prepare.main)
         assert_success_or_one_error_line(status, stderr)
         if status == 0:
             status, stderr = run_main(split.main)
             assert_success_or_one_error_line(status, stderr)
 
-    after = files_of(folder)
+    after = workspace_files(folder)
     changed = {name for name in after if before.get(name) != after[name]}
     allowed = {
         "data/dataset.parquet",
@@ -223,7 +206,7 @@ def test_predict_takes_any_csv_or_refuses_it_in_one_line(
     inputs.write_text(csv_text(header, [(row * width)[:width] for row in cells]), encoding="utf-8")
     before = inputs.read_bytes()
 
-    with inside(repo):
+    with contextlib.chdir(repo):
         status, stderr = run_main(predict.main, [str(inputs), str(folder / "out.csv")])
 
     assert_success_or_one_error_line(status, stderr)

@@ -1,22 +1,17 @@
 """The model registry in temporary git repos: release, promote, fetch, predict, refuse."""
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO_ROOT, clone_copy, run, tool_env
+from tests.conftest import REPO_ROOT, clone_copy, make, run
 from tests.test_bad_inputs import assert_clean_failure, set_params
+from tests.test_predict import predict
 from tools.commands import documented_commands
 
 pytestmark = pytest.mark.slow
-
-
-def make(target: list[str], repo: Path, check: bool = True):
-    return run(["make", "-o", "setup", *target], repo, check=check)
 
 
 @pytest.fixture(scope="module")
@@ -67,27 +62,17 @@ def test_an_unknown_version_is_one_line(released, tmp_path):
     inputs = tmp_path / "x.csv"
     inputs.write_text("x\n0.5\n")
 
-    result = run(
-        [
-            sys.executable,
-            "-m",
-            "pytorch_workflow.predict",
-            str(inputs),
-            str(tmp_path / "out.csv"),
-            "--version",
-            "v9.9.9",
-        ],
-        released,
-        check=False,
-    )
+    result = predict(released, inputs, tmp_path / "out.csv", "--version", "v9.9.9")
 
     assert_clean_failure(result, "rev v9.9.9: cannot fetch it from .")
 
 
-def test_the_registry_page_releases_shares_and_fetches_through_a_git_server(reproduced, tmp_path):
+def test_the_registry_page_releases_shares_and_fetches_through_a_git_server(
+    pipeline_repo, tmp_path
+):
     """docs/registry.md's commands in order, with a bare repository as the team's git server and
     a folder as the team's DVC remote (committed, as a team would)."""
-    repo = clone_copy(reproduced[0], tmp_path / "repo")
+    repo = pipeline_repo
     server = tmp_path / "server.git"
     run(["git", "init", "-q", "--bare", "-b", "main", str(server)], tmp_path)
     run(["dvc", "remote", "modify", "local", "url", str(tmp_path / "dvc-remote")], repo)
@@ -103,9 +88,7 @@ def test_the_registry_page_releases_shares_and_fetches_through_a_git_server(repr
         )
         if "pytorch_workflow.predict" in typed:
             shutil.rmtree(repo / "models/export", ignore_errors=True)  # use what it fetches
-        result = subprocess.run(
-            typed, shell=True, cwd=repo, capture_output=True, text=True, env=tool_env()
-        )
+        result = run(["sh", "-c", typed], repo, check=False)
         assert result.returncode == 0, f"{typed}\n{result.stdout}{result.stderr}"
 
     run(["git", "clone", "-q", str(server), "another"], tmp_path)
@@ -117,8 +100,8 @@ def test_the_registry_page_releases_shares_and_fetches_through_a_git_server(repr
     assert predicted == pytest.approx(0.5784404 * 0.5 + 0.3513099, abs=1e-6)
 
 
-def test_a_dirty_or_stale_commit_is_not_released(reproduced, tmp_path):
-    repo = clone_copy(reproduced[0], tmp_path / "repo")
+def test_a_dirty_or_stale_commit_is_not_released(pipeline_repo):
+    repo = pipeline_repo
     (repo / "README.md").write_text("changed\n")
 
     dirty = make(["release", "VERSION=v1.0.1"], repo, check=False)

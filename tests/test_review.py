@@ -8,16 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run
+from tests.conftest import make, run
 
 pytestmark = pytest.mark.slow
 
 FIGURES = ("loss.png", "predictions.png")
-
-
-def make(target: list[str], repo: Path, check: bool = True) -> subprocess.CompletedProcess:
-    # -o setup: this test's environment is already installed; don't build a .venv in the copy.
-    return run(["make", "-o", "setup", *target], repo, check=check)
 
 
 def report(repo: Path, base: str = "main", *extra: str) -> subprocess.CompletedProcess:
