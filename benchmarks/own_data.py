@@ -30,6 +30,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.pipeline_benchmark import commit, environment  # noqa: E402
 from tools.commands import documented_commands  # noqa: E402
 
 RESULTS = REPO / "docs/own-data-results.md"
@@ -137,13 +138,6 @@ CLASSIFICATION_TABLES = [
 ]
 
 
-def environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env["DVC_NO_ANALYTICS"] = "1"
-    return env
-
-
 def recipe(classification: bool) -> list[str]:
     """docs/own-data.md's recipe for regression or classification, as arguments."""
     documented = documented_commands(REPO / "docs/own-data.md")
@@ -212,9 +206,7 @@ def yes(ok: bool) -> str:
 
 
 def main() -> None:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
+    measured = commit()
     started = time.monotonic()
     regression_rows, classification_rows, summary = [], [], []
     with tempfile.TemporaryDirectory(prefix="own-data-") as tmp:
@@ -258,7 +250,7 @@ def main() -> None:
     header = [
         "# Your own data: what the recipes reach",
         "",
-        f"Written by `benchmarks/own_data.py` at commit {commit} in "
+        f"Written by `benchmarks/own_data.py` at commit {measured} in "
         f"{(time.monotonic() - started) / 60:.1f} minutes "
         f"({platform.machine()}, {os.cpu_count()} cores). Each table went through a fresh clone "
         "and the recipe of [own-data.md](own-data.md), `dvc exp run` with the options shown, on "

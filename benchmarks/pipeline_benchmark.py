@@ -60,6 +60,12 @@ def environment() -> dict[str, str]:
     return env
 
 
+def commit() -> str:
+    """The short id of the commit the figures measure."""
+    shown = ["git", "rev-parse", "--short", "HEAD"]
+    return subprocess.run(shown, cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+
 def clone(into: Path, revision: str = "HEAD", **params) -> Path:
     subprocess.run(["git", "clone", "-q", str(REPO), str(into)], check=True)
     subprocess.run(["git", "checkout", "-q", revision], cwd=into, check=True)
@@ -123,9 +129,7 @@ def main() -> None:
     huge_end = 10.0
     large_rows = round(1 / float(large))
     huge_rows = round(huge_end / float(huge))
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
+    measured = commit()
     lines: list[str] = []
     started = time.monotonic()
 
@@ -176,7 +180,7 @@ def main() -> None:
         "# Benchmark",
         "",
         f"Written by `benchmarks/pipeline_benchmark.py{quick}` at commit "
-        f"{commit}, {rounds} round(s), in {(time.monotonic() - started) / 60:.1f} minutes.",
+        f"{measured}, {rounds} round(s), in {(time.monotonic() - started) / 60:.1f} minutes.",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
         f"{platform.platform()}; Python {platform.python_version()}. Load average before the "
         f"last figure: {', '.join(f'{v:.2f}' for v in os.getloadavg())}.",
