@@ -26,7 +26,7 @@ from torch import nn
 
 from pytorch_workflow.data_setup import Features, ParquetTable
 from pytorch_workflow.errors import UserError
-from pytorch_workflow.optimizers import LBFGS, OPTIMIZER_CLASSES
+from pytorch_workflow.optimizers import LBFGS, OPTIMIZER_CLASSES, Optimizer
 from pytorch_workflow.params import LOSSES, OPTIMIZERS, TrainParams
 from pytorch_workflow.portable import (
     ordered_mean,
@@ -138,7 +138,7 @@ def forward_pass(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
     return model(X)
 
 
-def make_optimizer(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, params: TrainParams) -> Optimizer:
     """The optimizer named by `train.optimizer` (params.OPTIMIZERS), from `optimizers`."""
     optimizer = OPTIMIZER_CLASSES[OPTIMIZERS[params.optimizer]]
     if params.optimizer == "sgd":
@@ -199,7 +199,7 @@ def train_step(
     model: nn.Module,
     data: SplitTensors,
     loss_fn: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     batch_size: int | None = None,
     order: np.random.Generator | None = None,
     l2: float = 0.0,
@@ -230,7 +230,7 @@ def _mini_batch_epoch(
     model: nn.Module,
     data: SplitTensors,
     loss_fn: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     batch_size: int,
     order: np.random.Generator | None,
     l2: float,
@@ -259,7 +259,7 @@ def _course_step(
     X: torch.Tensor,
     y: torch.Tensor,
     loss_fn: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     penalty: Callable[[], torch.Tensor] | None = None,
 ) -> float:
     """The course's step on one batch: forward pass, loss, zero_grad, backward, step."""
@@ -279,7 +279,7 @@ def _sliced_step(
     X: torch.Tensor,
     y: torch.Tensor,
     loss_fn: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Optimizer,
     data: SplitTensors,
     penalty: Callable[[], torch.Tensor] | None = None,
 ) -> float:

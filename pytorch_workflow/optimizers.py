@@ -3,8 +3,9 @@
 torch's CPU kernels fuse the multiply and the add of an update like `param - lr * grad` into one
 FMA instruction, rounded once, where the kernel was built for it (x86-64 with AVX2 or AVX-512,
 arm64) and round twice where it was not (x86-64 without AVX2), so one step can differ in its last
-bit between machines, and the runs that follow drift apart. These keep `torch.optim`'s classes
-and formulas but do the arithmetic here:
+bit between machines, and the runs that follow drift apart. These keep `torch.optim`'s formulas
+and the part of its interface the course uses (`zero_grad()`, `step()`, `param_groups`) but do
+the arithmetic here:
 
 - SGD: `torch.optim.SGD`, with the update rounded once as a fused multiply-add
   (`fused_multiply_add`, exact on any device): torch's own bits on x86-64, and so the course's
@@ -16,7 +17,8 @@ and formulas but do the arithmetic here:
 """
 
 import math
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -38,7 +40,24 @@ def fused_multiply_add(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tor
     return torch.where(inexact_even, torch.nextafter(total, toward), total).float()
 
 
-class SGD(torch.optim.SGD):
+class Optimizer:
+    """The parameters and state of an optimizer, and `zero_grad()`, as `torch.optim.Optimizer`.
+
+    Not a subclass of it: making one of torch's optimizers imports torch's compiler (about two
+    seconds of every train stage, and of every process under torchrun), which nothing here uses.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor], **settings: object) -> None:
+        self.param_groups = [{"params": list(params), **settings}]
+        self.state: defaultdict[torch.Tensor, dict] = defaultdict(dict)
+
+    def zero_grad(self) -> None:
+        for group in self.param_groups:
+            for param in group["params"]:
+                param.grad = None
+
+
+class SGD(Optimizer):
     """`torch.optim.SGD` (optionally with momentum) with every update rounded as an FMA."""
 
     def __init__(self, params, lr: float, momentum: float = 0.0) -> None:
@@ -69,11 +88,11 @@ class SGD(torch.optim.SGD):
         return loss
 
 
-class Adam(torch.optim.Adam):
-    """`torch.optim.Adam`'s update, every operation rounded on its own."""
+class Adam(Optimizer):
+    """`torch.optim.Adam`'s update and defaults, every operation rounded on its own."""
 
     def __init__(self, params, lr: float) -> None:
-        super().__init__(params, lr=lr)
+        super().__init__(params, lr=lr, betas=(0.9, 0.999), eps=1e-8)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None):
@@ -103,7 +122,7 @@ class Adam(torch.optim.Adam):
         return loss
 
 
-class LBFGS(torch.optim.Optimizer):
+class LBFGS(Optimizer):
     """`torch.optim.LBFGS`'s method, one iteration per `step(closure)`, in float64 Python floats.
 
     Built for the few parameters of a linear model: the search direction comes from the last
@@ -112,7 +131,7 @@ class LBFGS(torch.optim.Optimizer):
     """
 
     def __init__(self, params, lr: float = 1.0, history: int = 10, max_halvings: int = 30) -> None:
-        super().__init__(params, {"lr": lr})
+        super().__init__(params, lr=lr)
         self.history = history
         self.max_halvings = max_halvings
         self._steps: list[tuple[list[float], list[float], float]] = []  # (s, y, 1 / y.s)

@@ -41,7 +41,7 @@ LOSSES = {
     "huber": Loss("Huber", "HuberLoss", "regression"),
     "bce": Loss("BCE", "BCEWithLogitsLoss", "binary_classification"),
 }
-# The class of each optimizer in `optimizers` (torch.optim's, rounding alike on every CPU);
+# The class of each optimizer in `optimizers` (torch.optim's formulas, rounding alike on every CPU);
 # lbfgs needs the whole split at once.
 OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "lbfgs": "LBFGS"}
 # The model_builder class of each model.
