@@ -176,20 +176,29 @@ def full_batch_loss_and_gradients(
     in chunk order.
     """
     parameters = [p for p in model.parameters() if p.requires_grad]
-    sizes = [p.numel() for p in parameters]
-    # One row per chunk: its gradient, then its loss (one collective for both).
-    rows = torch.zeros(data.num_chunks, sum(sizes) + 1, device=data.device)
+    rows = torch.zeros(data.num_chunks, sum(p.numel() for p in parameters) + 1, device=data.device)
     model.train()
     for index, X, y in data.mine():
-        for parameter in parameters:
-            parameter.grad = None
         loss = ordered_mean(loss_fn(forward_pass(model, X), y)) * (X.shape[0] / data.rows)
         if l2 and index == 0:  # the penalty once, with the first chunk
             loss = loss + l2_penalty(model, l2, data.rows)
-        loss.backward()
-        rows[index, :-1] = torch.cat([p.grad.reshape(-1) for p in parameters])
-        rows[index, -1] = loss.detach()
+        rows[index] = _gradient_and_loss(parameters, loss)
+    return _sum_over_processes(parameters, rows)
+
+
+def _gradient_and_loss(parameters: list[nn.Parameter], loss: torch.Tensor) -> torch.Tensor:
+    """The loss's gradient for each parameter, then the loss, in one row."""
+    for parameter in parameters:
+        parameter.grad = None
+    loss.backward()
+    return torch.cat([*(p.grad.reshape(-1) for p in parameters), loss.detach().reshape(1)])
+
+
+def _sum_over_processes(parameters: list[nn.Parameter], rows: torch.Tensor) -> torch.Tensor:
+    """Rows of `_gradient_and_loss`, each filled by one process (zeros elsewhere), added in
+    order on every process, in one collective: the gradient goes to `.grad`, the loss returns."""
     total = _ordered_sum(_all_processes_sum(rows))
+    sizes = [p.numel() for p in parameters]
     for parameter, part in zip(parameters, total[:-1].split(sizes), strict=True):
         parameter.grad = part.reshape(parameter.shape).clone()
     return total[-1]
@@ -285,27 +294,19 @@ def _sliced_step(
 ) -> float:
     """One mini-batch step shared by the processes: each differentiates its slice of rows."""
     parameters = [p for p in model.parameters() if p.requires_grad]
-    sizes = [p.numel() for p in parameters]
+    rows = torch.zeros(data.world_size, sum(p.numel() for p in parameters) + 1, device=X.device)
     bounds = np.linspace(0, X.shape[0], data.world_size + 1).astype(int)
-    gradients = torch.zeros(data.world_size, sum(sizes), device=X.device)
-    losses = torch.zeros(data.world_size, device=X.device)
     first, last = bounds[data.rank], bounds[data.rank + 1]
     model.train()
     if last > first:
-        for parameter in parameters:
-            parameter.grad = None
         predicted = forward_pass(model, X[first:last])
         loss = ordered_mean(loss_fn(predicted, y[first:last])) * ((last - first) / X.shape[0])
         if penalty is not None and data.rank == 0:
             loss = loss + penalty()
-        loss.backward()
-        gradients[data.rank] = torch.cat([p.grad.reshape(-1) for p in parameters])
-        losses[data.rank] = loss.detach()
-    gradient = _ordered_sum(_all_processes_sum(gradients))
-    for parameter, part in zip(parameters, gradient.split(sizes), strict=True):
-        parameter.grad = part.reshape(parameter.shape).clone()
+        rows[data.rank] = _gradient_and_loss(parameters, loss)
+    loss = _sum_over_processes(parameters, rows)
     optimizer.step()
-    return _ordered_sum(_all_processes_sum(losses)).item()
+    return loss.item()
 
 
 def test_step(model: nn.Module, data: SplitTensors, loss_fn: nn.Module) -> float:
