@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from pytorch_workflow.errors import UserError, first_line
 from pytorch_workflow.files import atomic_path, atomic_write_text, json_text
-from pytorch_workflow.params import DataParams, SplitParams, line_length
+from pytorch_workflow.params import CLASSIFICATION, DataParams, SplitParams, line_length
 
 # Arrow's default allocator keeps memory it has freed for itself; through malloc, the torch
 # stages reuse it.
@@ -233,13 +233,13 @@ def _checked_float32(
             )
             raise UserError(f"{path}: row {first_row + index}, column {name!r}: {problem}")
         checked[name] = as_float32
-    if task == "binary_classification":
+    if task == CLASSIFICATION:
         labels = checked[target]
         wrong = np.flatnonzero((labels != 0) & (labels != 1))
         if wrong.size:
             row = first_row + int(wrong[0])
             raise UserError(
-                f"{path}: task binary_classification needs a 0/1 target; column {target!r} "
+                f"{path}: task {CLASSIFICATION} needs a 0/1 target; column {target!r} "
                 f"has {labels[wrong[0]]:g} at row {row}"
             )
     return arrow_table(checked)
@@ -451,7 +451,7 @@ class SplitSummary:
 
     def metrics(self) -> dict[str, dict[str, float | int]]:
         """What `metrics/split.json` records: rows and the target's mean in each split."""
-        name = "class_1_share" if self.task == "binary_classification" else "target_mean"
+        name = "class_1_share" if self.task == CLASSIFICATION else "target_mean"
         return {
             side: {"rows": self.rows[side], name: float(self.target[side].mean[0])}
             for side in ("train", "test")
@@ -465,7 +465,7 @@ class SplitSummary:
         error = math.sqrt(pooled * (1 / train.count + 1 / test.count))
         if error == 0 or abs(difference) <= 3 * error:
             return None
-        what = "share of class 1" if self.task == "binary_classification" else "target mean"
+        what = "share of class 1" if self.task == CLASSIFICATION else "target mean"
         return (
             f"the {what} is {float(train.mean[0]):.4g} in train and {float(test.mean[0]):.4g} "
             f"in test, {abs(difference) / error:.1f} standard errors apart: more than a random "

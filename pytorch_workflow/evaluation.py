@@ -17,6 +17,7 @@ from pytorch_workflow.data_setup import (
     arrow_table,
 )
 from pytorch_workflow.metrics import ClassificationMetrics, RegressionMetrics, sigmoid
+from pytorch_workflow.params import CLASSIFICATION
 
 # Plot tables and scatter plots show at most this many points, whatever the data's size.
 MAX_PLOT_POINTS = 2000
@@ -87,7 +88,7 @@ def evaluate(
 ) -> Evaluation:
     """Metrics of the model and of the linear baseline; the model's raw test outputs (values or
     logits) are written to `outputs_path` as they are computed."""
-    classifier = task == "binary_classification"
+    classifier = task == CLASSIFICATION
     metrics = ClassificationMetrics() if classifier else RegressionMetrics()
     confusion = np.zeros((2, 2), dtype=np.int64) if classifier else None
     test_sample, train_sample = Sample(), Sample()
@@ -132,7 +133,7 @@ def prediction_table(
 ) -> dict[str, np.ndarray]:
     """The test sample for `dvc plots`: actual against predicted (and the probability)."""
     x, actual, outputs = evaluation.test.arrays()
-    if task == "binary_classification":
+    if task == CLASSIFICATION:
         return {
             "actual": actual.astype(np.int64),
             "predicted": (outputs > 0).astype(np.int64),

@@ -28,7 +28,7 @@ from pytorch_workflow.files import (
     sha256_of_file,
 )
 from pytorch_workflow.model_builder import build_model
-from pytorch_workflow.params import MODELS
+from pytorch_workflow.params import CLASSIFICATION, MODELS
 from pytorch_workflow.utils import (
     check_archive_size,
     load_model,
@@ -127,7 +127,7 @@ def export_bundle(bundle: Bundle, export_dir: Path) -> dict[str, Any]:
         "task": bundle.task,
         "parameters": {name: list(t.shape) for name, t in model.state_dict().items()},
         "input": {"columns": list(bundle.features.names), "dtype": "float32"},
-        "output": "logit" if bundle.task == "binary_classification" else "value",
+        "output": "logit" if bundle.task == CLASSIFICATION else "value",
         "standardization": None
         if bundle.features.mean is None
         else {"mean": bundle.features.mean.tolist(), "std": bundle.features.std.tolist()},

@@ -24,7 +24,9 @@ PARAMS_FILE = "params.yaml"
 
 # ---- vocabularies -----------------------------------------------------------------------------
 
-TASKS = ("regression", "binary_classification")
+REGRESSION = "regression"
+CLASSIFICATION = "binary_classification"
+TASKS = (REGRESSION, CLASSIFICATION)
 SOURCES = ("line", "csv")
 
 
@@ -36,10 +38,10 @@ class Loss:
 
 
 LOSSES = {
-    "l1": Loss("MAE", "L1Loss", "regression"),
-    "mse": Loss("MSE", "MSELoss", "regression"),
-    "huber": Loss("Huber", "HuberLoss", "regression"),
-    "bce": Loss("BCE", "BCEWithLogitsLoss", "binary_classification"),
+    "l1": Loss("MAE", "L1Loss", REGRESSION),
+    "mse": Loss("MSE", "MSELoss", REGRESSION),
+    "huber": Loss("Huber", "HuberLoss", REGRESSION),
+    "bce": Loss("BCE", "BCEWithLogitsLoss", CLASSIFICATION),
 }
 # The class of each optimizer in `optimizers` (torch.optim's formulas, rounding alike on every CPU);
 # lbfgs needs the whole split at once.
@@ -189,7 +191,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         shuffle=reader.boolean("split.shuffle"),
         stratify=reader.boolean("split.stratify"),
     )
-    if split.stratify and task != "binary_classification":
+    if split.stratify and task != CLASSIFICATION:
         raise UserError(f"{path}: split.stratify needs task: binary_classification, got {task}")
     train = TrainParams(
         epochs=reader.integer("train.epochs", at_least=1, at_most=MAX_EPOCHS),
