@@ -21,7 +21,13 @@ import pyarrow.parquet as pq
 
 from pytorch_workflow.errors import UserError, first_line
 from pytorch_workflow.files import atomic_path, atomic_write_text, json_text
-from pytorch_workflow.params import CLASSIFICATION, DataParams, SplitParams, line_length
+from pytorch_workflow.params import (
+    CLASSIFICATION,
+    DataParams,
+    SplitParams,
+    line_length,
+    train_rows,
+)
 
 # Arrow's default allocator keeps memory it has freed for itself; through malloc, the torch
 # stages reuse it.
@@ -38,7 +44,8 @@ OUTPUT_COLUMN = "output"
 # on any machine (torch's own arange follows the SIMD width of the CPU it runs on), and keeps
 # torch out of the data stages.
 _ARANGE_BLOCK = 8
-_CSV_BLOCK_BYTES = 1 << 22
+# CSV files are read in blocks of 4 MiB.
+CSV_READ_OPTIONS = pa_csv.ReadOptions(block_size=1 << 22)
 
 
 def course_arange(start: float, step: float, count: int, first: int, stop: int) -> np.ndarray:
@@ -129,9 +136,15 @@ def csv_chunks(params: DataParams, task: str) -> Iterator[pa.Table]:
     """The user's CSV as float32 tables of about a block each: the features, then the target."""
     path = _regular_file(Path(params.path))
     columns = _csv_columns(path, params)
-    reader = _open_csv(path, columns)
     first_row = 1  # data rows counted from 1, the first line after the header
     try:
+        reader = pa_csv.open_csv(
+            path,
+            read_options=CSV_READ_OPTIONS,
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=columns, column_types=dict.fromkeys(columns, pa.float64())
+            ),
+        )
         for batch in reader:
             table = pa.Table.from_batches([batch]).select(columns)
             yield _checked_float32(path, table, first_row, task, params.target)
@@ -163,7 +176,7 @@ def _regular_file(path: Path) -> Path:
 def _csv_columns(path: Path, params: DataParams) -> list[str]:
     """The features (listed, or every numeric column but the target) and then the target."""
     try:
-        header = pa_csv.open_csv(path, read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES))
+        header = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS)
         schema = header.schema
     except (pa.ArrowInvalid, OSError) as error:
         found = _first_bad_row(path, [])
@@ -172,9 +185,7 @@ def _csv_columns(path: Path, params: DataParams) -> list[str]:
     names = schema.names
     if all(pa.types.is_null(field.type) for field in schema):
         raise UserError(f"{path}: has no rows")
-    duplicated = sorted({name for name in names if names.count(name) > 1})
-    if duplicated:
-        raise UserError(f"{path}: column name(s) used twice: {', '.join(duplicated)}")
+    refuse_duplicate_columns(path, names)
     if params.target not in names:
         raise UserError(
             f"{path}: data.target column {params.target!r} not found; columns: {_names(names)}"
@@ -194,21 +205,6 @@ def _csv_columns(path: Path, params: DataParams) -> list[str]:
         if missing:
             raise UserError(f"{path}: data.features column(s) not found: {_names(missing)}")
     return [*features, params.target]
-
-
-def _open_csv(path: Path, columns: list[str]) -> pa_csv.CSVStreamingReader:
-    try:
-        return pa_csv.open_csv(
-            path,
-            read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
-            convert_options=pa_csv.ConvertOptions(
-                include_columns=columns, column_types=dict.fromkeys(columns, pa.float64())
-            ),
-        )
-    except pa.ArrowInvalid as error:
-        raise UserError(
-            f"{path}: {_first_bad_row(path, columns) or first_line(error, 200)}"
-        ) from None
 
 
 def _checked_float32(
@@ -266,15 +262,15 @@ def _first_bad_row(path: Path, columns: list[str]) -> str | None:
     return None
 
 
+def refuse_duplicate_columns(path: Path, names: list[str]) -> None:
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise UserError(f"{path}: column name(s) used twice: {', '.join(duplicated)}")
+
+
 def _names(names: list[str]) -> str:
     shown = ", ".join(names[:20])
     return shown + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
-
-
-def dataset_chunks(params: DataParams, task: str, seed: int) -> Iterator[pa.Table]:
-    if params.source == "csv":
-        return csv_chunks(params, task)
-    return line_chunks(params, seed)
 
 
 # ---- Parquet files -----------------------------------------------------------------------------
@@ -330,13 +326,13 @@ class TableWriter:
                     self._write(pa.concat_tables(self._pending))
                 if self.rows == 0:
                     raise UserError(f"{self.path}: nothing to write (no rows)")
+        except BaseException as failure:  # the file is not published either
+            kind, error, traceback = type(failure), failure, failure.__traceback__
+            raise
         finally:
             if self._writer is not None:
                 self._writer.close()
-            if error is None:
-                self._stack.close()
-            else:
-                self._stack.__exit__(kind, error, traceback)
+            self._stack.__exit__(kind, error, traceback)
 
 
 def write_table(path: str | Path, chunks: Iterable[pa.Table], chunk_rows: int) -> int:
@@ -488,14 +484,7 @@ def split_dataset(
     Returns what the split did and the train split's column statistics (for standardising).
     """
     target = dataset.columns[-1]
-    rows = dataset.rows
-    train_size = int(params.train_fraction * rows)
-    if not 1 <= train_size < rows:
-        raise UserError(
-            f"split.train_fraction={params.train_fraction:g} leaves an empty split of {rows:,} "
-            f"rows ({train_size:,} train, {rows - train_size:,} test)"
-        )
-    select = _selector(dataset, params, seed, train_size)
+    select = _selector(dataset, params, seed, train_rows(params.train_fraction, dataset.rows))
     stats = {side: ColumnStats.empty(len(dataset.columns)) for side in ("train", "test")}
     with TableWriter(train_path, chunk_rows) as train, TableWriter(test_path, chunk_rows) as test:
         for index in range(dataset.num_chunks):

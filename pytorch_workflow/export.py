@@ -9,7 +9,7 @@ split bit for bit as evaluate did, or the bundle is not published.
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,11 +55,11 @@ class StandardizedModel(nn.Module):
         return self.model((x - self.feature_mean) / self.feature_std)
 
 
-def deployable(model: nn.Module, features: Features) -> nn.Module:
+def deployable(
+    model: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> nn.Module:
     """The model as it runs on raw features: behind the standardisation, if there is one."""
-    if features.mean is None or features.std is None:
-        return model.eval()
-    return StandardizedModel(model, features.mean, features.std).eval()
+    return (model if mean is None else StandardizedModel(model, mean, std)).eval()
 
 
 def program_bytes(model: nn.Module, in_features: int) -> bytes:
@@ -135,9 +135,8 @@ def export_bundle(bundle: Bundle, export_dir: Path) -> dict[str, Any]:
     }
     with atomic_directory(export_dir) as staging:
         atomic_write_bytes(staging / STATE_DICT_FILE, state_dict_bytes(model.state_dict()))
-        atomic_write_bytes(
-            staging / PROGRAM_FILE, program_bytes(deployable(model, bundle.features), k)
-        )
+        runnable = deployable(model, bundle.features.mean, bundle.features.std)
+        atomic_write_bytes(staging / PROGRAM_FILE, program_bytes(runnable, k))
         card["files"] = {
             name: sha256_of_file(staging / name) for name in (STATE_DICT_FILE, PROGRAM_FILE)
         }
@@ -189,9 +188,7 @@ def _card_problem(card: Any) -> str | None:
         return f"expected a JSON object, got {type(card).__name__}"
     if not isinstance(card.get("model"), str) or card["model"] not in MODELS:
         return f"model must be one of {', '.join(MODELS)}"
-    columns = (
-        (card.get("input") or {}).get("columns") if isinstance(card.get("input"), dict) else None
-    )
+    columns = card["input"].get("columns") if isinstance(card.get("input"), dict) else None
     if not (isinstance(columns, list) and columns and all(isinstance(c, str) for c in columns)):
         return "input.columns must be a list of column names"
     if card.get("output") not in ("value", "logit"):
@@ -236,10 +233,8 @@ def model_from_bundle(export_dir: Path) -> nn.Module:
         )
     columns = card["input"]["columns"]
     model = load_model(build_model(card["model"], in_features=len(columns)), state_dict_path)
-    scaling = card["standardization"]
-    if scaling is None:
-        return model.eval()
-    return StandardizedModel(model, scaling["mean"], scaling["std"]).eval()
+    scaling = card["standardization"] or {}
+    return deployable(model, scaling.get("mean"), scaling.get("std"))
 
 
 def load_program(path: Path) -> nn.Module:

@@ -64,11 +64,7 @@ class SGD(Optimizer):
         super().__init__(params, lr=lr, momentum=momentum)
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def step(self) -> None:
         for group in self.param_groups:
             scale = torch.tensor(-group["lr"], dtype=torch.float32)
             for param in group["params"]:
@@ -85,7 +81,6 @@ class SGD(Optimizer):
                         buffer.mul_(group["momentum"]).add_(direction)
                     direction = buffer
                 param.copy_(fused_multiply_add(direction, scale.to(param.device), param))
-        return loss
 
 
 class Adam(Optimizer):
@@ -95,11 +90,7 @@ class Adam(Optimizer):
         super().__init__(params, lr=lr, betas=(0.9, 0.999), eps=1e-8)
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor] | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def step(self) -> None:
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for param in group["params"]:
@@ -119,21 +110,21 @@ class Adam(Optimizer):
                 step_size = group["lr"] / (1 - beta1**step)
                 denominator = squares.sqrt() / math.sqrt(1 - beta2**step) + group["eps"]
                 param.sub_((exp_avg / denominator) * step_size)
-        return loss
 
 
 class LBFGS(Optimizer):
     """`torch.optim.LBFGS`'s method, one iteration per `step(closure)`, in float64 Python floats.
 
     Built for the few parameters of a linear model: the search direction comes from the last
-    `history` steps by the two-loop recursion, the first step is scaled as torch scales it, and
+    `HISTORY` steps by the two-loop recursion, the first step is scaled as torch scales it, and
     the step length is halved until the loss falls enough (Armijo's condition).
     """
 
-    def __init__(self, params, lr: float = 1.0, history: int = 10, max_halvings: int = 30) -> None:
+    HISTORY = 10  # torch's history_size
+    MAX_HALVINGS = 30
+
+    def __init__(self, params, lr: float = 1.0) -> None:
         super().__init__(params, lr=lr)
-        self.history = history
-        self.max_halvings = max_halvings
         self._steps: list[tuple[list[float], list[float], float]] = []  # (s, y, 1 / y.s)
         self._previous: tuple[list[float], list[float]] | None = None
 
@@ -165,7 +156,7 @@ class LBFGS(Optimizer):
             y = [a - b for a, b in zip(g, self._previous[1], strict=True)]
             ys = _dot(y, s)
             if ys > 1e-10:
-                self._steps = [*self._steps, (s, y, 1.0 / ys)][-self.history :]
+                self._steps = [*self._steps, (s, y, 1.0 / ys)][-self.HISTORY :]
         self._previous = (x, g)
         direction = self._direction(g)
         slope = _dot(g, direction)
@@ -173,7 +164,7 @@ class LBFGS(Optimizer):
             return loss
         lr = self.param_groups[0]["lr"]
         length = lr * min(1.0, 1.0 / sum(map(abs, g))) if not self._steps else lr
-        for _ in range(self.max_halvings):
+        for _ in range(self.MAX_HALVINGS):
             self._set([a + length * d for a, d in zip(x, direction, strict=True)])
             if float(evaluate()) <= f + 1e-4 * length * slope:
                 return loss

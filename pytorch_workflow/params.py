@@ -10,9 +10,10 @@ also accepted as numeric strings (DVC issue 5971).
 
 import difflib
 import math
+import operator
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -114,37 +115,19 @@ class Params:
     raw: dict[str, Any]  # the file as read, for the model card
 
 
+def _keys(section: type) -> tuple[str, ...]:
+    return tuple(field.name for field in fields(section))
+
+
+# The keys of params.yaml, in order: a section's keys are its dataclass's fields.
 SCHEMA: dict[str, tuple[str, ...]] = {
     "seed": (),
     "device": (),
     "task": (),
-    "data": (
-        "source",
-        "path",
-        "target",
-        "features",
-        "standardize",
-        "chunk_rows",
-        "weight",
-        "bias",
-        "start",
-        "end",
-        "step",
-        "noise_std",
-    ),
-    "split": ("train_fraction", "shuffle", "stratify"),
+    "data": _keys(DataParams),
+    "split": _keys(SplitParams),
     "model": ("name",),
-    "train": (
-        "epochs",
-        "batch_size",
-        "lr",
-        "loss",
-        "optimizer",
-        "momentum",
-        "l2",
-        "processes",
-        "log_every",
-    ),
+    "train": _keys(TrainParams),
 }
 KNOWN_KEYS = [
     f"{section}.{key}" if key else section
@@ -229,13 +212,20 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         raw=raw,
     )
     if data.source == "line":
-        train_rows = int(split.train_fraction * rows)
-        if not 1 <= train_rows < rows:
-            raise UserError(
-                f"{path}: split.train_fraction={split.train_fraction:g} leaves an empty split "
-                f"of the {rows:,} rows ({train_rows:,} train, {rows - train_rows:,} test)"
-            )
+        train_rows(split.train_fraction, rows, where=f"{path}: ")
     return params
+
+
+def train_rows(fraction: float, rows: int, where: str = "") -> int:
+    """How many of `rows` go to train: `int(fraction * rows)`, as the course splits; both
+    splits must keep some."""
+    count = int(fraction * rows)
+    if not 1 <= count < rows:
+        raise UserError(
+            f"{where}split.train_fraction={fraction:g} leaves an empty split of {rows:,} rows "
+            f"({count:,} train, {rows - count:,} test)"
+        )
+    return count
 
 
 def line_length(start: float, end: float, step: float) -> int | float:
@@ -343,6 +333,15 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+# The bounds `_Reader.number` takes, in the order its message names them.
+_BOUNDS = (
+    ("above", ">", operator.gt),
+    ("at_least", ">=", operator.ge),
+    ("below", "<", operator.lt),
+    ("at_most", "<=", operator.le),
+)
+
+
 class _Reader:
     """Reads one dotted key at a time and checks its type and range."""
 
@@ -386,23 +385,14 @@ class _Reader:
             raise self._fail(key, expected)
         return number
 
-    def number(
-        self,
-        key: str,
-        *,
-        above: float | None = None,
-        at_least: float | None = None,
-        below: float | None = None,
-        at_most: float | None = None,
-    ) -> float:
-        expected = _describe_range(above, at_least, below, at_most)
+    def number(self, key: str, **bounds: float) -> float:
+        """A finite number within `bounds`: above, at_least, below, at_most (see _BOUNDS)."""
+        limits = [(sign, test, bounds[name]) for name, sign, test in _BOUNDS if name in bounds]
+        expected = "a number " + " and ".join(f"{sign} {limit:g}" for sign, _, limit in limits)
+        if not limits:
+            expected = "a finite number"
         number = self._finite(key, expected)
-        if (
-            (above is not None and not number > above)
-            or (at_least is not None and not number >= at_least)
-            or (below is not None and not number < below)
-            or (at_most is not None and not number <= at_most)
-        ):
+        if not all(test(number, limit) for _, test, limit in limits):
             raise self._fail(key, expected)
         return number
 
@@ -460,18 +450,3 @@ class _Reader:
         if isinstance(value, str) and _DEVICE.fullmatch(value):
             return value
         raise self._fail(key, DEVICE_CHOICES)
-
-
-def _describe_range(
-    above: float | None, at_least: float | None, below: float | None, at_most: float | None
-) -> str:
-    limits = []
-    if above is not None:
-        limits.append(f"> {above:g}")
-    if at_least is not None:
-        limits.append(f">= {at_least:g}")
-    if below is not None:
-        limits.append(f"< {below:g}")
-    if at_most is not None:
-        limits.append(f"<= {at_most:g}")
-    return f"a number {' and '.join(limits)}" if limits else "a finite number"

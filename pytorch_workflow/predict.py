@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import torch
 
-from pytorch_workflow.data_setup import numpy_column
+from pytorch_workflow.data_setup import CSV_READ_OPTIONS, numpy_column, refuse_duplicate_columns
 from pytorch_workflow.device import resolve_device
 from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
 from pytorch_workflow.export import PROGRAM_FILE, load_program, model_from_bundle, read_card
@@ -34,8 +34,6 @@ from pytorch_workflow.files import atomic_path
 from pytorch_workflow.metrics import sigmoid
 from pytorch_workflow.params import DEVICE_CHOICES
 from pytorch_workflow.paths import artifact_name, load_paths
-
-_BLOCK_BYTES = 1 << 22
 
 
 def input_reader(
@@ -48,19 +46,16 @@ def input_reader(
         raise UserError(f"{path}: file not found") from None
     if not stat.S_ISREG(mode):
         raise UserError(f"{path}: not a regular file (a folder?); give a CSV file")
-    options = pa_csv.ReadOptions(block_size=_BLOCK_BYTES)
     try:
-        names = pa_csv.open_csv(path, read_options=options).schema.names
+        names = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema.names
         reader = pa_csv.open_csv(
             path,
-            read_options=options,
+            read_options=CSV_READ_OPTIONS,
             convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
         )
     except (pa.ArrowInvalid, OSError) as error:
         raise UserError(f"{path}: not a readable CSV ({first_line(error)})") from None
-    duplicated = sorted({name for name in names if names.count(name) > 1})
-    if duplicated:
-        raise UserError(f"{path}: column name(s) used twice: {', '.join(duplicated)}")
+    refuse_duplicate_columns(path, names)
     if len(columns) == 1 and columns[0] not in names and len(names) == 1:
         return reader, {columns[0]: names[0]}
     missing = [column for column in columns if column not in names]

@@ -36,12 +36,6 @@ def main() -> None:
         raise UserError(
             f"{paths.evaluate_metrics}: not readable metrics ({error}); run `dvc repro`"
         ) from None
-    hashed = {
-        "dataset": paths.dataset,
-        "train": paths.train,
-        "test": paths.test,
-        "model": paths.model,
-    }
     bundle = Bundle(
         model_name=params.model,
         task=params.task,
@@ -53,7 +47,10 @@ def main() -> None:
             "params": params.raw,
             "metrics": metrics,
             "device": str(device),
-            "sha256": {name: sha256_of_file(path) for name, path in hashed.items()},
+            "sha256": {
+                name: sha256_of_file(getattr(paths, name))
+                for name in ("dataset", "train", "test", "model")
+            },
         },
         device=device,
     )

@@ -81,6 +81,22 @@ def test_writing_the_same_table_twice_gives_the_same_bytes(tmp_path):
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
 
 
+def test_a_table_that_fails_while_it_is_finished_is_not_published(tmp_path):
+    path = tmp_path / "t.parquet"
+    path.write_bytes(b"before")
+    x = np.arange(3, dtype=np.float32)
+    # The last, partial row group is written as the table is finished: a mismatched one fails.
+    chunks = [arrow_table({"x": x, "y": x}), arrow_table({"x": x[:1]})]
+
+    with pytest.raises(pa.ArrowInvalid):
+        write_table(path, chunks, chunk_rows=10)
+    with pytest.raises(UserError, match="nothing to write"):
+        write_table(path, [], chunk_rows=10)
+
+    assert path.read_bytes() == b"before"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
