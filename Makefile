@@ -39,13 +39,14 @@ repro: setup
 
 # Test files in parallel (pytest-xdist), one process more than there are cores: a third of
 # the time a test waits on a subprocess (DVC's queue, a server, a timeout), not on a core.
-TEST_PROCESSES ?= $(shell python3 -c "import os; print(len(getattr(os, 'sched_getaffinity', lambda _: range(os.cpu_count()))(0)) + 1)")
+CORES := $(shell python3 -c "import os; print(len(getattr(os, 'sched_getaffinity', lambda _: range(os.cpu_count()))(0)))")
+TEST_PROCESSES ?= $(shell echo $$(($(CORES) + 1)))
 test: setup-test lint
 	python -m pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder
 
-# The library's unit tests only, no DVC runs: seconds.
+# The library's unit tests only, no DVC runs, one process a core: seconds.
 test-fast: setup-test
-	python -m pytest -m "not slow"
+	python -m pytest -m "not slow" -n $(CORES)
 
 lint: setup-test
 	ruff check .

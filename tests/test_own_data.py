@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn import datasets
-from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from tests.conftest import REPO_ROOT, run
 from tests.test_bad_inputs import assert_clean_failure, set_params
@@ -56,7 +54,11 @@ REGRESSION = "### Regression: the least-squares optimum"
 CLASSIFICATION = "### Binary classification: logistic regression"
 
 
+# scikit-learn is imported where it is used: three seconds of every test run's collection.
 def test_the_regression_recipe_reaches_the_closed_form_on_a_correlated_real_table(pipeline_repo):
+    from sklearn import datasets
+    from sklearn.linear_model import LinearRegression
+
     table = datasets.load_diabetes(as_frame=True, scaled=False).frame
     path = use_table(pipeline_repo, "diabetes", table)
 
@@ -78,6 +80,9 @@ def assert_as_good_as_logistic_regression(metrics: dict) -> None:
 
 
 def test_the_classification_recipe_is_as_good_as_logistic_regression_on_a_real_table(pipeline_repo):
+    from sklearn import datasets
+    from sklearn.linear_model import LogisticRegression
+
     table = datasets.load_breast_cancer(as_frame=True).frame  # 30 features, classes unevenly
     path = use_table(pipeline_repo, "breast_cancer", table)
 
@@ -117,6 +122,8 @@ def test_the_documented_classification_recipe_reaches_the_baseline_and_predicts_
 
 
 def test_a_stratified_split_keeps_the_balance_of_a_file_sorted_by_class(pipeline_repo):
+    from sklearn import datasets
+
     table = datasets.load_wine(as_frame=True).frame  # sorted by class
     table["target"] = (table["target"] == 0).astype(int)
     path = use_table(pipeline_repo, "wine", table)
