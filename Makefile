@@ -39,7 +39,7 @@ repro: setup
 
 # Test files in parallel (pytest-xdist), one process more than there are cores: a third of
 # the time a test waits on a subprocess (DVC's queue, a server, a timeout), not on a core.
-CORES := $(shell python3 -c "import os; print(len(getattr(os, 'sched_getaffinity', lambda _: range(os.cpu_count()))(0)))")
+CORES = $(shell python3 -c "import os; print(len(getattr(os, 'sched_getaffinity', lambda _: range(os.cpu_count()))(0)))")
 TEST_PROCESSES ?= $(shell echo $$(($(CORES) + 1)))
 test: setup-test lint
 	python -m pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder

@@ -321,17 +321,20 @@ class TableWriter:
 
     def __exit__(self, kind, error, traceback) -> None:
         try:
+            try:
+                if error is None:
+                    if self._pending_rows:
+                        self._write(pa.concat_tables(self._pending))
+                    if self.rows == 0:
+                        raise UserError(f"{self.path}: nothing to write (no rows)")
+            finally:
+                if self._writer is not None:
+                    self._writer.close()  # writes the footer: a full disk fails here
+        except BaseException as failure:  # then the file is not published either
             if error is None:
-                if self._pending_rows:
-                    self._write(pa.concat_tables(self._pending))
-                if self.rows == 0:
-                    raise UserError(f"{self.path}: nothing to write (no rows)")
-        except BaseException as failure:  # the file is not published either
-            kind, error, traceback = type(failure), failure, failure.__traceback__
+                kind, error, traceback = type(failure), failure, failure.__traceback__
             raise
         finally:
-            if self._writer is not None:
-                self._writer.close()
             self._stack.__exit__(kind, error, traceback)
 
 

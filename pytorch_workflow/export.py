@@ -56,7 +56,9 @@ class StandardizedModel(nn.Module):
 
 
 def deployable(
-    model: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None
+    model: nn.Module,
+    mean: Sequence[float] | np.ndarray | None,
+    std: Sequence[float] | np.ndarray | None,
 ) -> nn.Module:
     """The model as it runs on raw features: behind the standardisation, if there is one."""
     return (model if mean is None else StandardizedModel(model, mean, std)).eval()

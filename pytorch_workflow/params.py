@@ -387,6 +387,7 @@ class _Reader:
 
     def number(self, key: str, **bounds: float) -> float:
         """A finite number within `bounds`: above, at_least, below, at_most (see _BOUNDS)."""
+        assert set(bounds) <= {name for name, _, _ in _BOUNDS}, f"unknown bound in {bounds}"
         limits = [(sign, test, bounds[name]) for name, sign, test in _BOUNDS if name in bounds]
         expected = "a number " + " and ".join(f"{sign} {limit:g}" for sign, _, limit in limits)
         if not limits:

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -92,6 +93,22 @@ def test_a_table_that_fails_while_it_is_finished_is_not_published(tmp_path):
         write_table(path, chunks, chunk_rows=10)
     with pytest.raises(UserError, match="nothing to write"):
         write_table(path, [], chunk_rows=10)
+
+    assert path.read_bytes() == b"before"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+
+
+def test_a_table_whose_footer_cannot_be_written_is_not_published(tmp_path, monkeypatch):
+    path = tmp_path / "t.parquet"
+    path.write_bytes(b"before")
+
+    def disk_full(writer):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "close", disk_full)
+    x = np.arange(3, dtype=np.float32)
+    with pytest.raises(OSError, match="No space left"):
+        write_table(path, [arrow_table({"x": x, "y": x})], chunk_rows=10)
 
     assert path.read_bytes() == b"before"
     assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
