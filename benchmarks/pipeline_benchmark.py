@@ -68,6 +68,10 @@ def commit() -> str:
     return subprocess.run(shown, cwd=REPO, capture_output=True, text=True).stdout.strip()
 
 
+def train_label(processes: int, epochs: int) -> str:
+    return f"{processes} process(es), {epochs} epochs"
+
+
 def clone(into: Path, revision: str = "HEAD", **params) -> Path:
     subprocess.run(["git", "clone", "-q", str(REPO), str(into)], check=True)
     subprocess.run(["git", "checkout", "-q", revision], cwd=into, check=True)
@@ -173,7 +177,7 @@ def main() -> None:
         # Two epoch counts tell the time per epoch from the fixed start-up and shut-down.
         processes = alternate(
             {
-                f"{n} process(es), {epochs} epochs": train_with(n, epochs)
+                train_label(n, epochs): train_with(n, epochs)
                 for n in (1, 2)
                 for epochs in (FEW_EPOCHS, MANY_EPOCHS)
             },
@@ -223,21 +227,21 @@ def main() -> None:
     lines.append(
         f"| **streamed / in memory** | | | {r:.2f} | <= 1.2 | {'yes' if r <= 1.2 else '**no**'} |"
     )
-    one, two = (processes[f"{n} process(es), {MANY_EPOCHS} epochs"] for n in (1, 2))
+    one, two = (processes[train_label(n, MANY_EPOCHS)] for n in (1, 2))
     row(f"train stage, 1 process, {large_rows:,} rows, {MANY_EPOCHS} epochs", one)
     row(f"train stage, 2 processes, {large_rows:,} rows, {MANY_EPOCHS} epochs", two)
     r = median(one) / median(two)
     lines.append(
         f"| **2 processes faster by** | | | {r:.2f} | >= 1.6 | {'yes' if r >= 1.6 else '**no**'} |"
     )
-    per_epoch, fixed = {}, {}
+    per_epoch = {}
     for n in (1, 2):
-        few, many = (median(processes[f"{n} process(es), {e} epochs"]) for e in EPOCH_COUNTS)
+        few, many = (median(processes[train_label(n, e)]) for e in EPOCH_COUNTS)
         per_epoch[n] = (many - few) / (MANY_EPOCHS - FEW_EPOCHS)
-        fixed[n] = many - MANY_EPOCHS * per_epoch[n]
+        fixed = many - MANY_EPOCHS * per_epoch[n]
         lines.append(
             f"| train stage, {n} process(es): per epoch (from {FEW_EPOCHS} and {MANY_EPOCHS} "
-            f"epochs); start-up and shut-down | {per_epoch[n]:.3f}; {fixed[n]:.2f} | | | | |"
+            f"epochs); start-up and shut-down | {per_epoch[n]:.3f}; {fixed:.2f} | | | | |"
         )
     r = per_epoch[1] / per_epoch[2]
     lines.append(f"| **2 processes faster by, per epoch** | | | {r:.2f} | | |")

@@ -293,7 +293,14 @@ class TableWriter:
 
     def __enter__(self) -> "TableWriter":
         self._tmp = self._stack.enter_context(atomic_path(self.path))
+        # Closed before the file is published: a footer that cannot be written (a full disk)
+        # fails the write like any other error.
+        self._stack.callback(self._close)
         return self
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
     def append(self, table: pa.Table) -> None:
         self._pending.append(table)
@@ -320,22 +327,14 @@ class TableWriter:
         self.rows += table.num_rows
 
     def __exit__(self, kind, error, traceback) -> None:
-        try:
-            try:
-                if error is None:
-                    if self._pending_rows:
-                        self._write(pa.concat_tables(self._pending))
-                    if self.rows == 0:
-                        raise UserError(f"{self.path}: nothing to write (no rows)")
-            finally:
-                if self._writer is not None:
-                    self._writer.close()  # writes the footer: a full disk fails here
-        except BaseException as failure:  # then the file is not published either
-            if error is None:
-                kind, error, traceback = type(failure), failure, failure.__traceback__
-            raise
-        finally:
+        if error is not None:
             self._stack.__exit__(kind, error, traceback)
+            return
+        with self._stack:
+            if self._pending_rows:
+                self._write(pa.concat_tables(self._pending))
+            if self.rows == 0:
+                raise UserError(f"{self.path}: nothing to write (no rows)")
 
 
 def write_table(path: str | Path, chunks: Iterable[pa.Table], chunk_rows: int) -> int:
@@ -519,13 +518,13 @@ def _selector(
     exact count drawn without holding a permutation of every row in memory.
     """
     fraction = params.train_fraction
+    # The passes over the rows below need only the target: read only its column.
+    targets = ParquetTable(dataset.path, dataset.columns[-1:])
     groups: dict[float, int] = {}  # the number of train rows each group gets
     if params.stratify:
         counts: dict[float, int] = {}
-        for index in range(dataset.num_chunks):
-            labels, number = np.unique(
-                dataset.chunk(index)[dataset.columns[-1]], return_counts=True
-            )
+        for chunk in targets:
+            labels, number = np.unique(chunk[targets.columns[0]], return_counts=True)
             for label, count in zip(labels.tolist(), number.tolist(), strict=True):
                 counts[label] = counts.get(label, 0) + count
         for label, count in sorted(counts.items()):
@@ -545,7 +544,7 @@ def _selector(
         groups[0.0] = train_size
     if params.shuffle:
         thresholds = {
-            label: _kth_smallest_key(dataset, seed, size, label if params.stratify else None)
+            label: _kth_smallest_key(targets, seed, size, label if params.stratify else None)
             for label, size in groups.items()
         }
 
@@ -583,16 +582,17 @@ def row_keys(seed: int, first: int, stop: int) -> np.ndarray:
     return state ^ (state >> np.uint64(31))
 
 
-def _kth_smallest_key(dataset: ParquetTable, seed: int, k: int, label: float | None) -> np.uint64:
-    """The k-th smallest row key (of the rows with `label`), 16 bits per pass over the rows."""
+def _kth_smallest_key(targets: ParquetTable, seed: int, k: int, label: float | None) -> np.uint64:
+    """The k-th smallest row key (of the rows whose target is `label`), 16 bits per pass over
+    the rows of `targets` (the target column)."""
     prefix = 0
     rank = k
     for shift in (48, 32, 16, 0):
         counts = np.zeros(1 << 16, dtype=np.int64)
-        for index in range(dataset.num_chunks):
-            keys = row_keys(seed, dataset.offsets[index], dataset.offsets[index + 1])
+        for index in range(targets.num_chunks):
+            keys = row_keys(seed, targets.offsets[index], targets.offsets[index + 1])
             if label is not None:
-                keys = keys[dataset.chunk(index)[dataset.columns[-1]] == label]
+                keys = keys[targets.chunk(index)[targets.columns[0]] == label]
             if shift < 48:
                 keys = keys[(keys >> np.uint64(shift + 16)) == np.uint64(prefix)]
             digits = ((keys >> np.uint64(shift)) & np.uint64(0xFFFF)).astype(np.int64)

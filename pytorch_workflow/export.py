@@ -178,7 +178,7 @@ def read_card(export_dir: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise UserError(f"{path}: model card not found; run `dvc repro` to export") from None
     except (OSError, ValueError) as error:
-        raise UserError(f"{path}: not a readable model card ({str(error)[:160]})") from None
+        raise UserError(f"{path}: not a readable model card ({first_line(error)})") from None
     problem = _card_problem(card)
     if problem:
         raise UserError(f"{path}: not a model card of this pipeline: {problem}")

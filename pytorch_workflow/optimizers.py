@@ -4,8 +4,8 @@ torch's CPU kernels fuse the multiply and the add of an update like `param - lr 
 FMA instruction, rounded once, where the kernel was built for it (x86-64 with AVX2 or AVX-512,
 arm64) and round twice where it was not (x86-64 without AVX2), so one step can differ in its last
 bit between machines, and the runs that follow drift apart. These keep `torch.optim`'s formulas
-and the part of its interface the course uses (`zero_grad()`, `step()`, `param_groups`) but do
-the arithmetic here:
+and the part of its interface the course uses (`zero_grad()`, `step()`) but do the arithmetic
+here:
 
 - SGD: `torch.optim.SGD`, with the update rounded once as a fused multiply-add
   (`fused_multiply_add`, exact on any device): torch's own bits on x86-64, and so the course's
@@ -41,75 +41,75 @@ def fused_multiply_add(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tor
 
 
 class Optimizer:
-    """The parameters and state of an optimizer, and `zero_grad()`, as `torch.optim.Optimizer`.
+    """An optimizer's parameters, learning rate and state per parameter, and `zero_grad()`.
 
-    Not a subclass of it: making one of torch's optimizers imports torch's compiler (about two
-    seconds of every train stage, and of every process under torchrun), which nothing here uses.
+    Not a subclass of `torch.optim.Optimizer`: making one of torch's optimizers imports torch's
+    compiler (about two seconds of every train stage, and of every process under torchrun),
+    which nothing here uses.
     """
 
-    def __init__(self, params: Iterable[torch.Tensor], **settings: object) -> None:
-        self.param_groups = [{"params": list(params), **settings}]
+    def __init__(self, params: Iterable[torch.Tensor], lr: float) -> None:
+        self.params = list(params)
+        self.lr = lr
         self.state: defaultdict[torch.Tensor, dict] = defaultdict(dict)
 
     def zero_grad(self) -> None:
-        for group in self.param_groups:
-            for param in group["params"]:
-                param.grad = None
+        for param in self.params:
+            param.grad = None
 
 
 class SGD(Optimizer):
     """`torch.optim.SGD` (optionally with momentum) with every update rounded as an FMA."""
 
     def __init__(self, params, lr: float, momentum: float = 0.0) -> None:
-        super().__init__(params, lr=lr, momentum=momentum)
+        super().__init__(params, lr)
+        self.momentum = momentum
 
     @torch.no_grad()
     def step(self) -> None:
-        for group in self.param_groups:
-            scale = torch.tensor(-group["lr"], dtype=torch.float32)
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                direction = param.grad
-                if group["momentum"]:
-                    state = self.state[param]
-                    buffer = state.get("momentum_buffer")
-                    if buffer is None:
-                        buffer = state["momentum_buffer"] = direction.clone()
-                    else:
-                        # torch: buf.mul_(momentum).add_(grad): two roundings on every CPU
-                        buffer.mul_(group["momentum"]).add_(direction)
-                    direction = buffer
-                param.copy_(fused_multiply_add(direction, scale.to(param.device), param))
+        scale = torch.tensor(-self.lr, dtype=torch.float32)
+        for param in self.params:
+            if param.grad is None:
+                continue
+            direction = param.grad
+            if self.momentum:
+                state = self.state[param]
+                buffer = state.get("momentum_buffer")
+                if buffer is None:
+                    buffer = state["momentum_buffer"] = direction.clone()
+                else:
+                    # torch: buf.mul_(momentum).add_(grad): two roundings on every CPU
+                    buffer.mul_(self.momentum).add_(direction)
+                direction = buffer
+            param.copy_(fused_multiply_add(direction, scale.to(param.device), param))
 
 
 class Adam(Optimizer):
     """`torch.optim.Adam`'s update and defaults, every operation rounded on its own."""
 
-    def __init__(self, params, lr: float) -> None:
-        super().__init__(params, lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    BETAS = (0.9, 0.999)
+    EPS = 1e-8
 
     @torch.no_grad()
     def step(self) -> None:
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad
-                state = self.state[param]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(param)
-                    state["exp_avg_sq"] = torch.zeros_like(param)
-                state["step"] += 1
-                step = state["step"]
-                exp_avg = state["exp_avg"] = state["exp_avg"] * beta1 + grad * (1 - beta1)
-                squares = state["exp_avg_sq"] * beta2 + (grad * grad) * (1 - beta2)
-                state["exp_avg_sq"] = squares
-                step_size = group["lr"] / (1 - beta1**step)
-                denominator = squares.sqrt() / math.sqrt(1 - beta2**step) + group["eps"]
-                param.sub_((exp_avg / denominator) * step_size)
+        beta1, beta2 = self.BETAS
+        for param in self.params:
+            if param.grad is None:
+                continue
+            grad = param.grad
+            state = self.state[param]
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(param)
+                state["exp_avg_sq"] = torch.zeros_like(param)
+            state["step"] += 1
+            step = state["step"]
+            exp_avg = state["exp_avg"] = state["exp_avg"] * beta1 + grad * (1 - beta1)
+            squares = state["exp_avg_sq"] * beta2 + (grad * grad) * (1 - beta2)
+            state["exp_avg_sq"] = squares
+            step_size = self.lr / (1 - beta1**step)
+            denominator = squares.sqrt() / math.sqrt(1 - beta2**step) + self.EPS
+            param.sub_((exp_avg / denominator) * step_size)
 
 
 class LBFGS(Optimizer):
@@ -124,19 +124,16 @@ class LBFGS(Optimizer):
     MAX_HALVINGS = 30
 
     def __init__(self, params, lr: float = 1.0) -> None:
-        super().__init__(params, lr=lr)
+        super().__init__(params, lr)
         self._steps: list[tuple[list[float], list[float], float]] = []  # (s, y, 1 / y.s)
         self._previous: tuple[list[float], list[float]] | None = None
-
-    def _parameters(self) -> list[torch.Tensor]:
-        return [p for group in self.param_groups for p in group["params"]]
 
     def _flat(self, tensors: list[torch.Tensor]) -> list[float]:
         return [value for tensor in tensors for value in tensor.detach().reshape(-1).tolist()]
 
     def _set(self, values: list[float]) -> None:
         offset = 0
-        for param in self._parameters():
+        for param in self.params:
             count = param.numel()
             chunk = torch.tensor(values[offset : offset + count], dtype=torch.float64)
             param.copy_(chunk.reshape(param.shape).to(param.dtype))
@@ -147,8 +144,8 @@ class LBFGS(Optimizer):
         evaluate = torch.enable_grad()(closure)
         loss = evaluate()
         f = float(loss)
-        x = self._flat(self._parameters())
-        g = self._flat([p.grad for p in self._parameters()])
+        x = self._flat(self.params)
+        g = self._flat([p.grad for p in self.params])
         if max(map(abs, g), default=0.0) <= 1e-7:
             return loss  # at a stationary point: torch stops here too
         if self._previous is not None:
@@ -162,8 +159,7 @@ class LBFGS(Optimizer):
         slope = _dot(g, direction)
         if slope > -1e-12:
             return loss
-        lr = self.param_groups[0]["lr"]
-        length = lr * min(1.0, 1.0 / sum(map(abs, g))) if not self._steps else lr
+        length = self.lr * min(1.0, 1.0 / sum(map(abs, g))) if not self._steps else self.lr
         for _ in range(self.MAX_HALVINGS):
             self._set([a + length * d for a, d in zip(x, direction, strict=True)])
             if float(evaluate()) <= f + 1e-4 * length * slope:

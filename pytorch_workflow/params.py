@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from pytorch_workflow.errors import UserError
+from pytorch_workflow.errors import UserError, first_line
 
 PARAMS_FILE = "params.yaml"
 
@@ -292,7 +292,7 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         where = f" line {mark.line + 1}:" if mark else ""
         raise UserError(f"{path}:{where} YAML syntax error: {error.problem}") from None
     except yaml.YAMLError as error:
-        raise UserError(f"{path}: YAML error: {str(error).splitlines()[0]}") from None
+        raise UserError(f"{path}: YAML error: {first_line(error)}") from None
     if loaded is None:
         raise UserError(f"{path}: the file is empty; expected the keys {', '.join(SCHEMA)}")
     if not isinstance(loaded, dict):
@@ -333,13 +333,8 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-# The bounds `_Reader.number` takes, in the order its message names them.
-_BOUNDS = (
-    ("above", ">", operator.gt),
-    ("at_least", ">=", operator.ge),
-    ("below", "<", operator.lt),
-    ("at_most", "<=", operator.le),
-)
+# How `_Reader.number` names and checks its bounds: above, at_least, below, at_most.
+_BOUNDS = ((">", operator.gt), (">=", operator.ge), ("<", operator.lt), ("<=", operator.le))
 
 
 class _Reader:
@@ -385,10 +380,17 @@ class _Reader:
             raise self._fail(key, expected)
         return number
 
-    def number(self, key: str, **bounds: float) -> float:
-        """A finite number within `bounds`: above, at_least, below, at_most (see _BOUNDS)."""
-        assert set(bounds) <= {name for name, _, _ in _BOUNDS}, f"unknown bound in {bounds}"
-        limits = [(sign, test, bounds[name]) for name, sign, test in _BOUNDS if name in bounds]
+    def number(
+        self,
+        key: str,
+        *,
+        above: float | None = None,
+        at_least: float | None = None,
+        below: float | None = None,
+        at_most: float | None = None,
+    ) -> float:
+        values = (above, at_least, below, at_most)
+        limits = [(*bound, v) for bound, v in zip(_BOUNDS, values, strict=True) if v is not None]
         expected = "a number " + " and ".join(f"{sign} {limit:g}" for sign, _, limit in limits)
         if not limits:
             expected = "a finite number"

@@ -13,6 +13,8 @@ from filelock import FileLock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+# The committed params.yaml, as read.
+DEFAULTS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
 
 # The course's log, epochs 0 to 90, as printed in the course's notebook.
 COURSE_LOG = [
@@ -79,6 +81,18 @@ def run(
             f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
         )
     return result
+
+
+def predict(repo: Path, *args: str | Path, check: bool = False) -> subprocess.CompletedProcess:
+    """`python -m pytorch_workflow.predict ARGS` in `repo`, as a user types it."""
+    command = [sys.executable, "-m", "pytorch_workflow.predict", *map(str, args)]
+    return run(command, repo, check=check)
+
+
+def imported(code: str, modules: tuple[str, ...], cwd: Path = REPO_ROOT) -> list[str]:
+    """Which of `modules` a fresh Python has imported after running `code` in `cwd`."""
+    probe = f"import sys\n{code}\nprint(*[m for m in {modules!r} if m in sys.modules])"
+    return run([sys.executable, "-c", probe], cwd).stdout.split()
 
 
 def make(target: list[str], repo: Path, check: bool = True) -> subprocess.CompletedProcess:

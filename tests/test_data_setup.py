@@ -1,8 +1,6 @@
 """The data: the course's line, the user's CSV, Parquet chunks and the split (no torch)."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +22,7 @@ from pytorch_workflow.data_setup import (
     write_table,
 )
 from pytorch_workflow.errors import UserError
-from tests.conftest import REPO_ROOT
+from tests.conftest import imported
 from tests.helpers import COURSE_DATA, course_split, data_params, split_params, table_file
 
 
@@ -82,33 +80,45 @@ def test_writing_the_same_table_twice_gives_the_same_bytes(tmp_path):
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
 
 
-def test_a_table_that_fails_while_it_is_finished_is_not_published(tmp_path):
-    path = tmp_path / "t.parquet"
-    path.write_bytes(b"before")
-    x = np.arange(3, dtype=np.float32)
-    # The last, partial row group is written as the table is finished: a mismatched one fails.
-    chunks = [arrow_table({"x": x, "y": x}), arrow_table({"x": x[:1]})]
-
-    with pytest.raises(pa.ArrowInvalid):
-        write_table(path, chunks, chunk_rows=10)
-    with pytest.raises(UserError, match="nothing to write"):
-        write_table(path, [], chunk_rows=10)
-
-    assert path.read_bytes() == b"before"
-    assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+_CLOSE = pq.ParquetWriter.close
 
 
-def test_a_table_whose_footer_cannot_be_written_is_not_published(tmp_path, monkeypatch):
-    path = tmp_path / "t.parquet"
-    path.write_bytes(b"before")
-
-    def disk_full(writer):
+def _disk_full(writer):
+    """ParquetWriter.close that fails as a full disk would, once (closed all the same)."""
+    if writer.is_open:
+        _CLOSE(writer)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pq.ParquetWriter, "close", disk_full)
-    x = np.arange(3, dtype=np.float32)
-    with pytest.raises(OSError, match="No space left"):
-        write_table(path, [arrow_table({"x": x, "y": x})], chunk_rows=10)
+
+_X = np.arange(3, dtype=np.float32)
+
+
+# Each fails as the table is finished: its last row group (a mismatched chunk), no rows at all,
+# or its footer (a full disk).
+@pytest.mark.parametrize(
+    ("chunks", "broken_close", "error", "message"),
+    [
+        (
+            [arrow_table({"x": _X, "y": _X}), arrow_table({"x": _X[:1]})],
+            False,
+            pa.ArrowInvalid,
+            None,
+        ),
+        ([], False, UserError, "nothing to write"),
+        ([arrow_table({"x": _X, "y": _X})], True, OSError, "No space left"),
+    ],
+    ids=["last row group", "no rows", "footer"],
+)
+def test_a_table_that_fails_while_it_is_finished_is_not_published(
+    tmp_path, monkeypatch, chunks, broken_close, error, message
+):
+    path = tmp_path / "t.parquet"
+    path.write_bytes(b"before")
+    if broken_close:
+        monkeypatch.setattr(pq.ParquetWriter, "close", _disk_full)
+
+    with pytest.raises(error, match=message):
+        write_table(path, chunks, chunk_rows=10)
 
     assert path.read_bytes() == b"before"
     assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
@@ -378,14 +388,6 @@ def test_numpy_column_turns_nulls_into_nan_and_reads_other_types_through_pyarrow
     assert numpy_column(pa.array([1, 2], type=pa.int64())).tolist() == [1, 2]
 
 
-def _imports_pandas(code: str) -> bool:
-    probe = f"import sys\n{code}\nprint('pandas' in sys.modules)"
-    shown = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    )
-    return shown.stdout.split() == ["True"]
-
-
 def test_the_data_functions_round_trip_a_parquet_file_without_importing_pandas(tmp_path):
     code = (
         "import numpy as np\n"
@@ -396,7 +398,7 @@ def test_the_data_functions_round_trip_a_parquet_file_without_importing_pandas(t
         "assert chunk['x'].tolist() == [2.0, 3.0]"
     )
 
-    assert not _imports_pandas(code)
+    assert imported(code, ("pandas",)) == []
 
 
 def test_pyarrow_still_imports_pandas_in_its_own_conversions():
@@ -404,4 +406,4 @@ def test_pyarrow_still_imports_pandas_in_its_own_conversions():
     # data_setup.numpy_column and arrow_table and use to_numpy and pa.table again.
     code = "import numpy as np, pyarrow as pa\npa.array(np.zeros(2, np.float32)).to_numpy()"
 
-    assert _imports_pandas(code)
+    assert imported(code, ("pandas",)) == ["pandas"]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO_ROOT, run
+from tests.conftest import REPO_ROOT, predict, run
 from tests.test_bad_inputs import assert_clean_failure, set_params
 
 pytestmark = pytest.mark.slow
@@ -116,7 +116,7 @@ def test_the_documented_classification_recipe_reaches_the_baseline_and_predicts_
     assert {"precision", "recall", "f1"} <= set(metrics) and "closed_form" not in metrics
     inputs = pipeline_repo / "students.csv"
     inputs.write_text("exam_1,exam_2,hours_studied\n95,90,35\n40,35,1\n")
-    run([sys.executable, "-m", "pytorch_workflow.predict", str(inputs), "out.csv"], pipeline_repo)
+    predict(pipeline_repo, inputs, "out.csv", check=True)
     probability = pd.read_csv(pipeline_repo / "out.csv")["probability"]
     assert probability[0] > 0.9 and probability[1] < 0.1
 
@@ -153,7 +153,7 @@ def test_the_readme_example_is_the_regression_recipe_and_predicts(pipeline_repo)
     assert metrics_of(pipeline_repo)["mse_over_closed_form"] <= 1.001
     inputs = pipeline_repo / "new_houses.csv"
     inputs.write_text("area_m2,rooms,age_years,distance_km\n120,4,10,5\n60,2,80,30\n")
-    run([sys.executable, "-m", "pytorch_workflow.predict", str(inputs), "out.csv"], pipeline_repo)
+    predict(pipeline_repo, inputs, "out.csv", check=True)
     predicted = pd.read_csv(pipeline_repo / "out.csv")["prediction"]
     # The true relation, without noise: 50 + 2.5 area + 15 rooms - 0.8 age - 4 distance.
     np.testing.assert_allclose(predicted, [382.0, 46.0], atol=15)

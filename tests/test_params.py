@@ -15,9 +15,7 @@ from pytorch_workflow.params import (
     load_params,
     parse_device,
 )
-from tests.conftest import REPO_ROOT
-
-DEFAULTS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+from tests.conftest import DEFAULTS, REPO_ROOT
 
 
 def write_params(tmp_path: Path, changes: dict) -> Path:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import COURSE_LOG, run
+from tests.conftest import COURSE_LOG, predict, run
 
 pytestmark = pytest.mark.slow
 
@@ -146,7 +146,7 @@ def test_predict_writes_the_input_columns_and_a_prediction_for_each_row(reproduc
     inputs.write_text("id,x\na,0.0\nb,0.5\nc,1.0\n")
     outputs = tmp_path / "predictions.csv"
 
-    run([sys.executable, "-m", "pytorch_workflow.predict", str(inputs), str(outputs)], repo)
+    predict(repo, inputs, outputs, check=True)
 
     table = pd.read_csv(outputs)
     assert list(table.columns) == ["id", "x", "prediction"]

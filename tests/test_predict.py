@@ -2,22 +2,13 @@
 
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import run
+from tests.conftest import predict
 from tests.test_bad_inputs import assert_clean_failure
 
 pytestmark = pytest.mark.slow
-
-
-def predict(repo: Path, *args: str | Path) -> subprocess.CompletedProcess:
-    return run(
-        [sys.executable, "-m", "pytorch_workflow.predict", *map(str, args)], repo, check=False
-    )
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 from pytorch_workflow import predict
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.params import KNOWN_KEYS, load_params
-from tests.conftest import REPO_ROOT, workspace_files
-from tests.test_params import DEFAULTS
+from tests.conftest import DEFAULTS, REPO_ROOT, workspace_files
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 EDGE_NUMBERS = st.sampled_from(

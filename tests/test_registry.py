@@ -6,9 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO_ROOT, clone_copy, make, run
+from tests.conftest import REPO_ROOT, clone_copy, make, predict, run
 from tests.test_bad_inputs import assert_clean_failure, set_params
-from tests.test_predict import predict
 from tools.commands import documented_commands
 
 pytestmark = pytest.mark.slow

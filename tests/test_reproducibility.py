@@ -130,8 +130,9 @@ def test_own_data_gives_the_same_bytes_without_simd_as_on_this_machine(fresh_rep
     emulated = MACHINES["no SIMD, one thread"]
     there = repro_on(fresh_repo, emulated, tmp_path / "there" / "repo", OWN_DATA[data])
     made_here = {path: md5 for path, md5 in outputs(here).items() if path != "models/export"}
+    made_there = outputs(there)
 
-    assert {path: outputs(there)[path] for path in made_here} == made_here
+    assert {path: made_there[path] for path in made_here} == made_here
     assert {"models/model.pt", "data/features.json", "metrics/evaluate.json"} <= set(made_here)
 
 

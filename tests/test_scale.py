@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from tests.conftest import run, tool_env
+from tests.conftest import imported, run, tool_env
 from tests.test_bad_inputs import set_params
 
 pytestmark = pytest.mark.slow
@@ -15,21 +15,15 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("stage", ["prepare", "split"])
 def test_data_stages_never_import_torch_or_matplotlib(fresh_repo, stage):
-    probe = (
-        f"import sys, runpy; runpy.run_module('stages.{stage}', run_name='not_main')\n"
-        "print(' '.join(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules)))"
-    )
+    code = f"import runpy; runpy.run_module('stages.{stage}', run_name='not_main')"
 
-    assert run([sys.executable, "-c", probe], fresh_repo).stdout.split() == []
+    assert imported(code, ("torch", "matplotlib"), fresh_repo) == []
 
 
 def test_the_training_stage_imports_matplotlib_only_where_it_draws(fresh_repo):
-    probe = (
-        "import sys, runpy; runpy.run_module('stages.train', run_name='not_main')\n"
-        "print('matplotlib' in sys.modules, 'torch' in sys.modules)"
-    )
+    code = "import runpy; runpy.run_module('stages.train', run_name='not_main')"
 
-    assert run([sys.executable, "-c", probe], fresh_repo).stdout.split() == ["False", "True"]
+    assert imported(code, ("matplotlib", "torch"), fresh_repo) == ["torch"]
 
 
 def test_a_million_rows_in_small_chunks_run_end_to_end_with_small_plot_tables(pipeline_repo):

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import run
+from tests.conftest import predict
 from tests.test_bad_inputs import WritesMarker, assert_clean_failure
 
 pytestmark = pytest.mark.slow
@@ -74,17 +74,10 @@ def sample_inputs_that_run_code(marker: Path):
 ROUTES = [guard_that_runs_code, shape_expression_that_runs_code, sample_inputs_that_run_code]
 
 
-def predict(repo: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+def predict_one_row(repo: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     inputs = tmp_path / "x.csv"
     inputs.write_text("x\n0.5\n")
-    command = [
-        sys.executable,
-        "-m",
-        "pytorch_workflow.predict",
-        str(inputs),
-        str(tmp_path / "out.csv"),
-    ]
-    return run([*command, *extra], repo, check=False)
+    return predict(repo, inputs, tmp_path / "out.csv", *extra)
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda route: route.__name__)
@@ -95,7 +88,7 @@ def test_a_tampered_program_runs_no_code_in_predict(pipeline_repo, tmp_path, rou
     shutil.copytree(pipeline_repo / "models/export", elsewhere)
 
     for extra in ((), ("--bundle", str(elsewhere))):
-        result = predict(pipeline_repo, tmp_path, *extra)
+        result = predict_one_row(pipeline_repo, tmp_path, *extra)
         assert result.returncode == 0, result.stderr
         assert not marker.exists(), f"predict {' '.join(extra)} ran code from the program"
     written = pd.read_csv(tmp_path / "out.csv")
@@ -123,7 +116,7 @@ def test_card_and_program_edited_together_still_run_no_code(pipeline_repo, tmp_p
     card["files"]["model.pt2"] = "0" * 64  # an attacker rewrites the card to match
     (pipeline_repo / CARD).write_text(json.dumps(card))
 
-    result = predict(pipeline_repo, tmp_path)
+    result = predict_one_row(pipeline_repo, tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert not marker.exists()
@@ -133,9 +126,9 @@ def test_trust_program_runs_the_program_only_when_asked(pipeline_repo, tmp_path)
     marker = tmp_path / "code-ran"
     rewrite_program(pipeline_repo / PROGRAM, guard_that_runs_code(marker))
 
-    predict(pipeline_repo, tmp_path)
+    predict_one_row(pipeline_repo, tmp_path)
     assert not marker.exists()
-    predict(pipeline_repo, tmp_path, "--trust-program")
+    predict_one_row(pipeline_repo, tmp_path, "--trust-program")
     assert marker.exists()  # the user said the file was theirs
 
 
@@ -144,7 +137,7 @@ def test_a_changed_state_dict_is_refused_by_its_sha256(pipeline_repo, tmp_path):
     model.unlink()
     torch.save({"weights": torch.tensor([9.0]), "bias": torch.tensor([9.0])}, model)
 
-    result = predict(pipeline_repo, tmp_path)
+    result = predict_one_row(pipeline_repo, tmp_path)
 
     assert_clean_failure(
         result, "models/export/model.pt: its sha256 is not the one model_card.json records"
@@ -158,6 +151,6 @@ def test_a_zip_bomb_program_is_refused_before_it_is_unpacked(pipeline_repo, tmp_
     with zipfile.ZipFile(program, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("archive/models/model.json", b" " * (300 * 1024 * 1024))
 
-    result = predict(pipeline_repo, tmp_path, "--trust-program")
+    result = predict_one_row(pipeline_repo, tmp_path, "--trust-program")
 
     assert_clean_failure(result, "model.pt2: refused: it unpacks to 314,572,800 bytes")
