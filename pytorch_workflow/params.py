@@ -59,9 +59,6 @@ _DEVICE = re.compile(r"cpu|auto|mps|cuda(:[0-9]{1,3})?")
 
 # A data.step typo that would make a line of more rows than this would take days to run.
 MAX_ROWS = 10_000_000_000
-MAX_EPOCHS = 1_000_000
-MAX_PROCESSES = 256
-MAX_SEED = 2**32 - 1
 # params.yaml holds a few dozen short values; anything bigger or deeper is not a params file.
 MAX_PARAMS_BYTES = 64 * 1024
 MAX_NESTING = 8
@@ -177,7 +174,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     if split.stratify and task != CLASSIFICATION:
         raise UserError(f"{path}: split.stratify needs task: binary_classification, got {task}")
     train = TrainParams(
-        epochs=reader.integer("train.epochs", at_least=1, at_most=MAX_EPOCHS),
+        epochs=reader.integer("train.epochs", at_least=1, at_most=1_000_000),
         batch_size=reader.optional_integer("train.batch_size", at_least=1),
         lr=reader.number("train.lr", above=0.0, at_most=1e6),
         loss=reader.choice(
@@ -188,7 +185,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         optimizer=reader.choice("train.optimizer", tuple(OPTIMIZERS)),
         momentum=reader.number("train.momentum", at_least=0.0, below=1.0),
         l2=reader.number("train.l2", at_least=0.0, at_most=1e12),
-        processes=reader.integer("train.processes", at_least=1, at_most=MAX_PROCESSES),
+        processes=reader.integer("train.processes", at_least=1, at_most=256),
         log_every=reader.integer("train.log_every", at_least=1),
     )
     if train.momentum and train.optimizer != "sgd":
@@ -202,7 +199,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
             f"set train.batch_size: null, got {train.batch_size}"
         )
     params = Params(
-        seed=reader.integer("seed", at_least=0, at_most=MAX_SEED),
+        seed=reader.integer("seed", at_least=0, at_most=2**32 - 1),
         device=reader.device("device"),
         task=task,
         data=data,
@@ -231,9 +228,7 @@ def train_rows(fraction: float, rows: int, where: str = "") -> int:
 def line_length(start: float, end: float, step: float) -> int | float:
     """How many values `torch.arange(start, end, step)` makes (its formula); inf if unbounded."""
     count = (end - start) / step
-    if not math.isfinite(count):
-        return math.inf
-    return max(math.ceil(count), 0)
+    return max(math.ceil(count), 0) if math.isfinite(count) else math.inf
 
 
 def _count(rows: int | float) -> str:
@@ -365,17 +360,13 @@ class _Reader:
         """The value as a finite float; numbers written as strings (`1e-06`) count."""
         value = self._get(key)
         if isinstance(value, str) and len(value) <= 40:
-            try:
-                number = float(value.strip())
-            except ValueError:
-                raise self._fail(key, expected) from None
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            try:
-                number = float(value)
-            except OverflowError:  # an int too large for a float
-                raise self._fail(key, expected) from None
-        else:
+            value = value.strip()
+        elif not isinstance(value, int | float) or isinstance(value, bool):
             raise self._fail(key, expected)
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):  # not a number; an int too large for a float
+            raise self._fail(key, expected) from None
         if not math.isfinite(number):
             raise self._fail(key, expected)
         return number
@@ -389,11 +380,10 @@ class _Reader:
         below: float | None = None,
         at_most: float | None = None,
     ) -> float:
-        values = (above, at_least, below, at_most)
-        limits = [(*bound, v) for bound, v in zip(_BOUNDS, values, strict=True) if v is not None]
-        expected = "a number " + " and ".join(f"{sign} {limit:g}" for sign, _, limit in limits)
-        if not limits:
-            expected = "a finite number"
+        bounds = zip(_BOUNDS, (above, at_least, below, at_most), strict=True)
+        limits = [(*bound, value) for bound, value in bounds if value is not None]
+        shown = " and ".join(f"{sign} {limit:g}" for sign, _, limit in limits)
+        expected = f"a number {shown}" if limits else "a finite number"
         number = self._finite(key, expected)
         if not all(test(number, limit) for _, test, limit in limits):
             raise self._fail(key, expected)
@@ -403,9 +393,7 @@ class _Reader:
         limits = f">= {at_least:,}" + (f" and <= {at_most:,}" if at_most is not None else "")
         expected = f"a whole number {limits}"
         number = self._finite(key, expected)
-        if number != int(number) or int(number) < at_least:
-            raise self._fail(key, expected)
-        if at_most is not None and int(number) > at_most:
+        if number != int(number) or number < at_least or (at_most is not None and number > at_most):
             raise self._fail(key, expected)
         return int(number)
 
@@ -416,10 +404,8 @@ class _Reader:
 
     def boolean(self, key: str) -> bool:
         value = self._get(key)
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
+        if isinstance(value, bool | str) and str(value).strip().lower() in ("true", "false"):
+            return str(value).strip().lower() == "true"
         raise self._fail(key, "true or false")
 
     def choice(self, key: str, allowed: tuple[str, ...], context: str = "") -> str:
