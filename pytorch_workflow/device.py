@@ -18,13 +18,11 @@ def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
     if kind == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank)
-        return torch.device("mps") if _mps_available() else torch.device("cpu")
-    if kind == "cpu":
-        return torch.device("cpu")
-    if kind == "mps":
-        if not _mps_available():
-            raise UserError("device: mps was asked for but is not available on this machine")
-        return torch.device("mps")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise UserError("device: mps was asked for but is not available on this machine")
+    if kind != "cuda":
+        return torch.device(kind)
     if not torch.cuda.is_available():
         raise UserError(
             f"device: {requested} was asked for but CUDA is not available on this machine; "
@@ -57,7 +55,3 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
-
-
-def _mps_available() -> bool:
-    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())

@@ -45,7 +45,8 @@ def run_under_torchrun(processes: int, module: str) -> None:
     command += ["-m", module]
     # torchrun's own log and its report of a failed process (a Python traceback) are caught
     # here and summed up in one line; the processes' standard output streams through.
-    result = subprocess.run(command, stderr=subprocess.PIPE, text=True, env=_quiet(os.environ))
+    quiet = {**os.environ, "LOGLEVEL": os.environ.get("LOGLEVEL", "ERROR")}
+    result = subprocess.run(command, stderr=subprocess.PIPE, text=True, env=quiet)
     if result.returncode == 0:
         sys.stderr.write(result.stderr)
         return
@@ -67,10 +68,6 @@ def _root_cause(report: str) -> str:
     if exit_code:
         return f"{who} exited with status {exit_code.group(1)}"
     return f"{who} failed"
-
-
-def _quiet(environment: os._Environ) -> dict[str, str]:
-    return {**environment, "LOGLEVEL": environment.get("LOGLEVEL", "ERROR")}
 
 
 def start_process_group(device: "torch.device") -> int:

@@ -5,8 +5,6 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-EXIT_USER_ERROR = 2
-
 F = TypeVar("F", bound=Callable[..., None])
 
 
@@ -36,6 +34,6 @@ def exit_on_user_error(main: F) -> F:
             return main(*args, **kwargs)
         except UserError as error:
             print(f"error: {one_line(str(error))}", file=sys.stderr)
-            sys.exit(EXIT_USER_ERROR)
+            sys.exit(2)
 
     return wrapper  # type: ignore[return-value]

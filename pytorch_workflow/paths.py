@@ -52,9 +52,8 @@ def artifact_name(pipeline_file: str | Path = PIPELINE_FILE) -> str:
 
 
 def load_paths(pipeline_file: str | Path = PIPELINE_FILE) -> Paths:
-    pipeline = _pipeline(pipeline_file)
     declared: dict[str, str] = {}
-    for entry in pipeline.get("vars", []):
+    for entry in _pipeline(pipeline_file).get("vars", []):
         if isinstance(entry, dict) and isinstance(entry.get("paths"), dict):
             declared = entry["paths"]
     missing = [field.name for field in fields(Paths) if field.name not in declared]
