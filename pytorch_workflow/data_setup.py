@@ -22,13 +22,7 @@ import pyarrow.parquet as pq
 
 from pytorch_workflow.errors import UserError, first_line
 from pytorch_workflow.files import atomic_path, atomic_write_json
-from pytorch_workflow.params import (
-    CLASSIFICATION,
-    DataParams,
-    SplitParams,
-    line_length,
-    train_rows,
-)
+from pytorch_workflow.params import CLASSIFICATION, DataParams, SplitParams, line_length, train_rows
 
 # Arrow's default allocator keeps memory it has freed for itself; through malloc, the torch
 # stages reuse it.
@@ -164,20 +158,17 @@ def csv_chunks(params: DataParams, task: str) -> Iterator[pa.Table]:
         raise UserError(
             f"{path}: {_first_bad_row(path, columns) or first_line(error, 200)}"
         ) from None
-    if first_row == 1:
-        raise UserError(f"{path}: has no rows")
 
 
 def _csv_columns(path: Path, params: DataParams) -> list[str]:
     """The features (listed, or every numeric column but the target) and then the target."""
     try:
-        header = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS)
-        schema = header.schema
+        schema = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema
     except (pa.ArrowInvalid, OSError) as error:
-        found = _first_bad_row(path, [])
-        reason = found or f"not a readable CSV ({first_line(error, 200)})"
+        reason = _first_bad_row(path, []) or f"not a readable CSV ({first_line(error, 200)})"
         raise UserError(f"{path}: {reason}") from None
     names = schema.names
+    # No rows, or rows without a value: then, and only then, every column is of the null type.
     if all(pa.types.is_null(field.type) for field in schema):
         raise UserError(f"{path}: has no rows")
     refuse_duplicate_columns(path, names)
@@ -186,11 +177,11 @@ def _csv_columns(path: Path, params: DataParams) -> list[str]:
             f"{path}: data.target column {params.target!r} not found; columns: {_names(names)}"
         )
     if params.features is None:
-        numeric = (pa.types.is_integer, pa.types.is_floating)
         features = [
             field.name
             for field in schema
-            if field.name != params.target and any(check(field.type) for check in numeric)
+            if field.name != params.target
+            and (pa.types.is_integer(field.type) or pa.types.is_floating(field.type))
         ]
         if not features:
             raise UserError(f"{path}: no numeric column besides the target {params.target!r}")
@@ -228,10 +219,9 @@ def _checked_float32(
         labels = checked[target]
         wrong = np.flatnonzero((labels != 0) & (labels != 1))
         if wrong.size:
-            row = first_row + int(wrong[0])
             raise UserError(
                 f"{path}: task {CLASSIFICATION} needs a 0/1 target; column {target!r} "
-                f"has {labels[wrong[0]]:g} at row {row}"
+                f"has {labels[wrong[0]]:g} at row {first_row + int(wrong[0])}"
             )
     return arrow_table(checked)
 
