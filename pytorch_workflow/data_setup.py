@@ -339,9 +339,7 @@ class ParquetTable:
             self._file = pq.ParquetFile(self.path)
             schema = self._file.schema_arrow
         except Exception as error:  # pyarrow raises several types for a damaged file
-            raise UserError(
-                f"{self.path}: not a readable Parquet file ({first_line(error, 200)})"
-            ) from None
+            raise self._unreadable(error) from None
         self.columns = list(columns) if columns is not None else list(schema.names)
         missing = [name for name in self.columns if name not in schema.names]
         if missing:
@@ -357,6 +355,9 @@ class ParquetTable:
         for group in range(self._file.num_row_groups):
             self.offsets.append(self.offsets[-1] + self._file.metadata.row_group(group).num_rows)
 
+    def _unreadable(self, error: Exception) -> UserError:
+        return UserError(f"{self.path}: not a readable Parquet file ({first_line(error, 200)})")
+
     @property
     def num_chunks(self) -> int:
         return len(self.offsets) - 1
@@ -366,9 +367,7 @@ class ParquetTable:
         try:
             table = self._file.read_row_group(index, columns=self.columns)
         except Exception as error:
-            raise UserError(
-                f"{self.path}: not a readable Parquet file ({first_line(error, 200)})"
-            ) from None
+            raise self._unreadable(error) from None
         arrays = {}
         for name in self.columns:
             values = numpy_column(table[name]).astype(np.float32, copy=False)
