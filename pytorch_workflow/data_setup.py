@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import stat
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,21 +21,13 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from pytorch_workflow.errors import UserError, first_line
-from pytorch_workflow.files import atomic_path, atomic_write_text, json_text
-from pytorch_workflow.params import (
-    CLASSIFICATION,
-    DataParams,
-    SplitParams,
-    line_length,
-    train_rows,
-)
+from pytorch_workflow.files import atomic_path, atomic_write_json
+from pytorch_workflow.params import CLASSIFICATION, DataParams, SplitParams, line_length, train_rows
 
 # Arrow's default allocator keeps memory it has freed for itself; through malloc, the torch
 # stages reuse it.
 pa.set_memory_pool(pa.system_memory_pool())
 
-LINE_FEATURE = "x"
-LINE_TARGET = "y"
 # The one column of data/test_predictions.parquet: the model's raw output for each test row.
 OUTPUT_COLUMN = "output"
 
@@ -82,7 +75,7 @@ def line_chunks(params: DataParams, seed: int) -> Iterator[pa.Table]:
                 "params.yaml: data.weight * X + data.bias overflows float32 "
                 f"(|value| > {np.finfo(np.float32).max:.3g}); use smaller data values"
             )
-        yield arrow_table({LINE_FEATURE: x, LINE_TARGET: y})
+        yield arrow_table({"x": x, "y": y})
 
 
 # ---- Arrow and numpy ---------------------------------------------------------------------------
@@ -134,7 +127,19 @@ def arrow_table(columns: dict[str, np.ndarray]) -> pa.Table:
 
 def csv_chunks(params: DataParams, task: str) -> Iterator[pa.Table]:
     """The user's CSV as float32 tables of about a block each: the features, then the target."""
-    path = _regular_file(Path(params.path))
+    path = Path(params.path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UserError(
+            f"{path}: data.path not found; `dvc add` your CSV and set data.path"
+        ) from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read data.path ({error.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{path}: data.path is a folder; point it at the CSV file inside")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path}: data.path is not a regular file (a pipe or device?)")
     columns = _csv_columns(path, params)
     first_row = 1  # data rows counted from 1, the first line after the header
     try:
@@ -153,36 +158,17 @@ def csv_chunks(params: DataParams, task: str) -> Iterator[pa.Table]:
         raise UserError(
             f"{path}: {_first_bad_row(path, columns) or first_line(error, 200)}"
         ) from None
-    if first_row == 1:
-        raise UserError(f"{path}: has no rows")
-
-
-def _regular_file(path: Path) -> Path:
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise UserError(
-            f"{path}: data.path not found; `dvc add` your CSV and set data.path"
-        ) from None
-    except OSError as error:
-        raise UserError(f"{path}: cannot read data.path ({error.strerror})") from None
-    if stat.S_ISDIR(mode):
-        raise UserError(f"{path}: data.path is a folder; point it at the CSV file inside")
-    if not stat.S_ISREG(mode):
-        raise UserError(f"{path}: data.path is not a regular file (a pipe or device?)")
-    return path
 
 
 def _csv_columns(path: Path, params: DataParams) -> list[str]:
     """The features (listed, or every numeric column but the target) and then the target."""
     try:
-        header = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS)
-        schema = header.schema
+        schema = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema
     except (pa.ArrowInvalid, OSError) as error:
-        found = _first_bad_row(path, [])
-        reason = found or f"not a readable CSV ({first_line(error, 200)})"
+        reason = _first_bad_row(path, []) or f"not a readable CSV ({first_line(error, 200)})"
         raise UserError(f"{path}: {reason}") from None
     names = schema.names
+    # No rows, or rows without a value: then, and only then, every column is of the null type.
     if all(pa.types.is_null(field.type) for field in schema):
         raise UserError(f"{path}: has no rows")
     refuse_duplicate_columns(path, names)
@@ -191,11 +177,11 @@ def _csv_columns(path: Path, params: DataParams) -> list[str]:
             f"{path}: data.target column {params.target!r} not found; columns: {_names(names)}"
         )
     if params.features is None:
-        numeric = (pa.types.is_integer, pa.types.is_floating)
         features = [
             field.name
             for field in schema
-            if field.name != params.target and any(check(field.type) for check in numeric)
+            if field.name != params.target
+            and (pa.types.is_integer(field.type) or pa.types.is_floating(field.type))
         ]
         if not features:
             raise UserError(f"{path}: no numeric column besides the target {params.target!r}")
@@ -233,10 +219,9 @@ def _checked_float32(
         labels = checked[target]
         wrong = np.flatnonzero((labels != 0) & (labels != 1))
         if wrong.size:
-            row = first_row + int(wrong[0])
             raise UserError(
                 f"{path}: task {CLASSIFICATION} needs a 0/1 target; column {target!r} "
-                f"has {labels[wrong[0]]:g} at row {row}"
+                f"has {labels[wrong[0]]:g} at row {first_row + int(wrong[0])}"
             )
     return arrow_table(checked)
 
@@ -286,8 +271,7 @@ class TableWriter:
         self.path = Path(path)
         self.chunk_rows = chunk_rows
         self.rows = 0
-        self._pending: list[pa.Table] = []
-        self._pending_rows = 0
+        self._pending: pa.Table | None = None  # fewer than chunk_rows rows, not yet written
         self._writer: pq.ParquetWriter | None = None
         self._stack = contextlib.ExitStack()
 
@@ -303,13 +287,12 @@ class TableWriter:
             self._writer.close()
 
     def append(self, table: pa.Table) -> None:
-        self._pending.append(table)
-        self._pending_rows += table.num_rows
-        while self._pending_rows >= self.chunk_rows:
-            merged = pa.concat_tables(self._pending)
-            self._write(merged.slice(0, self.chunk_rows))
-            self._pending = [merged.slice(self.chunk_rows)]
-            self._pending_rows -= self.chunk_rows
+        if self._pending is not None:
+            table = pa.concat_tables([self._pending, table])
+        while table.num_rows >= self.chunk_rows:
+            self._write(table.slice(0, self.chunk_rows))
+            table = table.slice(self.chunk_rows)
+        self._pending = table
 
     def _write(self, table: pa.Table) -> None:
         if self._writer is None:
@@ -331,8 +314,8 @@ class TableWriter:
             self._stack.__exit__(kind, error, traceback)
             return
         with self._stack:
-            if self._pending_rows:
-                self._write(pa.concat_tables(self._pending))
+            if self._pending is not None and self._pending.num_rows:
+                self._write(self._pending)
             if self.rows == 0:
                 raise UserError(f"{self.path}: nothing to write (no rows)")
 
@@ -356,9 +339,7 @@ class ParquetTable:
             self._file = pq.ParquetFile(self.path)
             schema = self._file.schema_arrow
         except Exception as error:  # pyarrow raises several types for a damaged file
-            raise UserError(
-                f"{self.path}: not a readable Parquet file ({first_line(error, 200)})"
-            ) from None
+            raise self._unreadable(error) from None
         self.columns = list(columns) if columns is not None else list(schema.names)
         missing = [name for name in self.columns if name not in schema.names]
         if missing:
@@ -374,6 +355,9 @@ class ParquetTable:
         for group in range(self._file.num_row_groups):
             self.offsets.append(self.offsets[-1] + self._file.metadata.row_group(group).num_rows)
 
+    def _unreadable(self, error: Exception) -> UserError:
+        return UserError(f"{self.path}: not a readable Parquet file ({first_line(error, 200)})")
+
     @property
     def num_chunks(self) -> int:
         return len(self.offsets) - 1
@@ -383,9 +367,7 @@ class ParquetTable:
         try:
             table = self._file.read_row_group(index, columns=self.columns)
         except Exception as error:
-            raise UserError(
-                f"{self.path}: not a readable Parquet file ({first_line(error, 200)})"
-            ) from None
+            raise self._unreadable(error) from None
         arrays = {}
         for name in self.columns:
             values = numpy_column(table[name]).astype(np.float32, copy=False)
@@ -399,8 +381,7 @@ class ParquetTable:
         return arrays
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        for index in range(self.num_chunks):
-            yield self.chunk(index)
+        return map(self.chunk, range(self.num_chunks))
 
 
 # ---- the split ---------------------------------------------------------------------------------
@@ -444,28 +425,28 @@ class ColumnStats:
 @dataclass(frozen=True)
 class SplitSummary:
     rows: dict[str, int]
-    target: dict[str, ColumnStats]  # by side: the target's count, mean and spread
+    stats: dict[str, ColumnStats]  # by side; the target is the last column
     task: str
 
     def metrics(self) -> dict[str, dict[str, float | int]]:
         """What `metrics/split.json` records: rows and the target's mean in each split."""
         name = "class_1_share" if self.task == CLASSIFICATION else "target_mean"
         return {
-            side: {"rows": self.rows[side], name: float(self.target[side].mean[0])}
+            side: {"rows": self.rows[side], name: float(self.stats[side].mean[-1])}
             for side in ("train", "test")
         }
 
     def imbalance(self) -> str | None:
         """A note when train and test differ in their target more than chance would explain."""
-        train, test = self.target["train"], self.target["test"]
-        difference = float(test.mean[0] - train.mean[0])
-        pooled = (train.m2[0] + test.m2[0]) / (train.count + test.count)
+        train, test = self.stats["train"], self.stats["test"]
+        difference = float(test.mean[-1] - train.mean[-1])
+        pooled = (train.m2[-1] + test.m2[-1]) / (train.count + test.count)
         error = math.sqrt(pooled * (1 / train.count + 1 / test.count))
         if error == 0 or abs(difference) <= 3 * error:
             return None
         what = "share of class 1" if self.task == CLASSIFICATION else "target mean"
         return (
-            f"the {what} is {float(train.mean[0]):.4g} in train and {float(test.mean[0]):.4g} "
+            f"the {what} is {float(train.mean[-1]):.4g} in train and {float(test.mean[-1]):.4g} "
             f"in test, {abs(difference) / error:.1f} standard errors apart: more than a random "
             "split would give. The split follows the file's row order; split.shuffle: true "
             "draws a random one"
@@ -497,14 +478,7 @@ def split_dataset(
                 stats[side].add(list(picked.values()))
                 if mask.any():
                     writer.append(arrow_table(picked))
-    last = len(dataset.columns) - 1
-    summary = SplitSummary(
-        rows={"train": train.rows, "test": test.rows},
-        target={
-            side: ColumnStats(s.count, s.mean[last:], s.m2[last:]) for side, s in stats.items()
-        },
-        task=task,
-    )
+    summary = SplitSummary({"train": train.rows, "test": test.rows}, stats, task)
     return summary, stats["train"]
 
 
@@ -517,56 +491,44 @@ def _selector(
     share of each class. With `shuffle`: the rows whose seeded random keys are the smallest, an
     exact count drawn without holding a permutation of every row in memory.
     """
-    fraction = params.train_fraction
     # The passes over the rows below need only the target: read only its column.
     targets = ParquetTable(dataset.path, dataset.columns[-1:])
-    groups: dict[float, int] = {}  # the number of train rows each group gets
+    # The number of train rows of each group: of each class, or of all rows (None).
+    sizes: dict[float | None, int] = {None: train_size}
     if params.stratify:
-        counts: dict[float, int] = {}
+        counts: Counter[float] = Counter()
         for chunk in targets:
             labels, number = np.unique(chunk[targets.columns[0]], return_counts=True)
-            for label, count in zip(labels.tolist(), number.tolist(), strict=True):
-                counts[label] = counts.get(label, 0) + count
+            counts.update(dict(zip(labels.tolist(), number.tolist(), strict=True)))
+        sizes = {}
         for label, count in sorted(counts.items()):
-            groups[label] = int(fraction * count)
-            if not 1 <= groups[label] < count:
+            sizes[label] = int(params.train_fraction * count)
+            if not 1 <= sizes[label] < count:
                 raise UserError(
                     f"split.stratify: class {label:g} has {count} row(s), too few to put some in "
-                    f"both train and test at split.train_fraction={fraction:g}"
+                    f"both train and test at split.train_fraction={params.train_fraction:g}"
                 )
-
-    def group_of(labels: np.ndarray) -> dict[float, np.ndarray]:
-        if not params.stratify:
-            return {0.0: np.ones(len(labels), dtype=bool)}
-        return {label: labels == label for label in groups}
-
-    if not params.stratify:
-        groups[0.0] = train_size
     if params.shuffle:
         thresholds = {
-            label: _kth_smallest_key(targets, seed, size, label if params.stratify else None)
-            for label, size in groups.items()
+            label: _kth_smallest_key(targets, seed, size, label) for label, size in sizes.items()
         }
+    seen = dict.fromkeys(sizes, 0)
 
-        def shuffled(index: int, labels: np.ndarray) -> np.ndarray:
+    def select(index: int, labels: np.ndarray) -> np.ndarray:
+        if params.shuffle:
             keys = row_keys(seed, dataset.offsets[index], dataset.offsets[index + 1])
-            in_train = np.zeros(len(labels), dtype=bool)
-            for label, members in group_of(labels).items():
-                in_train |= members & (keys <= thresholds[label])
-            return in_train
-
-        return shuffled
-    seen = dict.fromkeys(groups, 0)
-
-    def in_order(index: int, labels: np.ndarray) -> np.ndarray:
         in_train = np.zeros(len(labels), dtype=bool)
-        for label, members in group_of(labels).items():
-            rank = seen[label] + np.cumsum(members) - 1  # each member's place in its group
-            in_train |= members & (rank < groups[label])
-            seen[label] += int(members.sum())
+        for label, size in sizes.items():
+            members = np.ones(len(labels), dtype=bool) if label is None else labels == label
+            if params.shuffle:
+                in_train |= members & (keys <= thresholds[label])
+            else:
+                rank = seen[label] + np.cumsum(members) - 1  # each member's place in its group
+                in_train |= members & (rank < size)
+                seen[label] += int(members.sum())
         return in_train
 
-    return in_order
+    return select
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -626,16 +588,6 @@ class Features:
             return X
         return (X - self.mean) / self.std
 
-    def to_json(self) -> str:
-        return json_text(
-            {
-                "features": list(self.names),
-                "target": self.target,
-                "mean": None if self.mean is None else self.mean.tolist(),
-                "std": None if self.std is None else self.std.tolist(),
-            }
-        )
-
 
 def fitted_features(columns: list[str], train: ColumnStats, standardize: bool) -> Features:
     """The features; with `standardize`, their mean and std on the train split (float32)."""
@@ -649,7 +601,15 @@ def fitted_features(columns: list[str], train: ColumnStats, standardize: bool) -
 
 
 def write_features(path: str | Path, features: Features) -> None:
-    atomic_write_text(path, features.to_json())
+    atomic_write_json(
+        path,
+        {
+            "features": list(features.names),
+            "target": features.target,
+            "mean": None if features.mean is None else features.mean.tolist(),
+            "std": None if features.std is None else features.std.tolist(),
+        },
+    )
 
 
 def read_features(path: str | Path) -> Features:
@@ -657,30 +617,25 @@ def read_features(path: str | Path) -> Features:
     path = Path(path)
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
-        names = tuple(payload["features"])
-        target = payload["target"]
+        names, target = tuple(payload["features"]), payload["target"]
         mean, std = payload["mean"], payload["std"]
         if not names or not all(isinstance(name, str) for name in (*names, target)):
             raise ValueError("features and target must be column names")
-        features = Features(
-            names,
-            target,
-            None if mean is None else np.asarray(mean, dtype=np.float32),
-            None if std is None else np.asarray(std, dtype=np.float32),
-        )
+        mean = None if mean is None else np.asarray(mean, dtype=np.float32)
+        std = None if std is None else np.asarray(std, dtype=np.float32)
     except FileNotFoundError:
         raise UserError(f"{path}: file not found; run `dvc repro` to make it") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UserError(
             f"{path}: not a readable features file ({first_line(error, 200)})"
         ) from None
-    if (features.mean is None) != (features.std is None):
+    if (mean is None) != (std is None):
         raise UserError(f"{path}: mean and std must both be set or both be null")
-    if features.mean is not None:
-        if features.mean.shape != (len(names),) or features.std.shape != (len(names),):
+    if mean is not None:
+        if mean.shape != (len(names),) or std.shape != (len(names),):
             raise UserError(f"{path}: mean and std need one value per feature ({len(names)})")
-        bad = ~(np.isfinite(features.mean) & np.isfinite(features.std) & (features.std > 0))
+        bad = ~(np.isfinite(mean) & np.isfinite(std) & (std > 0))
         if bad.any():
             name = names[int(np.flatnonzero(bad)[0])]
             raise UserError(f"{path}: feature {name!r} needs a finite mean and a std > 0")
-    return features
+    return Features(names, target, mean, std)

@@ -48,16 +48,13 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     try:
         staging.chmod(0o755)
         yield staging
-        old = None
+        old = Path(
+            tempfile.mkdtemp(prefix=f".{path.name}.old.", suffix=TMP_SUFFIX, dir=path.parent)
+        )
         if path.exists():
-            old = Path(
-                tempfile.mkdtemp(prefix=f".{path.name}.old.", suffix=TMP_SUFFIX, dir=path.parent)
-            )
-            old.rmdir()
-            path.rename(old)
+            path.rename(old / path.name)
         staging.rename(path)
-        if old is not None:
-            shutil.rmtree(old)
+        shutil.rmtree(old)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -95,18 +92,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def json_text(payload: Any) -> str:
-    """JSON with sorted keys and a trailing newline, so equal payloads give equal bytes."""
-    return json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
-
-
 def atomic_write_json(path: str | Path, payload: Any) -> None:
-    atomic_write_text(path, json_text(payload))
+    """JSON with sorted keys and a trailing newline, so equal payloads give equal bytes."""
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def sha256_of_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, "sha256").hexdigest()

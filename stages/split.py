@@ -36,8 +36,7 @@ def main() -> None:
         print(f"{side}: " + ", ".join(shown))
     if features.mean is not None:
         print(f"Standardising {', '.join(features.names)} with the train split's mean and std")
-    note = summary.imbalance()
-    if note:
+    if note := summary.imbalance():
         print(f"note: {note}")
 
 
