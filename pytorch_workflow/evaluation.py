@@ -116,8 +116,7 @@ def evaluate(
         result["closed_form"] = closed_form
         if result["mse"] is not None and closed_form["mse"]:
             result["mse_over_closed_form"] = result["mse"] / closed_form["mse"]
-    confusion = metrics.confusion if classifier else None
-    return Evaluation(result, test_sample, train_sample, confusion)
+    return Evaluation(result, test_sample, train_sample, metrics.confusion if classifier else None)
 
 
 def prediction_table(

@@ -100,9 +100,8 @@ def check_output(input_path: Path, output: Path) -> None:
         raise UserError(f"{output}: is a folder; give the output CSV's file name")
     if output.exists() and input_path.exists() and os.path.samefile(input_path, output):
         raise UserError(f"{output}: is the input file; predictions would overwrite it")
-    parent = output.parent
-    if parent.exists() and not parent.is_dir():
-        raise UserError(f"{output}: its folder {parent} is a file")
+    if output.parent.exists() and not output.parent.is_dir():
+        raise UserError(f"{output}: its folder {output.parent} is a file")
 
 
 @exit_on_user_error
@@ -146,7 +145,6 @@ def fetch_release(registry: str, version: str | None, stage: str | None, into: P
 
 
 def predict_csv(args: argparse.Namespace, bundle: Path) -> None:
-    """Predict args.input into args.output with the bundle."""
     card = read_card(bundle)
     check_output(args.input, args.output)
     reader, sources = input_reader(args.input, card["input"]["columns"])
