@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +32,18 @@ def plot_rows(rows: int) -> np.ndarray:
 
 @dataclass
 class Sample:
-    """The plotted rows of a split: raw first feature, target, and the model's output."""
+    """The rows of a split that are plotted: raw first feature, target, and the model's output."""
 
+    rows: np.ndarray  # which rows, from `plot_rows`
     x: list[np.ndarray] = field(default_factory=list)
     y: list[np.ndarray] = field(default_factory=list)
     output: list[np.ndarray] = field(default_factory=list)
+    seen: int = 0  # rows of the split passed to `take` so far
 
-    def take(self, first: int, rows: np.ndarray, x: np.ndarray, y: np.ndarray, out=None) -> None:
-        picked = rows[(rows >= first) & (rows < first + len(y))] - first
+    def take(self, x: np.ndarray, y: np.ndarray, out: np.ndarray | None = None) -> None:
+        """Keep the plotted rows of the split's next chunk."""
+        picked = self.rows[(self.rows >= self.seen) & (self.rows < self.seen + len(y))] - self.seen
+        self.seen += len(y)
         self.x.append(x[picked])
         self.y.append(y[picked])
         if out is not None:
@@ -69,14 +74,6 @@ def scaled_chunks(
         yield features.scale(X).astype(np.float32, copy=False), columns[features.target]
 
 
-def predict_outputs(model: nn.Module, X: np.ndarray, device: torch.device) -> np.ndarray:
-    """The model's outputs under `torch.inference_mode()`, as in the course."""
-    model.eval()
-    with torch.inference_mode():
-        outputs = model(torch.from_numpy(np.ascontiguousarray(X)).to(device))
-    return outputs.cpu().numpy().reshape(-1)
-
-
 def evaluate(
     model: nn.Module,
     train: ParquetTable,
@@ -90,31 +87,25 @@ def evaluate(
     logits) are written to `outputs_path` as they are computed."""
     classifier = task == CLASSIFICATION
     metrics = ClassificationMetrics() if classifier else RegressionMetrics()
-    confusion = np.zeros((2, 2), dtype=np.int64) if classifier else None
-    test_sample, train_sample = Sample(), Sample()
-    test_rows, train_rows = plot_rows(test.rows), plot_rows(train.rows)
-    first = 0
+    test_sample, train_sample = Sample(plot_rows(test.rows)), Sample(plot_rows(train.rows))
+    model.eval()
     with TableWriter(outputs_path, test.offsets[1]) as writer:  # row groups as in the test file
         for columns in test:
             raw = np.column_stack([columns[name] for name in features.names])
             y = columns[features.target]
-            outputs = predict_outputs(model, features.scale(raw).astype(np.float32), device)
+            X = np.ascontiguousarray(features.scale(raw).astype(np.float32))
+            with torch.inference_mode():  # as in the course
+                outputs = model(torch.from_numpy(X).to(device)).cpu().numpy().reshape(-1)
             writer.append(arrow_table({OUTPUT_COLUMN: outputs}))
             metrics.add(y, outputs)
-            if confusion is not None:
-                np.add.at(confusion, (y.astype(np.int64), (outputs > 0).astype(np.int64)), 1)
             # The figure's x is the raw feature, as the course plots it.
-            test_sample.take(first, test_rows, raw[:, 0], y, outputs)
-            first += len(y)
-    first = 0
+            test_sample.take(raw[:, 0], y, outputs)
     for columns in train:
-        target = columns[features.target]
-        train_sample.take(first, train_rows, columns[features.names[0]], target)
-        first += len(target)
+        train_sample.take(columns[features.names[0]], columns[features.target])
     k = len(features.names)
     result = metrics.result()
-    train_chunks = lambda: scaled_chunks(train, features)  # noqa: E731
-    test_chunks = lambda: scaled_chunks(test, features)  # noqa: E731
+    train_chunks = partial(scaled_chunks, train, features)
+    test_chunks = partial(scaled_chunks, test, features)
     if classifier:
         baseline = baselines.logistic_metrics(train_chunks, test_chunks, k)
         result["logistic_baseline"] = baseline
@@ -125,7 +116,7 @@ def evaluate(
         result["closed_form"] = closed_form
         if result["mse"] is not None and closed_form["mse"]:
             result["mse_over_closed_form"] = result["mse"] / closed_form["mse"]
-    return Evaluation(result, test_sample, train_sample, confusion)
+    return Evaluation(result, test_sample, train_sample, metrics.confusion if classifier else None)
 
 
 def prediction_table(

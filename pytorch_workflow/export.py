@@ -9,8 +9,7 @@ split bit for bit as evaluate did, or the bundle is not published.
 
 import io
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,8 @@ STATE_DICT_FILE = "model.pt"
 PROGRAM_FILE = "model.pt2"
 CARD_FILE = "model_card.json"
 MAX_CARD_BYTES = 1024 * 1024
+# The installed torch's release, without its build label: "2.13.0", not "2.13.0+cpu".
+TORCH_RELEASE = torch.__version__.split("+")[0]
 
 
 class StandardizedModel(nn.Module):
@@ -76,33 +77,19 @@ def program_bytes(model: nn.Module, in_features: int) -> bytes:
         node.meta.pop("stack_trace", None)
     # Example inputs would be a pickle inside the program: nothing a user needs.
     program.example_inputs = None
-    buffer = io.BytesIO()
-    with torch_release_as_version():
-        torch.export.save(program, buffer)
-    return portable_serialization_id(buffer.getvalue())
-
-
-def torch_release() -> str:
-    """The installed torch's release, without its build label: "2.13.0", not "2.13.0+cpu"."""
-    return torch.__version__.split("+")[0]
-
-
-@contextmanager
-def torch_release_as_version() -> Iterator[None]:
-    """`torch.__version__` without its build label ("2.13.0", not "2.13.0+cpu"), for a save.
-
-    `torch.export.save` records `torch.__version__` in the program, build label and all:
-    "+cpu" from PyTorch's CPU index, "+cu130" from PyPI on Linux, none on macOS. The program is
-    the same on each build of a release, so the label would only make one model different
-    files on different machines; torch has no option for it. `tests/test_utils.py` tells when
-    torch stops recording its version this way.
-    """
+    # `torch.export.save` records `torch.__version__` in the program, build label and all:
+    # "+cpu" from PyTorch's CPU index, "+cu130" from PyPI on Linux, none on macOS. The program is
+    # the same on each build of a release, so the label would only make one model different
+    # files on different machines; torch has no option for it, so the save sees the release
+    # alone. `tests/test_utils.py` tells when torch stops recording its version this way.
     installed = torch.__version__
-    torch.__version__ = type(installed)(torch_release())
+    torch.__version__ = type(installed)(TORCH_RELEASE)
+    buffer = io.BytesIO()
     try:
-        yield
+        torch.export.save(program, buffer)
     finally:
         torch.__version__ = installed
+    return portable_serialization_id(buffer.getvalue())
 
 
 @dataclass(frozen=True)
@@ -119,7 +106,7 @@ class Bundle:
     device: torch.device  # where evaluate ran: the check runs there too
 
 
-def export_bundle(bundle: Bundle, export_dir: Path) -> dict[str, Any]:
+def export_bundle(bundle: Bundle, export_dir: Path) -> None:
     """Write the bundle to a temporary folder, check it, then swap it into `export_dir`."""
     k = len(bundle.features.names)
     model = load_model(build_model(bundle.model_name, in_features=k), bundle.checkpoint)
@@ -133,7 +120,7 @@ def export_bundle(bundle: Bundle, export_dir: Path) -> dict[str, Any]:
         "standardization": None
         if bundle.features.mean is None
         else {"mean": bundle.features.mean.tolist(), "std": bundle.features.std.tolist()},
-        "torch_version": torch_release(),
+        "torch_version": TORCH_RELEASE,
     }
     with atomic_directory(export_dir) as staging:
         atomic_write_bytes(staging / STATE_DICT_FILE, state_dict_bytes(model.state_dict()))
@@ -144,22 +131,22 @@ def export_bundle(bundle: Bundle, export_dir: Path) -> dict[str, Any]:
         }
         atomic_write_json(staging / CARD_FILE, card)
         _check_reloaded(staging, bundle)
-    return card
 
 
 def _check_reloaded(staging: Path, bundle: Bundle) -> None:
     """Both artifacts, reloaded from disk, must give evaluate's outputs bit for bit."""
-    rebuilt = model_from_bundle(staging).to(bundle.device)
-    program = load_program(staging / PROGRAM_FILE).to(bundle.device)
-    differing = {"state_dict": 0, "torch.export program": 0}
+    reloaded = {
+        "state_dict": model_from_bundle(staging).to(bundle.device),
+        "torch.export program": load_program(staging / PROGRAM_FILE).to(bundle.device),
+    }
+    differing = dict.fromkeys(reloaded, 0)
     for columns, evaluated in zip(bundle.test, bundle.evaluated, strict=True):
         raw = np.column_stack([columns[name] for name in bundle.features.names])
         raw = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(bundle.device)
-        expected = evaluated[OUTPUT_COLUMN]
-        for name, reloaded in (("state_dict", rebuilt), ("torch.export program", program)):
+        for name, model in reloaded.items():
             with torch.inference_mode():
-                predicted = reloaded(raw).detach().cpu().numpy().reshape(-1)
-            differing[name] += int(np.sum(predicted != expected))
+                predicted = model(raw).cpu().numpy().reshape(-1)
+            differing[name] += int(np.sum(predicted != evaluated[OUTPUT_COLUMN]))
     for name, count in differing.items():
         if count:
             raise UserError(
@@ -224,17 +211,14 @@ def model_from_bundle(export_dir: Path) -> nn.Module:
     only tensors, and its sha256 must be the one the card records.
     """
     card = read_card(export_dir)
-    state_dict_path = export_dir / STATE_DICT_FILE
-    if (
-        state_dict_path.is_file()
-        and sha256_of_file(state_dict_path) != card["files"][STATE_DICT_FILE]
-    ):
+    path = export_dir / STATE_DICT_FILE
+    if path.is_file() and sha256_of_file(path) != card["files"][STATE_DICT_FILE]:
         raise UserError(
-            f"{state_dict_path}: its sha256 is not the one {CARD_FILE} records: "
+            f"{path}: its sha256 is not the one {CARD_FILE} records: "
             "the bundle was changed or damaged; export or fetch it again"
         )
     columns = card["input"]["columns"]
-    model = load_model(build_model(card["model"], in_features=len(columns)), state_dict_path)
+    model = load_model(build_model(card["model"], in_features=len(columns)), path)
     scaling = card["standardization"] or {}
     return deployable(model, scaling.get("mean"), scaling.get("std"))
 

@@ -82,37 +82,30 @@ class ClassificationMetrics:
 
     def __init__(self) -> None:
         self.count = 0
-        self.correct = 0
-        self.true_positive = 0
-        self.predicted_positive = 0
-        self.actual_positive = 0
+        self.confusion = np.zeros((2, 2), dtype=np.int64)  # counts[actual, predicted]
         self.sum_log_loss = 0.0
 
     def add(self, actual: np.ndarray, logits: np.ndarray) -> None:
         actual = np.asarray(actual, dtype=np.float64).reshape(-1)
         logits = np.asarray(logits, dtype=np.float64).reshape(-1)
         predicted = logits > 0  # sigmoid(z) > 0.5 exactly when z > 0
-        positive = actual == 1
         self.count += actual.size
-        self.correct += int(np.sum(predicted == positive))
-        self.true_positive += int(np.sum(predicted & positive))
-        self.predicted_positive += int(np.sum(predicted))
-        self.actual_positive += int(np.sum(positive))
+        self.confusion += np.bincount(2 * (actual == 1) + predicted, minlength=4).reshape(2, 2)
         # -log sigmoid(z) for class 1 and -log(1 - sigmoid(z)) for class 0.
         self.sum_log_loss += float(np.sum(softplus(logits) - actual * logits))
 
     @property
     def accuracy(self) -> float:
-        return self.correct / self.count
+        return int(np.trace(self.confusion)) / self.count
 
     @property
     def log_loss(self) -> float:
         return self.sum_log_loss / self.count
 
     def result(self) -> dict[str, float | None]:
-        tp = self.true_positive
-        precision = tp / self.predicted_positive if self.predicted_positive else 0.0
-        recall = tp / self.actual_positive if self.actual_positive else 0.0
+        (_, false_positive), (false_negative, tp) = self.confusion.tolist()
+        precision = tp / (tp + false_positive) if tp + false_positive else 0.0
+        recall = tp / (tp + false_negative) if tp + false_negative else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         return _finite_or_none(
             {

@@ -3,7 +3,10 @@
 import csv
 import io
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -13,33 +16,15 @@ from pytorch_workflow.files import atomic_write_bytes, atomic_write_text
 LOSS_COLUMNS = ("epoch", "train_loss", "test_loss")
 
 
-def _pyplot():
-    # Imported here so that only the stages that draw pay for matplotlib.
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def write_table(path: str | Path, columns: dict[str, np.ndarray]) -> None:
     """A small table as CSV for `dvc plots`; every number as its shortest exact text."""
-    names = list(columns)
-    lines = [",".join(names)]
-    for row in zip(*(columns[name].tolist() for name in names), strict=True):
-        lines.append(
-            ",".join(
-                _text(value, columns[name].dtype) for value, name in zip(row, names, strict=True)
-            )
-        )
+    texts = [
+        # A float32 as the shortest text that reads back as the same float32.
+        [str(np.float32(v)) if values.dtype == np.float32 else repr(v) for v in values.tolist()]
+        for values in columns.values()
+    ]
+    lines = [",".join(columns), *(",".join(row) for row in zip(*texts, strict=True))]
     atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def _text(value: float | int, dtype: np.dtype) -> str:
-    if dtype == np.float32:
-        return str(np.float32(value))  # the shortest text that reads back as the same float32
-    return repr(value)
 
 
 def read_loss_table(path: str | Path) -> dict[str, np.ndarray]:
@@ -71,8 +56,17 @@ def read_loss_table(path: str | Path) -> dict[str, np.ndarray]:
     return {name: table[:, i] for i, name in enumerate(LOSS_COLUMNS)}
 
 
-def _save(figure, path: str | Path) -> None:
-    plt = _pyplot()
+@contextmanager
+def _figure(path: str | Path, figsize: tuple[int, int] = (10, 7)) -> Iterator[Any]:
+    """A new figure to draw on through the `pyplot` yielded, then written to `path` as a PNG."""
+    # Imported here so that only the stages that draw pay for matplotlib.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure(figsize=figsize)
+    yield plt
     buffer = io.BytesIO()
     # No software version in the file: the same figure gives the same bytes.
     figure.savefig(buffer, format="png", dpi=72, metadata={"Software": None})
@@ -89,55 +83,47 @@ def plot_predictions(
     predictions: np.ndarray | None = None,
 ) -> None:
     """Training data in blue, test data in green, predictions in red (the course's figure)."""
-    plt = _pyplot()
-    figure = plt.figure(figsize=(10, 7))
-    plt.scatter(train_data, train_labels, c="b", s=4, label="Training data")
-    plt.scatter(test_data, test_labels, c="g", s=4, label="Testing data")
-    if predictions is not None:
-        plt.scatter(test_data, predictions, c="r", s=4, label="Predictions")
-    plt.legend(prop={"size": 14})
-    _save(figure, path)
+    with _figure(path) as plt:
+        plt.scatter(train_data, train_labels, c="b", s=4, label="Training data")
+        plt.scatter(test_data, test_labels, c="g", s=4, label="Testing data")
+        if predictions is not None:
+            plt.scatter(test_data, predictions, c="r", s=4, label="Predictions")
+        plt.legend(prop={"size": 14})
 
 
 def plot_loss_curves(path: str | Path, losses: dict[str, np.ndarray]) -> None:
-    plt = _pyplot()
-    figure = plt.figure(figsize=(10, 7))
-    plt.plot(losses["epoch"], losses["train_loss"], label="Train loss")
-    plt.plot(losses["epoch"], losses["test_loss"], label="Test loss")
-    plt.title("Training and test loss curves")
-    plt.ylabel("Loss")
-    plt.xlabel("Epochs")
-    plt.legend()
-    _save(figure, path)
+    with _figure(path) as plt:
+        plt.plot(losses["epoch"], losses["train_loss"], label="Train loss")
+        plt.plot(losses["epoch"], losses["test_loss"], label="Test loss")
+        plt.title("Training and test loss curves")
+        plt.ylabel("Loss")
+        plt.xlabel("Epochs")
+        plt.legend()
 
 
 def plot_predicted_vs_actual(path: str | Path, actual: np.ndarray, predicted: np.ndarray) -> None:
     """For k features: each test point's prediction against its target, and the ideal line."""
-    plt = _pyplot()
-    figure = plt.figure(figsize=(10, 7))
-    plt.scatter(actual, predicted, c="r", s=4, label="Predictions")
-    low, high = float(np.min(actual)), float(np.max(actual))
-    plt.plot([low, high], [low, high], c="g", label="Perfect predictions")
-    plt.xlabel("Actual")
-    plt.ylabel("Predicted")
-    plt.legend(prop={"size": 14})
-    _save(figure, path)
+    with _figure(path) as plt:
+        plt.scatter(actual, predicted, c="r", s=4, label="Predictions")
+        low, high = float(np.min(actual)), float(np.max(actual))
+        plt.plot([low, high], [low, high], c="g", label="Perfect predictions")
+        plt.xlabel("Actual")
+        plt.ylabel("Predicted")
+        plt.legend(prop={"size": 14})
 
 
 def plot_confusion_matrix(path: str | Path, counts: np.ndarray) -> None:
     """Counts of each (actual, predicted) pair for a 0/1 target, over the whole test split."""
-    plt = _pyplot()
-    figure = plt.figure(figsize=(6, 5))
-    plt.imshow(counts, cmap="Blues")
-    for row in range(2):
-        for column in range(2):
-            plt.text(column, row, str(counts[row, column]), ha="center", va="center", size=16)
-    plt.xticks([0, 1])
-    plt.yticks([0, 1])
-    plt.xlabel("Predicted")
-    plt.ylabel("Actual")
-    plt.title("Confusion matrix (test split)")
-    _save(figure, path)
+    with _figure(path, figsize=(6, 5)) as plt:
+        plt.imshow(counts, cmap="Blues")
+        for row in range(2):
+            for column in range(2):
+                plt.text(column, row, str(counts[row, column]), ha="center", va="center", size=16)
+        plt.xticks([0, 1])
+        plt.yticks([0, 1])
+        plt.xlabel("Predicted")
+        plt.ylabel("Actual")
+        plt.title("Confusion matrix (test split)")
 
 
 def draw_evaluation(path: str | Path, evaluation, features, table: dict[str, np.ndarray]) -> None:

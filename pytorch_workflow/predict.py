@@ -15,7 +15,6 @@ released bundle from the model registry (docs/registry.md) with `dvc artifacts g
 import argparse
 import csv
 import os
-import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -40,11 +39,9 @@ def input_reader(
     path: Path, columns: list[str]
 ) -> tuple[pa_csv.CSVStreamingReader, dict[str, str]]:
     """A streaming reader of every column as text, and which input column feeds each feature."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    if not stat.S_ISREG(mode):
+    if not path.exists():
+        raise UserError(f"{path}: file not found")
+    if not path.is_file():
         raise UserError(f"{path}: not a regular file (a folder?); give a CSV file")
     try:
         names = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema.names
@@ -99,13 +96,12 @@ def _number(text: str | None) -> float:
 
 def check_output(input_path: Path, output: Path) -> None:
     """Refuse an output that would overwrite the input or cannot be a file."""
-    if output.exists() and output.is_dir():
+    if output.is_dir():
         raise UserError(f"{output}: is a folder; give the output CSV's file name")
     if output.exists() and input_path.exists() and os.path.samefile(input_path, output):
         raise UserError(f"{output}: is the input file; predictions would overwrite it")
-    parent = output.parent
-    if parent.exists() and not parent.is_dir():
-        raise UserError(f"{output}: its folder {parent} is a file")
+    if output.parent.exists() and not output.parent.is_dir():
+        raise UserError(f"{output}: its folder {output.parent} is a file")
 
 
 @exit_on_user_error
@@ -149,7 +145,6 @@ def fetch_release(registry: str, version: str | None, stage: str | None, into: P
 
 
 def predict_csv(args: argparse.Namespace, bundle: Path) -> None:
-    """Predict args.input into args.output with the bundle."""
     card = read_card(bundle)
     check_output(args.input, args.output)
     reader, sources = input_reader(args.input, card["input"]["columns"])
@@ -165,17 +160,14 @@ def predict_csv(args: argparse.Namespace, bundle: Path) -> None:
             X = torch.from_numpy(feature_matrix(args.input, batch, sources, rows + 1))
             with torch.inference_mode():
                 outputs = model(X.to(device)).cpu().numpy().reshape(-1)
-            column = sigmoid(outputs) if name == "probability" else outputs
-            # The input's columns exactly as they were, then the shortest text of each output.
-            texts = (
-                [str(value) for value in column.tolist()]
-                if name == "probability"
-                else [str(np.float32(value)) for value in column]
-            )
-            for row in zip(
-                *(batch.column(i).to_pylist() for i in range(batch.num_columns)), texts, strict=True
-            ):
-                writer.writerow(["" if cell is None else cell for cell in row])
+            # The input's columns exactly as they were (csv writes None as ""), then the
+            # shortest text of each output.
+            if name == "probability":
+                texts = [str(value) for value in sigmoid(outputs).tolist()]
+            else:
+                texts = [str(np.float32(value)) for value in outputs]
+            inputs = [column.to_pylist() for column in batch.columns]
+            writer.writerows(zip(*inputs, texts, strict=True))
             rows += batch.num_rows
         if rows == 0:
             raise UserError(f"{args.input}: has no rows")
