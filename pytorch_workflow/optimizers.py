@@ -17,7 +17,6 @@ here:
 """
 
 import math
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 import torch
@@ -41,7 +40,8 @@ def fused_multiply_add(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tor
 
 
 class Optimizer:
-    """An optimizer's parameters, learning rate and state per parameter, and `zero_grad()`.
+    """An optimizer's parameters and learning rate, `zero_grad()`, and `step()`: `_update` of
+    each parameter that has a gradient.
 
     Not a subclass of `torch.optim.Optimizer`: making one of torch's optimizers imports torch's
     compiler (about two seconds of every train stage, and of every process under torchrun),
@@ -51,11 +51,19 @@ class Optimizer:
     def __init__(self, params: Iterable[torch.Tensor], lr: float) -> None:
         self.params = list(params)
         self.lr = lr
-        self.state: defaultdict[torch.Tensor, dict] = defaultdict(dict)
 
     def zero_grad(self) -> None:
         for param in self.params:
             param.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for param in self.params:
+            if param.grad is not None:
+                self._update(param, param.grad)
+
+    def _update(self, param: torch.Tensor, grad: torch.Tensor) -> None:
+        raise NotImplementedError
 
 
 class SGD(Optimizer):
@@ -64,24 +72,17 @@ class SGD(Optimizer):
     def __init__(self, params, lr: float, momentum: float = 0.0) -> None:
         super().__init__(params, lr)
         self.momentum = momentum
+        self.buffers: dict[torch.Tensor, torch.Tensor] = {}
 
-    @torch.no_grad()
-    def step(self) -> None:
-        scale = torch.tensor(-self.lr, dtype=torch.float32)
-        for param in self.params:
-            if param.grad is None:
-                continue
-            direction = param.grad
-            if self.momentum:
-                state = self.state[param]
-                buffer = state.get("momentum_buffer")
-                if buffer is None:
-                    buffer = state["momentum_buffer"] = direction.clone()
-                else:
-                    # torch: buf.mul_(momentum).add_(grad): two roundings on every CPU
-                    buffer.mul_(self.momentum).add_(direction)
-                direction = buffer
-            param.copy_(fused_multiply_add(direction, scale.to(param.device), param))
+    def _update(self, param: torch.Tensor, grad: torch.Tensor) -> None:
+        direction = grad
+        if self.momentum and param in self.buffers:
+            # torch: buf.mul_(momentum).add_(grad): two roundings on every CPU
+            direction = self.buffers[param].mul_(self.momentum).add_(grad)
+        elif self.momentum:
+            direction = self.buffers[param] = grad.clone()
+        scale = torch.tensor(-self.lr, dtype=torch.float32, device=param.device)
+        param.copy_(fused_multiply_add(direction, scale, param))
 
 
 class Adam(Optimizer):
@@ -90,26 +91,22 @@ class Adam(Optimizer):
     BETAS = (0.9, 0.999)
     EPS = 1e-8
 
-    @torch.no_grad()
-    def step(self) -> None:
+    def __init__(self, params, lr: float) -> None:
+        super().__init__(params, lr)
+        # Each parameter's steps, and its moving averages of the gradient and of its square.
+        self.moments: dict[torch.Tensor, tuple[int, torch.Tensor, torch.Tensor]] = {}
+
+    def _update(self, param: torch.Tensor, grad: torch.Tensor) -> None:
         beta1, beta2 = self.BETAS
-        for param in self.params:
-            if param.grad is None:
-                continue
-            grad = param.grad
-            state = self.state[param]
-            if not state:
-                state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(param)
-                state["exp_avg_sq"] = torch.zeros_like(param)
-            state["step"] += 1
-            step = state["step"]
-            exp_avg = state["exp_avg"] = state["exp_avg"] * beta1 + grad * (1 - beta1)
-            squares = state["exp_avg_sq"] * beta2 + (grad * grad) * (1 - beta2)
-            state["exp_avg_sq"] = squares
-            step_size = self.lr / (1 - beta1**step)
-            denominator = squares.sqrt() / math.sqrt(1 - beta2**step) + self.EPS
-            param.sub_((exp_avg / denominator) * step_size)
+        zeros = torch.zeros_like(param)
+        step, exp_avg, squares = self.moments.get(param, (0, zeros, zeros))
+        step += 1
+        exp_avg = exp_avg * beta1 + grad * (1 - beta1)
+        squares = squares * beta2 + (grad * grad) * (1 - beta2)
+        self.moments[param] = (step, exp_avg, squares)
+        step_size = self.lr / (1 - beta1**step)
+        denominator = squares.sqrt() / math.sqrt(1 - beta2**step) + self.EPS
+        param.sub_((exp_avg / denominator) * step_size)
 
 
 class LBFGS(Optimizer):
@@ -128,24 +125,18 @@ class LBFGS(Optimizer):
         self._steps: list[tuple[list[float], list[float], float]] = []  # (s, y, 1 / y.s)
         self._previous: tuple[list[float], list[float]] | None = None
 
-    def _flat(self, tensors: list[torch.Tensor]) -> list[float]:
-        return [value for tensor in tensors for value in tensor.detach().reshape(-1).tolist()]
-
     def _set(self, values: list[float]) -> None:
-        offset = 0
-        for param in self.params:
-            count = param.numel()
-            chunk = torch.tensor(values[offset : offset + count], dtype=torch.float64)
-            param.copy_(chunk.reshape(param.shape).to(param.dtype))
-            offset += count
+        parts = torch.tensor(values, dtype=torch.float64).split([p.numel() for p in self.params])
+        for param, part in zip(self.params, parts, strict=True):
+            param.copy_(part.reshape(param.shape).to(param.dtype))
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor]):
         evaluate = torch.enable_grad()(closure)
         loss = evaluate()
         f = float(loss)
-        x = self._flat(self.params)
-        g = self._flat([p.grad for p in self.params])
+        x = _flat(self.params)
+        g = _flat([p.grad for p in self.params])
         if max(map(abs, g), default=0.0) <= 1e-7:
             return loss  # at a stationary point: torch stops here too
         if self._previous is not None:
@@ -184,6 +175,10 @@ class LBFGS(Optimizer):
             beta = rho * _dot(y, q)
             q = [a + (alpha - beta) * b for a, b in zip(q, s, strict=True)]
         return [-a for a in q]
+
+
+def _flat(tensors: list[torch.Tensor]) -> list[float]:
+    return [value for tensor in tensors for value in tensor.detach().reshape(-1).tolist()]
 
 
 def _dot(left: list[float], right: list[float]) -> float:
