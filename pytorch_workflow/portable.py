@@ -63,12 +63,8 @@ def _interleaved_sum(items: torch.Tensor) -> torch.Tensor:
         partial = _cascade(items[: rows * _ACCUMULATORS].reshape(rows, _ACCUMULATORS, *rest))
     else:
         partial = items.new_zeros(_ACCUMULATORS, *items.shape[1:])
-    first = partial[0]
-    for item in items[rows * _ACCUMULATORS :]:
-        first = first + item
-    for accumulator in partial[1:]:
-        first = first + accumulator
-    return first
+    # What is left over goes into the first accumulator, then the others are added to it.
+    return running_sum(torch.cat([items[rows * _ACCUMULATORS :], partial[1:]]), partial[0])
 
 
 def ordered_sum(values: torch.Tensor) -> torch.Tensor:
@@ -79,9 +75,7 @@ def ordered_sum(values: torch.Tensor) -> torch.Tensor:
         return zero + _interleaved_sum(values)
     vectors = values.shape[0] // _LANES
     lanes = _interleaved_sum(values[: vectors * _LANES].reshape(vectors, _LANES, *rest))
-    total = running_sum(values[vectors * _LANES :], zero)
-    for lane in lanes:
-        total = total + lane
+    total = running_sum(torch.cat([values[vectors * _LANES :], lanes]), zero)
     return zero + total  # torch adds the result to an output it filled with zeros
 
 
@@ -91,13 +85,11 @@ class _OrderedMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx, values: torch.Tensor) -> torch.Tensor:
         ctx.shape = values.shape
-        count = values.numel()
-        return ordered_sum(values.reshape(count)) / count
+        return ordered_sum(values.reshape(-1)) / values.numel()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        count = math.prod(ctx.shape)
-        return grad.expand(ctx.shape) / count
+        return grad.expand(ctx.shape) / math.prod(ctx.shape)
 
 
 def ordered_mean(values: torch.Tensor) -> torch.Tensor:
