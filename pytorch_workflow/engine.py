@@ -26,17 +26,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from pytorch_workflow import portable
 from pytorch_workflow.data_setup import Features, ParquetTable
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.optimizers import LBFGS, OPTIMIZER_CLASSES, Optimizer
 from pytorch_workflow.params import LOSSES, OPTIMIZERS, TrainParams
-from pytorch_workflow.portable import (
-    ordered_mean,
-    ordered_sum,
-    per_row_loss,
-    row_parameters,
-    running_sum,
-)
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -73,13 +67,10 @@ class SplitTensors:
         self.features = features
         self.device = device
         self.rows = table.rows
+        self.num_chunks = table.num_chunks
         self.rank, self.world_size = process_rank()
         self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._budget = budget or CacheBudget()
-
-    @property
-    def num_chunks(self) -> int:
-        return self.table.num_chunks
 
     def chunk(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if index in self._cache:
@@ -134,7 +125,7 @@ def forward_pass(model: nn.Module, X: torch.Tensor) -> torch.Tensor:
     """model(X); the course's model gets its parameters once per row, so that their gradients
     are summed over the rows by `portable.ordered_sum` rather than by autograd's own sum."""
     if getattr(model, "takes_row_parameters", False):
-        return torch.func.functional_call(model, row_parameters(model, X.shape[0]), (X,))
+        return torch.func.functional_call(model, portable.row_parameters(model, X.shape[0]), (X,))
     return model(X)
 
 
@@ -143,7 +134,7 @@ def _sum_over_processes(rows: torch.Tensor) -> torch.Tensor:
     on every process: the same bits for any split of the work."""
     if process_rank()[1] > 1:
         dist.all_reduce(rows, op=dist.ReduceOp.SUM)
-    return running_sum(rows[1:], rows[0])
+    return portable.running_sum(rows[1:], rows[0])
 
 
 def l2_penalty(model: nn.Module, l2: float, rows: int) -> torch.Tensor:
@@ -151,7 +142,7 @@ def l2_penalty(model: nn.Module, l2: float, rows: int) -> torch.Tensor:
     share of their mean: divided by the rows. Biases are not penalised."""
     weights = [p for name, p in model.named_parameters() if name.split(".")[-1] != "bias"]
     squares = torch.cat([(weight * weight).reshape(-1, 1) for weight in weights])
-    return ordered_sum(squares)[0] * (0.5 * l2 / rows)
+    return portable.ordered_sum(squares)[0] * (0.5 * l2 / rows)
 
 
 def _loss_and_gradients(
@@ -174,7 +165,7 @@ def _loss_and_gradients(
     table = torch.zeros(count, sum(p.numel() for p in parameters) + 1, device=data.device)
     model.train()
     for index, X, y in pieces:
-        loss = ordered_mean(loss_fn(forward_pass(model, X), y)) * (X.shape[0] / rows)
+        loss = portable.ordered_mean(loss_fn(forward_pass(model, X), y)) * (X.shape[0] / rows)
         if l2 and index == 0:  # the penalty once, with the first piece
             loss = loss + l2_penalty(model, l2, data.rows)
         for parameter in parameters:
@@ -228,7 +219,7 @@ def train_step(
             if data.world_size == 1:  # the course's step
                 model.train()
                 y_pred = forward_pass(model, X_batch)
-                loss = ordered_mean(loss_fn(y_pred, y_batch))
+                loss = portable.ordered_mean(loss_fn(y_pred, y_batch))
                 if l2:
                     loss = loss + l2_penalty(model, l2, data.rows)
                 optimizer.zero_grad()
@@ -254,7 +245,7 @@ def test_step(model: nn.Module, data: SplitTensors, loss_fn: nn.Module) -> float
     with torch.inference_mode():
         for index, X, y in data.mine():
             test_pred = model(X)
-            losses[index] = ordered_mean(loss_fn(test_pred, y)) * (X.shape[0] / data.rows)
+            losses[index] = portable.ordered_mean(loss_fn(test_pred, y)) * (X.shape[0] / data.rows)
     return _sum_over_processes(losses.clone()).item()
 
 
@@ -272,7 +263,7 @@ def train(
     `shuffle_seed` shuffles the mini-batches (when `params.batch_size` is set) reproducibly;
     `on_log` gets the losses so far whenever a line is logged.
     """
-    loss_fn = per_row_loss(LOSSES[params.loss].module)
+    loss_fn = portable.per_row_loss(LOSSES[params.loss].module)
     options = {"momentum": params.momentum} if params.optimizer == "sgd" else {}
     optimizer_class = OPTIMIZER_CLASSES[OPTIMIZERS[params.optimizer]]
     optimizer = optimizer_class(model.parameters(), lr=params.lr, **options)

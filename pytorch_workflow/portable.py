@@ -35,18 +35,16 @@ def running_sum(items: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def _cascade(rows: torch.Tensor) -> torch.Tensor:
-    """torch's multi_row_sum: rows (size, ...) added in blocks, blocks of blocks, ... (4 levels).
+def _cascade(items: torch.Tensor) -> torch.Tensor:
+    """torch's multi_row_sum: items (size, ...) added in blocks, blocks of blocks, ... (4 levels).
 
-    Level 0 adds `step` rows at a time, level 1 `step` such sums, level 2 `step` of those, and
+    Level 0 adds `step` items at a time, level 1 `step` such sums, level 2 `step` of those, and
     level 3 all the rest; at the end, what each level holds is added, lowest level first.
     """
-    size = rows.shape[0]
-    ceil_log2 = (size - 1).bit_length() if size > 2 else 1
+    ceil_log2 = (items.shape[0] - 1).bit_length()  # torch takes 1 for size <= 2: the same step
     step = 1 << max(4, ceil_log2 // _LEVELS)
-    zero = torch.zeros_like(rows[0])
+    zero = torch.zeros_like(items[0])
     held = []
-    items = rows
     for _ in range(_LEVELS - 1):
         complete = items.shape[0] // step
         held.append(running_sum(items[complete * step :], zero))

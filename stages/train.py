@@ -93,9 +93,8 @@ def learned_parameters(model: torch.nn.Module) -> dict[str, float]:
     values = {}
     for name, tensor in model.state_dict().items():
         flat = tensor.detach().cpu().reshape(-1).tolist()
-        values.update(
-            {name: flat[0]} if len(flat) == 1 else {f"{name}.{i}": v for i, v in enumerate(flat)}
-        )
+        names = [name] if len(flat) == 1 else [f"{name}.{i}" for i in range(len(flat))]
+        values.update(zip(names, flat, strict=True))
     return values
 
 
