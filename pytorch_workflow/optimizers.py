@@ -5,19 +5,12 @@ FMA instruction, rounded once, where the kernel was built for it (x86-64 with AV
 arm64) and round twice where it was not (x86-64 without AVX2), so one step can differ in its last
 bit between machines, and the runs that follow drift apart. These keep `torch.optim`'s formulas
 and the part of its interface the course uses (`zero_grad()`, `step()`) but do the arithmetic
-here:
-
-- SGD: `torch.optim.SGD`, with the update rounded once as a fused multiply-add
-  (`fused_multiply_add`, exact on any device): torch's own bits on x86-64, and so the course's
-  numbers, on every machine.
-- Adam: `torch.optim.Adam`'s update, each operation rounded on its own.
-- LBFGS: `torch.optim.LBFGS`'s method (the two-loop recursion over the last 10 steps, then a
-  line search for sufficient decrease) in Python's float64 arithmetic, on the few parameters of a
-  linear model: no BLAS dot products, whose order of summation depends on the CPU.
+here.
 """
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -51,6 +44,8 @@ class Optimizer:
     def __init__(self, params: Iterable[torch.Tensor], lr: float) -> None:
         self.params = list(params)
         self.lr = lr
+        # Each parameter's state: SGD's momentum buffer; Adam's steps and moving averages.
+        self.state: dict[torch.Tensor, Any] = {}
 
     def zero_grad(self) -> None:
         for param in self.params:
@@ -67,20 +62,21 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """`torch.optim.SGD` (optionally with momentum) with every update rounded as an FMA."""
+    """`torch.optim.SGD` (optionally with momentum) with every update rounded once, as an FMA
+    (`fused_multiply_add`, exact on any device): torch's own bits on x86-64, and so the course's
+    numbers, on every machine."""
 
     def __init__(self, params, lr: float, momentum: float = 0.0) -> None:
         super().__init__(params, lr)
         self.momentum = momentum
-        self.buffers: dict[torch.Tensor, torch.Tensor] = {}
 
     def _update(self, param: torch.Tensor, grad: torch.Tensor) -> None:
         direction = grad
-        if self.momentum and param in self.buffers:
+        if self.momentum and param in self.state:
             # torch: buf.mul_(momentum).add_(grad): two roundings on every CPU
-            direction = self.buffers[param].mul_(self.momentum).add_(grad)
+            direction = self.state[param].mul_(self.momentum).add_(grad)
         elif self.momentum:
-            direction = self.buffers[param] = grad.clone()
+            direction = self.state[param] = grad.clone()
         scale = torch.tensor(-self.lr, dtype=torch.float32, device=param.device)
         param.copy_(fused_multiply_add(direction, scale, param))
 
@@ -91,19 +87,14 @@ class Adam(Optimizer):
     BETAS = (0.9, 0.999)
     EPS = 1e-8
 
-    def __init__(self, params, lr: float) -> None:
-        super().__init__(params, lr)
-        # Each parameter's steps, and its moving averages of the gradient and of its square.
-        self.moments: dict[torch.Tensor, tuple[int, torch.Tensor, torch.Tensor]] = {}
-
     def _update(self, param: torch.Tensor, grad: torch.Tensor) -> None:
         beta1, beta2 = self.BETAS
         zeros = torch.zeros_like(param)
-        step, exp_avg, squares = self.moments.get(param, (0, zeros, zeros))
+        step, exp_avg, squares = self.state.get(param, (0, zeros, zeros))
         step += 1
         exp_avg = exp_avg * beta1 + grad * (1 - beta1)
         squares = squares * beta2 + (grad * grad) * (1 - beta2)
-        self.moments[param] = (step, exp_avg, squares)
+        self.state[param] = (step, exp_avg, squares)
         step_size = self.lr / (1 - beta1**step)
         denominator = squares.sqrt() / math.sqrt(1 - beta2**step) + self.EPS
         param.sub_((exp_avg / denominator) * step_size)
@@ -114,7 +105,8 @@ class LBFGS(Optimizer):
 
     Built for the few parameters of a linear model: the search direction comes from the last
     `HISTORY` steps by the two-loop recursion, the first step is scaled as torch scales it, and
-    the step length is halved until the loss falls enough (Armijo's condition).
+    the step length is halved until the loss falls enough (Armijo's condition). No BLAS dot
+    products, whose order of summation depends on the CPU.
     """
 
     HISTORY = 10  # torch's history_size
