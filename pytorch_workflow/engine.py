@@ -162,7 +162,8 @@ def _loss_and_gradients(
     the pieces' gradients are then added in index order on every process, in one collective.
     """
     parameters = [p for p in model.parameters() if p.requires_grad]
-    table = torch.zeros(count, sum(p.numel() for p in parameters) + 1, device=data.device)
+    sizes = [p.numel() for p in parameters]
+    table = torch.zeros(count, sum(sizes) + 1, device=data.device)
     model.train()
     for index, X, y in pieces:
         loss = portable.ordered_mean(loss_fn(forward_pass(model, X), y)) * (X.shape[0] / rows)
@@ -174,7 +175,6 @@ def _loss_and_gradients(
         gradients = [parameter.grad.reshape(-1) for parameter in parameters]
         table[index] = torch.cat([*gradients, loss.detach().reshape(1)])
     total = _sum_over_processes(table)
-    sizes = [p.numel() for p in parameters]
     for parameter, part in zip(parameters, total[:-1].split(sizes), strict=True):
         parameter.grad = part.reshape(parameter.shape).clone()
     return total[-1]
@@ -231,7 +231,7 @@ def train_step(
                     [(data.rank, X_batch[first:last], y_batch[first:last])] if last > first else []
                 )
                 loss = _loss_and_gradients(
-                    model, data, loss_fn, l2, mine, data.world_size, len(X_batch)
+                    model, data, loss_fn, l2, mine, data.world_size, X_batch.shape[0]
                 )
             optimizer.step()
             total += loss.item() * X_batch.shape[0]
