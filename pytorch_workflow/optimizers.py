@@ -5,20 +5,12 @@ FMA instruction, rounded once, where the kernel was built for it (x86-64 with AV
 arm64) and round twice where it was not (x86-64 without AVX2), so one step can differ in its last
 bit between machines, and the runs that follow drift apart. These keep `torch.optim`'s formulas
 and the part of its interface the course uses (`zero_grad()`, `step()`) but do the arithmetic
-here:
-
-- SGD: `torch.optim.SGD`, with the update rounded once as a fused multiply-add
-  (`fused_multiply_add`, exact on any device): torch's own bits on x86-64, and so the course's
-  numbers, on every machine.
-- Adam: `torch.optim.Adam`'s update, each operation rounded on its own.
-- LBFGS: `torch.optim.LBFGS`'s method (the two-loop recursion over the last 10 steps, then a
-  line search for sufficient decrease) in Python's float64 arithmetic, on the few parameters of a
-  linear model: no BLAS dot products, whose order of summation depends on the CPU.
+here.
 """
 
 import math
-from collections import defaultdict
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
@@ -41,7 +33,8 @@ def fused_multiply_add(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tor
 
 
 class Optimizer:
-    """An optimizer's parameters, learning rate and state per parameter, and `zero_grad()`.
+    """An optimizer's parameters and learning rate, `zero_grad()`, and `step()`: `_update` of
+    each parameter that has a gradient.
 
     Not a subclass of `torch.optim.Optimizer`: making one of torch's optimizers imports torch's
     compiler (about two seconds of every train stage, and of every process under torchrun),
@@ -51,37 +44,41 @@ class Optimizer:
     def __init__(self, params: Iterable[torch.Tensor], lr: float) -> None:
         self.params = list(params)
         self.lr = lr
-        self.state: defaultdict[torch.Tensor, dict] = defaultdict(dict)
+        # Each parameter's state: SGD's momentum buffer; Adam's steps and moving averages.
+        self.state: dict[torch.Tensor, Any] = {}
 
     def zero_grad(self) -> None:
         for param in self.params:
             param.grad = None
 
+    @torch.no_grad()
+    def step(self) -> None:
+        for param in self.params:
+            if param.grad is not None:
+                self._update(param, param.grad)
+
+    def _update(self, param: torch.Tensor, grad: torch.Tensor) -> None:
+        raise NotImplementedError
+
 
 class SGD(Optimizer):
-    """`torch.optim.SGD` (optionally with momentum) with every update rounded as an FMA."""
+    """`torch.optim.SGD` (optionally with momentum) with every update rounded once, as an FMA
+    (`fused_multiply_add`, exact on any device): torch's own bits on x86-64, and so the course's
+    numbers, on every machine."""
 
     def __init__(self, params, lr: float, momentum: float = 0.0) -> None:
         super().__init__(params, lr)
         self.momentum = momentum
 
-    @torch.no_grad()
-    def step(self) -> None:
-        scale = torch.tensor(-self.lr, dtype=torch.float32)
-        for param in self.params:
-            if param.grad is None:
-                continue
-            direction = param.grad
-            if self.momentum:
-                state = self.state[param]
-                buffer = state.get("momentum_buffer")
-                if buffer is None:
-                    buffer = state["momentum_buffer"] = direction.clone()
-                else:
-                    # torch: buf.mul_(momentum).add_(grad): two roundings on every CPU
-                    buffer.mul_(self.momentum).add_(direction)
-                direction = buffer
-            param.copy_(fused_multiply_add(direction, scale.to(param.device), param))
+    def _update(self, param: torch.Tensor, grad: torch.Tensor) -> None:
+        direction = grad
+        if self.momentum and param in self.state:
+            # torch: buf.mul_(momentum).add_(grad): two roundings on every CPU
+            direction = self.state[param].mul_(self.momentum).add_(grad)
+        elif self.momentum:
+            direction = self.state[param] = grad.clone()
+        scale = torch.tensor(-self.lr, dtype=torch.float32, device=param.device)
+        param.copy_(fused_multiply_add(direction, scale, param))
 
 
 class Adam(Optimizer):
@@ -90,26 +87,17 @@ class Adam(Optimizer):
     BETAS = (0.9, 0.999)
     EPS = 1e-8
 
-    @torch.no_grad()
-    def step(self) -> None:
+    def _update(self, param: torch.Tensor, grad: torch.Tensor) -> None:
         beta1, beta2 = self.BETAS
-        for param in self.params:
-            if param.grad is None:
-                continue
-            grad = param.grad
-            state = self.state[param]
-            if not state:
-                state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(param)
-                state["exp_avg_sq"] = torch.zeros_like(param)
-            state["step"] += 1
-            step = state["step"]
-            exp_avg = state["exp_avg"] = state["exp_avg"] * beta1 + grad * (1 - beta1)
-            squares = state["exp_avg_sq"] * beta2 + (grad * grad) * (1 - beta2)
-            state["exp_avg_sq"] = squares
-            step_size = self.lr / (1 - beta1**step)
-            denominator = squares.sqrt() / math.sqrt(1 - beta2**step) + self.EPS
-            param.sub_((exp_avg / denominator) * step_size)
+        zeros = torch.zeros_like(param)
+        step, exp_avg, squares = self.state.get(param, (0, zeros, zeros))
+        step += 1
+        exp_avg = exp_avg * beta1 + grad * (1 - beta1)
+        squares = squares * beta2 + (grad * grad) * (1 - beta2)
+        self.state[param] = (step, exp_avg, squares)
+        step_size = self.lr / (1 - beta1**step)
+        denominator = squares.sqrt() / math.sqrt(1 - beta2**step) + self.EPS
+        param.sub_((exp_avg / denominator) * step_size)
 
 
 class LBFGS(Optimizer):
@@ -117,7 +105,8 @@ class LBFGS(Optimizer):
 
     Built for the few parameters of a linear model: the search direction comes from the last
     `HISTORY` steps by the two-loop recursion, the first step is scaled as torch scales it, and
-    the step length is halved until the loss falls enough (Armijo's condition).
+    the step length is halved until the loss falls enough (Armijo's condition). No BLAS dot
+    products, whose order of summation depends on the CPU.
     """
 
     HISTORY = 10  # torch's history_size
@@ -128,24 +117,18 @@ class LBFGS(Optimizer):
         self._steps: list[tuple[list[float], list[float], float]] = []  # (s, y, 1 / y.s)
         self._previous: tuple[list[float], list[float]] | None = None
 
-    def _flat(self, tensors: list[torch.Tensor]) -> list[float]:
-        return [value for tensor in tensors for value in tensor.detach().reshape(-1).tolist()]
-
     def _set(self, values: list[float]) -> None:
-        offset = 0
-        for param in self.params:
-            count = param.numel()
-            chunk = torch.tensor(values[offset : offset + count], dtype=torch.float64)
-            param.copy_(chunk.reshape(param.shape).to(param.dtype))
-            offset += count
+        parts = torch.tensor(values, dtype=torch.float64).split([p.numel() for p in self.params])
+        for param, part in zip(self.params, parts, strict=True):
+            param.copy_(part.reshape(param.shape).to(param.dtype))
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor]):
         evaluate = torch.enable_grad()(closure)
         loss = evaluate()
         f = float(loss)
-        x = self._flat(self.params)
-        g = self._flat([p.grad for p in self.params])
+        x = _flat(self.params)
+        g = _flat([p.grad for p in self.params])
         if max(map(abs, g), default=0.0) <= 1e-7:
             return loss  # at a stationary point: torch stops here too
         if self._previous is not None:
@@ -184,6 +167,10 @@ class LBFGS(Optimizer):
             beta = rho * _dot(y, q)
             q = [a + (alpha - beta) * b for a, b in zip(q, s, strict=True)]
         return [-a for a in q]
+
+
+def _flat(tensors: list[torch.Tensor]) -> list[float]:
+    return [value for tensor in tensors for value in tensor.detach().reshape(-1).tolist()]
 
 
 def _dot(left: list[float], right: list[float]) -> float:

@@ -35,18 +35,16 @@ def running_sum(items: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def _cascade(rows: torch.Tensor) -> torch.Tensor:
-    """torch's multi_row_sum: rows (size, ...) added in blocks, blocks of blocks, ... (4 levels).
+def _cascade(items: torch.Tensor) -> torch.Tensor:
+    """torch's multi_row_sum: items (size, ...) added in blocks, blocks of blocks, ... (4 levels).
 
-    Level 0 adds `step` rows at a time, level 1 `step` such sums, level 2 `step` of those, and
+    Level 0 adds `step` items at a time, level 1 `step` such sums, level 2 `step` of those, and
     level 3 all the rest; at the end, what each level holds is added, lowest level first.
     """
-    size = rows.shape[0]
-    ceil_log2 = (size - 1).bit_length() if size > 2 else 1
+    ceil_log2 = (items.shape[0] - 1).bit_length()  # torch takes 1 for size <= 2: the same step
     step = 1 << max(4, ceil_log2 // _LEVELS)
-    zero = torch.zeros_like(rows[0])
+    zero = torch.zeros_like(items[0])
     held = []
-    items = rows
     for _ in range(_LEVELS - 1):
         complete = items.shape[0] // step
         held.append(running_sum(items[complete * step :], zero))
@@ -63,12 +61,8 @@ def _interleaved_sum(items: torch.Tensor) -> torch.Tensor:
         partial = _cascade(items[: rows * _ACCUMULATORS].reshape(rows, _ACCUMULATORS, *rest))
     else:
         partial = items.new_zeros(_ACCUMULATORS, *items.shape[1:])
-    first = partial[0]
-    for item in items[rows * _ACCUMULATORS :]:
-        first = first + item
-    for accumulator in partial[1:]:
-        first = first + accumulator
-    return first
+    # What is left over goes into the first accumulator, then the others are added to it.
+    return running_sum(torch.cat([items[rows * _ACCUMULATORS :], partial[1:]]), partial[0])
 
 
 def ordered_sum(values: torch.Tensor) -> torch.Tensor:
@@ -79,9 +73,7 @@ def ordered_sum(values: torch.Tensor) -> torch.Tensor:
         return zero + _interleaved_sum(values)
     vectors = values.shape[0] // _LANES
     lanes = _interleaved_sum(values[: vectors * _LANES].reshape(vectors, _LANES, *rest))
-    total = running_sum(values[vectors * _LANES :], zero)
-    for lane in lanes:
-        total = total + lane
+    total = running_sum(torch.cat([values[vectors * _LANES :], lanes]), zero)
     return zero + total  # torch adds the result to an output it filled with zeros
 
 
@@ -91,13 +83,11 @@ class _OrderedMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx, values: torch.Tensor) -> torch.Tensor:
         ctx.shape = values.shape
-        count = values.numel()
-        return ordered_sum(values.reshape(count)) / count
+        return ordered_sum(values.reshape(-1)) / values.numel()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        count = math.prod(ctx.shape)
-        return grad.expand(ctx.shape) / count
+        return grad.expand(ctx.shape) / math.prod(ctx.shape)
 
 
 def ordered_mean(values: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Stage 3, train: build the model, run the course's train/test loop, save the state_dict."""
 
 import sys
+from dataclasses import asdict
 
 from pytorch_workflow import distributed
 from pytorch_workflow.errors import exit_on_user_error
@@ -10,22 +11,24 @@ from pytorch_workflow.paths import Paths, load_paths
 
 # Checked before torch is imported (about two seconds), so a typo fails at once.
 PARAMS = exit_on_user_error(load_params)()
+# With more processes this one only starts torchrun and waits: it stops before importing torch
+# (and defining `train`), which every training process imports again.
+launching = distributed.wanted(PARAMS.train.processes) and not distributed.in_torchrun()
 
 
 @exit_on_user_error
-def start_processes() -> None:
-    """This stage in `train.processes` processes under torchrun (each runs `main`)."""
+def main() -> None:
     paths = load_paths()
+    # The losses are written as training goes: a run that fails puts the last ones back.
     with restored_on_failure(paths.loss_table, paths.train_metrics):
-        distributed.run_under_torchrun(PARAMS.train.processes, "stages.train")
+        if launching:
+            distributed.run_under_torchrun(PARAMS.train.processes, "stages.train")
+        else:
+            train(PARAMS, paths)
 
 
-# With more processes this one only starts torchrun and waits: it stops before importing torch,
-# which every training process imports again.
-launching = distributed.wanted(PARAMS.train.processes) and not distributed.in_torchrun()
 if __name__ == "__main__" and launching:
-    start_processes()
-    sys.exit()
+    sys.exit(main())
 
 import torch
 
@@ -37,20 +40,13 @@ from pytorch_workflow.model_builder import build_model
 from pytorch_workflow.utils import save_model
 
 
-@exit_on_user_error
-def main() -> None:
-    paths = load_paths()
-    # The losses are written as training goes: a run that fails puts the last ones back.
-    with restored_on_failure(paths.loss_table, paths.train_metrics):
-        train(PARAMS, paths)
-
-
 def train(params: Params, paths: Paths) -> None:
     device = resolve_device(params.device, distributed.local_rank())
     use_repeatable_kernels(device)
     processes = distributed.start_process_group(device) if distributed.in_torchrun() else 1
-    # The first process on each machine logs (and writes): every process holds the same model.
-    log = print if distributed.local_rank() == 0 else (lambda line: None)
+    # The first process on each machine logs and writes: every process holds the same model.
+    writer = distributed.local_rank() == 0
+    log = print if writer else (lambda line: None)
     log(f"Using device: {describe(device)}" + (f", {processes} processes" if processes > 1 else ""))
 
     features = read_features(paths.features)
@@ -64,7 +60,6 @@ def train(params: Params, paths: Paths) -> None:
     model = build_model(params.model, params.seed, len(features.names)).to(device)
     log(f"Initial parameters: {learned_parameters(model)}")
     shuffle_seed = params.seed if params.split.shuffle else None
-    writer = distributed.local_rank() == 0
     # Written as training goes, so `dvc exp show` shows a running experiment's progress.
     progress = (lambda history: write_losses(paths, history, live=True)) if writer else None
     history = engine.train(model, train_data, test_data, params.train, log, shuffle_seed, progress)
@@ -90,11 +85,7 @@ def write_losses(paths: Paths, history: list[engine.EpochLosses], live: bool = F
     lines = [f"{h.epoch},{h.train_loss!r},{h.test_loss!r}" for h in history]
     atomic_write_text(paths.loss_table, "epoch,train_loss,test_loss\n" + "\n".join(lines) + "\n")
     if live:
-        latest = history[-1]
-        atomic_write_json(
-            paths.train_metrics,
-            {"epoch": latest.epoch, "train_loss": latest.train_loss, "test_loss": latest.test_loss},
-        )
+        atomic_write_json(paths.train_metrics, asdict(history[-1]))
 
 
 def learned_parameters(model: torch.nn.Module) -> dict[str, float]:
@@ -102,9 +93,8 @@ def learned_parameters(model: torch.nn.Module) -> dict[str, float]:
     values = {}
     for name, tensor in model.state_dict().items():
         flat = tensor.detach().cpu().reshape(-1).tolist()
-        values.update(
-            {name: flat[0]} if len(flat) == 1 else {f"{name}.{i}": v for i, v in enumerate(flat)}
-        )
+        names = [name] if len(flat) == 1 else [f"{name}.{i}" for i in range(len(flat))]
+        values.update(zip(names, flat, strict=True))
     return values
 
 
