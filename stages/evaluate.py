@@ -41,10 +41,13 @@ def main() -> None:
     plotting.write_table(paths.predictions_table, table)
     plotting.draw_evaluation(paths.predictions_figure, evaluation, features, table)
     plotting.plot_loss_curves(paths.loss_figure, losses)
-    shown = {
-        name: value for name, value in evaluation.metrics.items() if not isinstance(value, dict)
-    }
-    print("Test metrics: " + ", ".join(f"{name} {value:.6g}" for name, value in shown.items()))
+    # A metric undefined on this test split (R² of a constant target) is null in the JSON.
+    shown = [
+        f"{name} {'undefined' if value is None else format(value, '.6g')}"
+        for name, value in evaluation.metrics.items()
+        if not isinstance(value, dict)
+    ]
+    print("Test metrics: " + ", ".join(shown))
 
 
 if __name__ == "__main__":

@@ -159,6 +159,17 @@ def test_the_readme_example_is_the_regression_recipe_and_predicts(pipeline_repo)
     np.testing.assert_allclose(predicted, [382.0, 46.0], atol=15)
 
 
+def test_a_constant_test_target_leaves_r2_undefined_and_evaluate_still_reports(pipeline_repo):
+    x = np.arange(50.0)
+    y = np.where(x < 40, 3 * x + 1, 7.0)  # the last ten rows, the test split, all 7
+    path = use_table(pipeline_repo, "flat_end", pd.DataFrame({"x": x, "y": y}))
+
+    result = run_up_to_evaluate(pipeline_repo, REGRESSION, f"data.path={path}", "data.target=y")
+
+    assert metrics_of(pipeline_repo)["r2"] is None
+    assert "r2 undefined" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
