@@ -494,13 +494,12 @@ def _selector(
     # The passes over the rows below need only the target: read only its column.
     targets = ParquetTable(dataset.path, dataset.columns[-1:])
     # The number of train rows of each group: of each class, or of all rows (None).
-    sizes: dict[float | None, int] = {None: train_size}
     if params.stratify:
         counts: Counter[float] = Counter()
         for chunk in targets:
             labels, number = np.unique(chunk[targets.columns[0]], return_counts=True)
             counts.update(dict(zip(labels.tolist(), number.tolist(), strict=True)))
-        sizes = {}
+        sizes: dict[float | None, int] = {}
         for label, count in sorted(counts.items()):
             sizes[label] = int(params.train_fraction * count)
             if not 1 <= sizes[label] < count:
@@ -508,27 +507,39 @@ def _selector(
                     f"split.stratify: class {label:g} has {count} row(s), too few to put some in "
                     f"both train and test at split.train_fraction={params.train_fraction:g}"
                 )
+    else:
+        sizes = {None: train_size}
+
+    def groups(labels: np.ndarray) -> dict[float | None, np.ndarray]:
+        return {
+            label: np.ones(len(labels), dtype=bool) if label is None else labels == label
+            for label in sizes
+        }
+
     if params.shuffle:
         thresholds = {
             label: _kth_smallest_key(targets, seed, size, label) for label, size in sizes.items()
         }
+
+        def shuffled(index: int, labels: np.ndarray) -> np.ndarray:
+            keys = row_keys(seed, dataset.offsets[index], dataset.offsets[index + 1])
+            in_train = np.zeros(len(labels), dtype=bool)
+            for label, members in groups(labels).items():
+                in_train |= members & (keys <= thresholds[label])
+            return in_train
+
+        return shuffled
     seen = dict.fromkeys(sizes, 0)
 
-    def select(index: int, labels: np.ndarray) -> np.ndarray:
-        if params.shuffle:
-            keys = row_keys(seed, dataset.offsets[index], dataset.offsets[index + 1])
+    def in_order(index: int, labels: np.ndarray) -> np.ndarray:
         in_train = np.zeros(len(labels), dtype=bool)
-        for label, size in sizes.items():
-            members = np.ones(len(labels), dtype=bool) if label is None else labels == label
-            if params.shuffle:
-                in_train |= members & (keys <= thresholds[label])
-            else:
-                rank = seen[label] + np.cumsum(members) - 1  # each member's place in its group
-                in_train |= members & (rank < size)
-                seen[label] += int(members.sum())
+        for label, members in groups(labels).items():
+            rank = seen[label] + np.cumsum(members) - 1  # each member's place in its group
+            in_train |= members & (rank < sizes[label])
+            seen[label] += int(members.sum())
         return in_train
 
-    return select
+    return in_order
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)

@@ -19,10 +19,12 @@ def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank)
         return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise UserError("device: mps was asked for but is not available on this machine")
-    if kind != "cuda":
-        return torch.device(kind)
+    if kind == "cpu":
+        return torch.device("cpu")
+    if kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise UserError("device: mps was asked for but is not available on this machine")
+        return torch.device("mps")
     if not torch.cuda.is_available():
         raise UserError(
             f"device: {requested} was asked for but CUDA is not available on this machine; "

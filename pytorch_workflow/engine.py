@@ -150,23 +150,24 @@ def _loss_and_gradients(
     data: SplitTensors,
     loss_fn: nn.Module,
     l2: float,
+    *,
     pieces: Iterable[tuple[int, torch.Tensor, torch.Tensor]],
-    count: int,
-    rows: int,
+    pieces_in_all: int,
+    batch_rows: int,
 ) -> torch.Tensor:
-    """The loss on `rows` rows that the processes share as `count` pieces; its gradient is left
-    in each parameter's `.grad`.
+    """The mean loss on a batch of `batch_rows` rows that the processes share as `pieces_in_all`
+    pieces, plus the split's L2 penalty; its gradient is left in each parameter's `.grad`.
 
     `pieces` are this process's `(index, X, y)`. Each piece's mean loss is weighted by its share
-    of the rows (1.0 for a single piece, an exact multiplication) and differentiated on its own;
+    of the batch (1.0 for a single piece, an exact multiplication) and differentiated on its own;
     the pieces' gradients are then added in index order on every process, in one collective.
     """
     parameters = [p for p in model.parameters() if p.requires_grad]
     sizes = [p.numel() for p in parameters]
-    table = torch.zeros(count, sum(sizes) + 1, device=data.device)
+    table = torch.zeros(pieces_in_all, sum(sizes) + 1, device=data.device)
     model.train()
     for index, X, y in pieces:
-        loss = portable.ordered_mean(loss_fn(forward_pass(model, X), y)) * (X.shape[0] / rows)
+        loss = portable.ordered_mean(loss_fn(forward_pass(model, X), y)) * (X.shape[0] / batch_rows)
         if l2 and index == 0:  # the penalty once, with the first piece
             loss = loss + l2_penalty(model, l2, data.rows)
         for parameter in parameters:
@@ -199,7 +200,13 @@ def train_step(
 
         def closure() -> torch.Tensor:
             return _loss_and_gradients(
-                model, data, loss_fn, l2, data.mine(), data.num_chunks, data.rows
+                model,
+                data,
+                loss_fn,
+                l2,
+                pieces=data.mine(),
+                pieces_in_all=data.num_chunks,
+                batch_rows=data.rows,
             )
 
         if isinstance(optimizer, LBFGS):
@@ -224,16 +231,23 @@ def train_step(
                     loss = loss + l2_penalty(model, l2, data.rows)
                 optimizer.zero_grad()
                 loss.backward()
-            else:
+                optimizer.step()
+            else:  # each process differentiates its slice of the mini-batch
                 bounds = np.linspace(0, X_batch.shape[0], data.world_size + 1).astype(int)
                 first, last = bounds[data.rank], bounds[data.rank + 1]
                 mine = (
                     [(data.rank, X_batch[first:last], y_batch[first:last])] if last > first else []
                 )
                 loss = _loss_and_gradients(
-                    model, data, loss_fn, l2, mine, data.world_size, X_batch.shape[0]
+                    model,
+                    data,
+                    loss_fn,
+                    l2,
+                    pieces=mine,
+                    pieces_in_all=data.world_size,
+                    batch_rows=X_batch.shape[0],
                 )
-            optimizer.step()
+                optimizer.step()
             total += loss.item() * X_batch.shape[0]
     return total / data.rows
 
@@ -271,8 +285,8 @@ def train(
     order = np.random.default_rng(shuffle_seed) if shuffle_seed is not None else None
     history: list[EpochLosses] = []
     with _progress_bar(params.epochs, train_data.rank) as bar:
-        if bar is not None:
-            log = bar.write  # through the bar's own writer, log lines do not tear it
+        # Through the bar's own writer, log lines do not tear the bar.
+        write_line = log if bar is None else bar.write
         for epoch in range(params.epochs):
             train_loss = train_step(
                 model, train_data, loss_fn, optimizer, params.batch_size, order, params.l2
@@ -290,7 +304,7 @@ def train(
                 if rate := bar.format_dict.get("rate"):
                     bar.set_postfix_str(f"{rate * train_data.rows:,.0f} rows/s", refresh=False)
             if epoch % params.log_every == 0:
-                log(
+                write_line(
                     f"Epoch: {epoch} | {label} Train Loss: {train_loss} "
                     f"| {label} Test Loss: {test_loss}"
                 )

@@ -9,7 +9,8 @@ split bit for bit as evaluate did, or the bundle is not published.
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,19 +78,28 @@ def program_bytes(model: nn.Module, in_features: int) -> bytes:
         node.meta.pop("stack_trace", None)
     # Example inputs would be a pickle inside the program: nothing a user needs.
     program.example_inputs = None
-    # `torch.export.save` records `torch.__version__` in the program, build label and all:
-    # "+cpu" from PyTorch's CPU index, "+cu130" from PyPI on Linux, none on macOS. The program is
-    # the same on each build of a release, so the label would only make one model different
-    # files on different machines; torch has no option for it, so the save sees the release
-    # alone. `tests/test_utils.py` tells when torch stops recording its version this way.
+    buffer = io.BytesIO()
+    with torch_release_as_version():
+        torch.export.save(program, buffer)
+    return portable_serialization_id(buffer.getvalue())
+
+
+@contextmanager
+def torch_release_as_version() -> Iterator[None]:
+    """`torch.__version__` without its build label ("2.13.0", not "2.13.0+cpu"), for a save.
+
+    `torch.export.save` records `torch.__version__` in the program, build label and all:
+    "+cpu" from PyTorch's CPU index, "+cu130" from PyPI on Linux, none on macOS. The program is
+    the same on each build of a release, so the label would only make one model different
+    files on different machines; torch has no option for it. `tests/test_utils.py` tells when
+    torch stops recording its version this way.
+    """
     installed = torch.__version__
     torch.__version__ = type(installed)(TORCH_RELEASE)
-    buffer = io.BytesIO()
     try:
-        torch.export.save(program, buffer)
+        yield
     finally:
         torch.__version__ = installed
-    return portable_serialization_id(buffer.getvalue())
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ def fused_multiply_add(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tor
 
 class Optimizer:
     """An optimizer's parameters and learning rate, `zero_grad()`, and `step()`: `_update` of
-    each parameter that has a gradient.
+    each parameter that has a gradient (L-BFGS, which needs the loss, has its own `step`).
 
     Not a subclass of `torch.optim.Optimizer`: making one of torch's optimizers imports torch's
     compiler (about two seconds of every train stage, and of every process under torchrun),
@@ -72,11 +72,14 @@ class SGD(Optimizer):
 
     def _update(self, param: torch.Tensor, grad: torch.Tensor) -> None:
         direction = grad
-        if self.momentum and param in self.state:
-            # torch: buf.mul_(momentum).add_(grad): two roundings on every CPU
-            direction = self.state[param].mul_(self.momentum).add_(grad)
-        elif self.momentum:
-            direction = self.state[param] = grad.clone()
+        if self.momentum:
+            buffer = self.state.get(param)
+            if buffer is None:
+                buffer = self.state[param] = grad.clone()
+            else:
+                # torch: buf.mul_(momentum).add_(grad): two roundings on every CPU
+                buffer.mul_(self.momentum).add_(grad)
+            direction = buffer
         scale = torch.tensor(-self.lr, dtype=torch.float32, device=param.device)
         param.copy_(fused_multiply_add(direction, scale, param))
 
@@ -89,8 +92,9 @@ class Adam(Optimizer):
 
     def _update(self, param: torch.Tensor, grad: torch.Tensor) -> None:
         beta1, beta2 = self.BETAS
-        zeros = torch.zeros_like(param)
-        step, exp_avg, squares = self.state.get(param, (0, zeros, zeros))
+        if param not in self.state:
+            self.state[param] = (0, torch.zeros_like(param), torch.zeros_like(param))
+        step, exp_avg, squares = self.state[param]
         step += 1
         exp_avg = exp_avg * beta1 + grad * (1 - beta1)
         squares = squares * beta2 + (grad * grad) * (1 - beta2)

@@ -393,7 +393,8 @@ class _Reader:
         limits = f">= {at_least:,}" + (f" and <= {at_most:,}" if at_most is not None else "")
         expected = f"a whole number {limits}"
         number = self._finite(key, expected)
-        if number != int(number) or number < at_least or (at_most is not None and number > at_most):
+        too_large = at_most is not None and number > at_most
+        if number != int(number) or number < at_least or too_large:
             raise self._fail(key, expected)
         return int(number)
 
@@ -404,8 +405,10 @@ class _Reader:
 
     def boolean(self, key: str) -> bool:
         value = self._get(key)
-        if isinstance(value, bool | str) and str(value).strip().lower() in ("true", "false"):
-            return str(value).strip().lower() == "true"
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
         raise self._fail(key, "true or false")
 
     def choice(self, key: str, allowed: tuple[str, ...], context: str = "") -> str:

@@ -18,13 +18,16 @@ LOSS_COLUMNS = ("epoch", "train_loss", "test_loss")
 
 def write_table(path: str | Path, columns: dict[str, np.ndarray]) -> None:
     """A small table as CSV for `dvc plots`; every number as its shortest exact text."""
-    texts = [
-        # A float32 as the shortest text that reads back as the same float32.
-        [str(np.float32(v)) if values.dtype == np.float32 else repr(v) for v in values.tolist()]
-        for values in columns.values()
-    ]
+    texts = [_texts(values) for values in columns.values()]
     lines = [",".join(columns), *(",".join(row) for row in zip(*texts, strict=True))]
     atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _texts(values: np.ndarray) -> list[str]:
+    if values.dtype == np.float32:
+        # The shortest text that reads back as the same float32.
+        return [str(np.float32(value)) for value in values.tolist()]
+    return [repr(value) for value in values.tolist()]
 
 
 def read_loss_table(path: str | Path) -> dict[str, np.ndarray]:

@@ -43,7 +43,7 @@ def main() -> None:
     plotting.plot_loss_curves(paths.loss_figure, losses)
     # A metric undefined on this test split (R² of a constant target) is null in the JSON.
     shown = [
-        f"{name} {'undefined' if value is None else format(value, '.6g')}"
+        f"{name} {value:.6g}" if value is not None else f"{name} undefined"
         for name, value in evaluation.metrics.items()
         if not isinstance(value, dict)
     ]

@@ -375,10 +375,10 @@ def test_killed_while_writing_leaves_no_complete_looking_file_and_repro_recovers
     stage = subprocess.Popen(
         [sys.executable, "-m", "stages.prepare"], cwd=pipeline_repo, env=tool_env()
     )
-    # Killed as soon as its first row group is on disk: a fixed wait could outlast the whole
-    # write on a fast or a busy machine.
+    # Killed as soon as its temporary file appears: a fixed wait could outlast the whole write
+    # on a fast or a busy machine.
     deadline = time.monotonic() + 120
-    while not any(tmp.stat().st_size for tmp in data_dir.glob(".dataset.parquet.*.tmp")):
+    while not list(data_dir.glob(".dataset.parquet.*.tmp")):
         assert stage.poll() is None, "prepare finished before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.001)
