@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO_ROOT, predict, run
+from tests.helpers import table_file
 from tests.test_bad_inputs import assert_clean_failure, set_params
 
 pytestmark = pytest.mark.slow
@@ -160,11 +161,11 @@ def test_the_readme_example_is_the_regression_recipe_and_predicts(pipeline_repo)
 
 
 def test_a_constant_test_target_leaves_r2_undefined_and_evaluate_still_reports(pipeline_repo):
-    x = np.arange(50.0)
-    y = np.where(x < 40, 3 * x + 1, 7.0)  # the last ten rows, the test split, all 7
-    path = use_table(pipeline_repo, "flat_end", pd.DataFrame({"x": x, "y": y}))
+    test_split = pipeline_repo / "data/test.parquet"
+    x = pd.read_parquet(test_split)["x"].to_numpy()
+    table_file(test_split, {"x": x, "y": np.full(len(x), 7.0)})  # one target value
 
-    result = run_up_to_evaluate(pipeline_repo, REGRESSION, f"data.path={path}", "data.target=y")
+    result = run([sys.executable, "-m", "stages.evaluate"], pipeline_repo)
 
     assert metrics_of(pipeline_repo)["r2"] is None
     assert "r2 undefined" in result.stdout
