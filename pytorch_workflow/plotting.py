@@ -18,14 +18,14 @@ LOSS_COLUMNS = ("epoch", "train_loss", "test_loss")
 
 def write_table(path: str | Path, columns: dict[str, np.ndarray]) -> None:
     """A small table as CSV for `dvc plots`; every number as its shortest exact text."""
-    texts = [_texts(values) for values in columns.values()]
+    texts = [shortest_texts(values) for values in columns.values()]
     lines = [",".join(columns), *(",".join(row) for row in zip(*texts, strict=True))]
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def _texts(values: np.ndarray) -> list[str]:
+def shortest_texts(values: np.ndarray) -> list[str]:
+    """Each number as the shortest text that reads back as the same value of its dtype."""
     if values.dtype == np.float32:
-        # The shortest text that reads back as the same float32.
         return [str(np.float32(value)) for value in values.tolist()]
     return [repr(value) for value in values.tolist()]
 
@@ -69,11 +69,13 @@ def _figure(path: str | Path, figsize: tuple[int, int] = (10, 7)) -> Iterator[An
     import matplotlib.pyplot as plt
 
     figure = plt.figure(figsize=figsize)
-    yield plt
-    buffer = io.BytesIO()
-    # No software version in the file: the same figure gives the same bytes.
-    figure.savefig(buffer, format="png", dpi=72, metadata={"Software": None})
-    plt.close(figure)
+    try:
+        yield plt
+        buffer = io.BytesIO()
+        # No software version in the file: the same figure gives the same bytes.
+        figure.savefig(buffer, format="png", dpi=72, metadata={"Software": None})
+    finally:
+        plt.close(figure)
     atomic_write_bytes(path, buffer.getvalue())
 
 

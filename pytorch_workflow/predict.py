@@ -33,6 +33,7 @@ from pytorch_workflow.files import atomic_path
 from pytorch_workflow.metrics import sigmoid
 from pytorch_workflow.params import DEVICE_CHOICES
 from pytorch_workflow.paths import artifact_name, load_paths
+from pytorch_workflow.plotting import shortest_texts
 
 
 def input_reader(
@@ -162,10 +163,7 @@ def predict_csv(args: argparse.Namespace, bundle: Path) -> None:
                 outputs = model(X.to(device)).cpu().numpy().reshape(-1)
             # The input's columns exactly as they were (csv writes None as ""), then the
             # shortest text of each output.
-            if name == "probability":
-                texts = [str(value) for value in sigmoid(outputs).tolist()]
-            else:
-                texts = [str(np.float32(value)) for value in outputs]
+            texts = shortest_texts(sigmoid(outputs) if name == "probability" else outputs)
             inputs = [column.to_pylist() for column in batch.columns]
             writer.writerows(zip(*inputs, texts, strict=True))
             rows += batch.num_rows
