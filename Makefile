@@ -7,7 +7,8 @@ PIP := "$(BIN)/python" -m pip install --quiet --disable-pip-version-check
 export PATH := $(BIN):$(PATH)
 
 .PHONY: setup setup-s3 setup-test repro test test-fast lint format experiments report \
-	lock-check release benchmark benchmark-quick own-data-results clean-venv
+	lock-check release benchmark benchmark-quick own-data-results reproducibility-results \
+	clean-venv
 
 setup: $(VENV)/.installed
 
@@ -90,6 +91,11 @@ benchmark-quick: setup
 # docs/own-data-results.md and the table in README.md.
 own-data-results: setup-test
 	python benchmarks/own_data.py
+
+# Runs the pipeline under other machines' settings and with two processes: writes the measured
+# table of docs/reproducibility.md.
+reproducibility-results: setup-test
+	python benchmarks/reproducibility.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -40,17 +40,18 @@ def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
 
 
 def use_repeatable_kernels(device: torch.device) -> None:
-    """One CPU thread, and deterministic CUDA kernels: the same bits on every run.
+    """torch's documented switches for the same bits on every run: one CPU thread and
+    deterministic algorithms (docs/reproducibility.md).
 
     torch splits a large sum across its CPU threads, so the thread count would change the last
-    bits of every loss from one machine to the next; one thread is also no slower on this
-    pipeline's element-wise work, and runs side by side do not fight over the cores.
+    bits of every loss from one machine to the next; one thread is also no slower on the
+    course's element-wise work, and runs side by side do not fight over the cores.
     """
     torch.set_num_threads(1)
     if device.type == "cuda":
         # cuBLAS needs this set before its first call to give the same bits on every run.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True)
 
 
 def describe(device: torch.device) -> str:

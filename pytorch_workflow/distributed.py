@@ -78,6 +78,29 @@ def start_process_group(device: "torch.device") -> int:
     return dist.get_world_size()
 
 
+def process_rank() -> tuple[int, int]:
+    """(rank, world size) in torchrun's process group; (0, 1) in a single process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def sum_over_processes(value: float) -> float:
+    """The sum of a number over the processes (itself in a single process): for the losses
+    that are logged; the gradients are DistributedDataParallel's."""
+    import torch
+    import torch.distributed as dist
+
+    if process_rank()[1] == 1:
+        return value
+    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    total = torch.tensor([value], dtype=torch.float64, device=on)
+    dist.all_reduce(total)
+    return total.item()
+
+
 def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 

@@ -27,8 +27,8 @@ from pytorch_workflow.files import (
     atomic_write_json,
     sha256_of_file,
 )
-from pytorch_workflow.model_builder import build_model
-from pytorch_workflow.params import CLASSIFICATION, MODELS
+from pytorch_workflow.model_builder import build_model, model_classes
+from pytorch_workflow.params import CLASSIFICATION, ModelParams
 from pytorch_workflow.utils import (
     check_archive_size,
     load_model,
@@ -106,7 +106,7 @@ def torch_release_as_version() -> Iterator[None]:
 class Bundle:
     """What the export stage puts in the bundle, and what it checks it against."""
 
-    model_name: str
+    model: ModelParams
     task: str
     features: Features
     checkpoint: Path
@@ -119,10 +119,12 @@ class Bundle:
 def export_bundle(bundle: Bundle, export_dir: Path) -> None:
     """Write the bundle to a temporary folder, check it, then swap it into `export_dir`."""
     k = len(bundle.features.names)
-    model = load_model(build_model(bundle.model_name, in_features=k), bundle.checkpoint)
+    model = build_model(bundle.model.name, in_features=k, options=bundle.model.options)
+    model = load_model(model, bundle.checkpoint)
     card = {
         **bundle.provenance,
-        "model": bundle.model_name,
+        "model": bundle.model.name,
+        "model_options": bundle.model.options,
         "task": bundle.task,
         "parameters": {name: list(t.shape) for name, t in model.state_dict().items()},
         "input": {"columns": list(bundle.features.names), "dtype": "float32"},
@@ -185,8 +187,10 @@ def read_card(export_dir: Path) -> dict[str, Any]:
 def _card_problem(card: Any) -> str | None:
     if not isinstance(card, dict):
         return f"expected a JSON object, got {type(card).__name__}"
-    if not isinstance(card.get("model"), str) or card["model"] not in MODELS:
-        return f"model must be one of {', '.join(MODELS)}"
+    if not isinstance(card.get("model"), str) or card["model"] not in model_classes():
+        return f"model must be a class of model_builder: {', '.join(model_classes())}"
+    if not isinstance(card.get("model_options"), dict):
+        return "model_options must be a mapping of the model's keyword arguments"
     columns = card["input"].get("columns") if isinstance(card.get("input"), dict) else None
     if not (isinstance(columns, list) and columns and all(isinstance(c, str) for c in columns)):
         return "input.columns must be a list of column names"
@@ -228,7 +232,8 @@ def model_from_bundle(export_dir: Path) -> nn.Module:
             "the bundle was changed or damaged; export or fetch it again"
         )
     columns = card["input"]["columns"]
-    model = load_model(build_model(card["model"], in_features=len(columns)), path)
+    model = build_model(card["model"], in_features=len(columns), options=card["model_options"])
+    model = load_model(model, path)
     scaling = card["standardization"] or {}
     return deployable(model, scaling.get("mean"), scaling.get("std"))
 

@@ -1,11 +1,19 @@
-"""The course's two linear models, built by name (`params.MODELS`), for one feature or k."""
+"""The models: the course's two chapter 01 models, and any `nn.Module` you write here.
 
+`model.name` in params.yaml picks a class of this module, by its class name or the short name
+it declares (`short_name`), and `model.options` are its constructor's keyword arguments. A
+constructor that takes `in_features` or `out_features` gets them from the data. Adding a model
+is writing its class below, nothing else.
+"""
+
+import inspect
 import math
+import sys
 
 import torch
 from torch import nn
 
-from pytorch_workflow.params import MODELS
+from pytorch_workflow.params import Options, construct, find_class
 
 
 class LinearRegressionModel(nn.Module):
@@ -15,13 +23,9 @@ class LinearRegressionModel(nn.Module):
     the scale of one feature's however many there are (plain `randn` would grow them with
     sqrt(k) and stall a classifier's first epochs). With one feature that is exactly the
     course's `torch.randn(1)`.
-
-    The parameters broadcast over the rows, so the model also takes them repeated once per row
-    (`portable.row_parameters`), which is how the training loop sums their gradients in a
-    fixed order.
     """
 
-    takes_row_parameters = True
+    short_name = "linear_regression"
 
     def __init__(self, in_features: int = 1) -> None:
         super().__init__()
@@ -30,22 +34,15 @@ class LinearRegressionModel(nn.Module):
         self.bias = nn.Parameter(torch.randn(1, dtype=torch.float), requires_grad=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weights.shape[-1] == 1:
-            return self.weights * x + self.bias  # exactly the course's line
-        # Feature by feature, in order: the same rounding on every CPU. A matrix product would
-        # sum in the order its BLAS kernel picks for the CPU it runs on.
-        output = x[:, :1] * self.weights[..., :1]
-        for feature in range(1, self.weights.shape[-1]):
-            output = output + x[:, feature : feature + 1] * self.weights[..., feature : feature + 1]
-        return output + self.bias
+        if self.weights.shape[0] == 1:
+            return self.weights * x + self.bias  # the course's line
+        return x @ self.weights.unsqueeze(dim=1) + self.bias
 
 
 class LinearRegressionModelV2(nn.Module):
-    """The same model with PyTorch's own `nn.Linear` layer doing the work.
+    """The same model with PyTorch's own `nn.Linear` layer doing the work."""
 
-    `nn.Linear` multiplies through the BLAS kernel torch picks for the CPU, so its last bits
-    can differ between kinds of CPU (docs/reproducibility.md).
-    """
+    short_name = "linear_regression_v2"
 
     def __init__(self, in_features: int = 1) -> None:
         super().__init__()
@@ -55,11 +52,36 @@ class LinearRegressionModelV2(nn.Module):
         return self.linear_layer(x)
 
 
-_CLASSES = {cls.__name__: cls for cls in (LinearRegressionModel, LinearRegressionModelV2)}
+def model_classes() -> dict[str, type[nn.Module]]:
+    """Every `nn.Module` class written in this module, by class name and by short name."""
+    classes = {}
+    for name, value in vars(sys.modules[__name__]).items():
+        if (
+            isinstance(value, type)
+            and issubclass(value, nn.Module)
+            and value.__module__ == __name__
+        ):
+            classes[name] = value
+            if isinstance(getattr(value, "short_name", None), str):
+                classes[value.short_name] = value
+    return classes
 
 
-def build_model(name: str, seed: int | None = None, in_features: int = 1) -> nn.Module:
-    """A fresh model; with a seed, initialised as in the course: `torch.manual_seed(seed)` first."""
+def build_model(
+    name: str,
+    seed: int | None = None,
+    in_features: int = 1,
+    options: Options | None = None,
+    out_features: int = 1,
+) -> nn.Module:
+    """A fresh model; with a seed, initialised as in the course: `torch.manual_seed(seed)` first.
+
+    `name` and `options` are `model.name` and `model.options`.
+    """
+    cls = find_class("model.name", name, model_classes(), "pytorch_workflow/model_builder.py")
+    from_data = {"in_features": in_features, "out_features": out_features}
+    accepted = inspect.signature(cls).parameters
+    given = {key: value for key, value in from_data.items() if key in accepted}
     if seed is not None:
         torch.manual_seed(seed)
-    return _CLASSES[MODELS[name]](in_features)
+    return construct("model.options", cls, options or {}, given)

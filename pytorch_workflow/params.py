@@ -1,14 +1,17 @@
 """`params.yaml`: read it, check every key against one schema, hand the stages typed values.
 
-This module also declares each vocabulary once (tasks, models, losses, optimizers, devices): the
-check uses it here, the builders in `model_builder` and `engine` resolve the same names, and
-`docs/params.md` lists them. It imports no torch, so a typo fails in a fraction of a second.
+This module also declares each vocabulary of its own once (tasks, losses, devices): the check
+uses it here, `engine` resolves the same names, and `docs/params.md` lists them. Models,
+optimizers and schedulers are not listed here: they are torch's (`torch.optim`) and the user's
+(`model_builder`), resolved by name where torch is imported. This module imports no torch, so a
+typo in the file's shape fails in a fraction of a second.
 
 `dvc exp run -S train.lr=1e-6` writes `1e-06`, which YAML reads as a string, so numbers are
 also accepted as numeric strings (DVC issue 5971).
 """
 
 import difflib
+import inspect
 import math
 import operator
 import os
@@ -43,14 +46,6 @@ LOSSES = {
     "mse": Loss("MSE", "MSELoss", REGRESSION),
     "huber": Loss("Huber", "HuberLoss", REGRESSION),
     "bce": Loss("BCE", "BCEWithLogitsLoss", CLASSIFICATION),
-}
-# The class of each optimizer in `optimizers` (torch.optim's formulas, rounding alike on every CPU);
-# lbfgs needs the whole split at once.
-OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "lbfgs": "LBFGS"}
-# The model_builder class of each model.
-MODELS = {
-    "linear_regression": "LinearRegressionModel",
-    "linear_regression_v2": "LinearRegressionModelV2",
 }
 DEVICE_CHOICES = "cpu, auto, cuda, cuda:N or mps"
 _DEVICE = re.compile(r"cpu|auto|mps|cuda(:[0-9]{1,3})?")
@@ -87,14 +82,26 @@ class SplitParams:
     stratify: bool
 
 
+# A class's keyword arguments as params.yaml gives them: `{momentum: 0.9}`.
+Options = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    name: str  # a class of `model_builder`, by its name or the short name it declares
+    options: Options  # its constructor's keyword arguments
+
+
 @dataclass(frozen=True)
 class TrainParams:
     epochs: int
     batch_size: int | None  # None: the whole split in one step, as in the course
     lr: float
     loss: str
-    optimizer: str
-    momentum: float
+    optimizer: str  # a torch.optim class, by name, any case
+    optimizer_options: Options
+    scheduler: str | None  # a torch.optim.lr_scheduler class, by name, any case
+    scheduler_options: Options
     l2: float
     processes: int
     log_every: int
@@ -107,7 +114,7 @@ class Params:
     task: str
     data: DataParams
     split: SplitParams
-    model: str
+    model: ModelParams
     train: TrainParams
     raw: dict[str, Any]  # the file as read, for the model card
 
@@ -123,7 +130,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "task": (),
     "data": _keys(DataParams),
     "split": _keys(SplitParams),
-    "model": ("name",),
+    "model": _keys(ModelParams),
     "train": _keys(TrainParams),
 }
 KNOWN_KEYS = [
@@ -182,18 +189,15 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
             tuple(name for name, loss in LOSSES.items() if loss.task == task),
             f"with task: {task}",
         ),
-        optimizer=reader.choice("train.optimizer", tuple(OPTIMIZERS)),
-        momentum=reader.number("train.momentum", at_least=0.0, below=1.0),
+        optimizer=reader.identifier("train.optimizer"),
+        optimizer_options=reader.options("train.optimizer_options"),
+        scheduler=reader.identifier("train.scheduler", optional=True),
+        scheduler_options=reader.options("train.scheduler_options"),
         l2=reader.number("train.l2", at_least=0.0, at_most=1e12),
         processes=reader.integer("train.processes", at_least=1, at_most=256),
         log_every=reader.integer("train.log_every", at_least=1),
     )
-    if train.momentum and train.optimizer != "sgd":
-        raise UserError(
-            f"{path}: train.momentum is SGD's; {train.optimizer} has none: set it to 0, "
-            f"got {train.momentum:g}"
-        )
-    if train.optimizer == "lbfgs" and train.batch_size is not None:
+    if train.optimizer.lower() == "lbfgs" and train.batch_size is not None:
         raise UserError(
             f"{path}: train.optimizer: lbfgs takes the whole split in each step; "
             f"set train.batch_size: null, got {train.batch_size}"
@@ -204,7 +208,9 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         task=task,
         data=data,
         split=split,
-        model=reader.choice("model.name", tuple(MODELS)),
+        model=ModelParams(
+            name=reader.identifier("model.name"), options=reader.options("model.options")
+        ),
         train=train,
         raw=raw,
     )
@@ -437,8 +443,91 @@ class _Reader:
             return tuple(value)
         raise self._fail(key, "null or a list of distinct column names")
 
+    def identifier(self, key: str, optional: bool = False) -> str | None:
+        """A class's name as written (`sgd`, `CircleModelV2`); null too where `optional`."""
+        value = self._get(key)
+        if optional and value is None:
+            return None
+        if isinstance(value, str) and value.isidentifier():
+            return value
+        raise self._fail(key, ("null or " if optional else "") + "a class name such as sgd or adam")
+
+    def options(self, key: str) -> Options:
+        """A mapping of keyword arguments to plain values (numbers, text, booleans, lists)."""
+        value = self._get(key)
+        if value is None:
+            return {}
+        if isinstance(value, dict) and all(
+            isinstance(name, str) and name.isidentifier() for name in value
+        ):
+            return dict(value)
+        raise self._fail(key, "a mapping of keyword arguments, such as {momentum: 0.9}")
+
     def device(self, key: str) -> str:
         value = self._get(key)
         if isinstance(value, str) and _DEVICE.fullmatch(value):
             return value
         raise self._fail(key, DEVICE_CHOICES)
+
+
+# ---- classes named in params: models, optimizers, schedulers -----------------------------------
+
+
+def find_class(key: str, name: str, classes: dict[str, type], where: str) -> type:
+    """The class that `name` means among `classes` (by name, any case); one line if none."""
+    by_lower = {known.lower(): cls for known, cls in classes.items()}
+    if name.lower() in by_lower:
+        return by_lower[name.lower()]
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    hint = (
+        f"did you mean {by_lower[close[0]].__name__}?" if close else f"known: {', '.join(classes)}"
+    )
+    raise UserError(f"{key}: no class {name!r} in {where}; {hint}")
+
+
+def construct(key: str, cls: type, options: Options, given: dict[str, Any]) -> Any:
+    """`cls(**given, **options)`, with the options checked against its constructor first.
+
+    Numbers that DVC wrote as strings are read back as numbers where the option's default is
+    one, and lists as tuples where it is a tuple (Adam's `betas`). `given` are the arguments
+    the pipeline itself passes (the parameters, `lr`, `in_features`): an option may not
+    repeat them.
+    """
+    signature = inspect.signature(cls)
+    accepted = signature.parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    converted = {}
+    for name, value in options.items():
+        if name in given:
+            raise UserError(f"{key}.{name}: the pipeline sets {name} itself; remove the option")
+        if name not in accepted and not takes_any:
+            keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            names = [n for n, p in accepted.items() if n not in given and p.kind in keywords]
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+            hint = (
+                f"did you mean {close[0]}?"
+                if close
+                else f"its options: {', '.join(names) or 'none'}"
+            )
+            raise UserError(f"{key}: {cls.__name__} has no option {name!r}; {hint}")
+        default = accepted[name].default if name in accepted else None
+        converted[name] = _like_default(value, default)
+    try:
+        return cls(**given, **converted)
+    except (TypeError, ValueError, AssertionError, RuntimeError) as error:
+        raise UserError(f"{key}: {cls.__name__} refused {converted}: {first_line(error)}") from None
+
+
+def _like_default(value: Any, default: Any) -> Any:
+    if (
+        isinstance(default, float | int)
+        and not isinstance(default, bool)
+        and isinstance(value, str)
+    ):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
+    return value

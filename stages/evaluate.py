@@ -28,7 +28,9 @@ def main() -> None:
     features = read_features(paths.features)
     train = ParquetTable(paths.train, features.columns)
     test = ParquetTable(paths.test, features.columns)
-    loaded_model = build_model(params.model, in_features=len(features.names))
+    loaded_model = build_model(
+        params.model.name, in_features=len(features.names), options=params.model.options
+    )
     loaded_model = load_model(loaded_model, paths.model).to(device)
     losses = plotting.read_loss_table(paths.loss_table)
 

@@ -37,7 +37,7 @@ def main() -> None:
             f"{paths.evaluate_metrics}: not readable metrics ({error}); run `dvc repro`"
         ) from None
     bundle = Bundle(
-        model_name=params.model,
+        model=params.model,
         task=params.task,
         features=features,
         checkpoint=paths.model,

@@ -1,5 +1,6 @@
 """Stage 3, train: build the model, run the course's train/test loop, save the state_dict."""
 
+import platform
 import sys
 from dataclasses import asdict
 
@@ -34,6 +35,7 @@ import torch
 
 from pytorch_workflow import engine
 from pytorch_workflow.data_setup import ParquetTable, read_features
+from pytorch_workflow.dataloaders import create_dataloaders
 from pytorch_workflow.device import describe, resolve_device, use_repeatable_kernels
 from pytorch_workflow.files import atomic_write_json, atomic_write_text
 from pytorch_workflow.model_builder import build_model
@@ -50,20 +52,24 @@ def train(params: Params, paths: Paths) -> None:
     log(f"Using device: {describe(device)}" + (f", {processes} processes" if processes > 1 else ""))
 
     features = read_features(paths.features)
-    # Both splits keep what fits of their chunks in one memory budget, and read the rest again.
-    budget = engine.CacheBudget()
-    train_data, test_data = (
-        engine.SplitTensors(ParquetTable(path, features.columns), features, device, budget)
-        for path in (paths.train, paths.test)
+    train_dataloader, test_dataloader = create_dataloaders(
+        ParquetTable(paths.train, features.columns),
+        ParquetTable(paths.test, features.columns),
+        features,
+        device,
+        params.train.batch_size,
+        shuffle_seed=params.seed if params.split.shuffle else None,
     )
 
-    model = build_model(params.model, params.seed, len(features.names)).to(device)
-    log(f"Initial parameters: {learned_parameters(model)}")
-    shuffle_seed = params.seed if params.split.shuffle else None
+    model = build_model(params.model.name, params.seed, len(features.names), params.model.options)
+    model = model.to(device)
+    log(f"Initial parameters: {shown_parameters(model)}")
     # Written as training goes, so `dvc exp show` shows a running experiment's progress.
     progress = (lambda history: write_losses(paths, history, live=True)) if writer else None
-    history = engine.train(model, train_data, test_data, params.train, log, shuffle_seed, progress)
-    log(f"Learned parameters: {learned_parameters(model)}")
+    history = engine.train(
+        model, train_dataloader, test_dataloader, params.train, log, on_log=progress
+    )
+    log(f"Learned parameters: {shown_parameters(model)}")
 
     if writer:
         save_model(model, paths.model)
@@ -72,9 +78,11 @@ def train(params: Params, paths: Paths) -> None:
             paths.train_metrics,
             {
                 "train_loss": history[-1].train_loss,
-                "learned": learned_parameters(model),
+                **learned_parameters(model),
                 "device": str(device),
                 "processes": processes,
+                # The machine kind: `make lock-check` names it when results differ.
+                "machine": platform.machine(),
             },
         )
     distributed.end_process_group()
@@ -88,7 +96,26 @@ def write_losses(paths: Paths, history: list[engine.EpochLosses], live: bool = F
         atomic_write_json(paths.train_metrics, asdict(history[-1]))
 
 
-def learned_parameters(model: torch.nn.Module) -> dict[str, float]:
+# A model with more values than this keeps them in model.pt only, not in `dvc exp show`.
+MAX_RECORDED_VALUES = 16
+
+
+def learned_parameters(model: torch.nn.Module) -> dict[str, dict[str, float]]:
+    """{"learned": each value by name} for a small model, as the course prints its state_dict;
+    nothing for a larger one."""
+    values = parameter_values(model)
+    return {"learned": values} if len(values) <= MAX_RECORDED_VALUES else {}
+
+
+def shown_parameters(model: torch.nn.Module) -> dict[str, float] | str:
+    """The values for the log; a count for a model too large to print."""
+    values = parameter_values(model)
+    if len(values) <= MAX_RECORDED_VALUES:
+        return values
+    return f"{len(values):,} values in {len(model.state_dict())} tensors"
+
+
+def parameter_values(model: torch.nn.Module) -> dict[str, float]:
     """Each parameter's values by name (`weights`, or `weights.0`, `weights.1`, ... for k > 1)."""
     values = {}
     for name, tensor in model.state_dict().items():

@@ -6,6 +6,7 @@ import torch
 
 from pytorch_workflow import engine
 from pytorch_workflow.data_setup import Features
+from pytorch_workflow.dataloaders import CACHE_ENV, CacheBudget, SplitDataset, create_dataloaders
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.model_builder import build_model
 from tests.conftest import COURSE_LOG
@@ -15,12 +16,16 @@ torch.set_num_threads(1)
 CPU = torch.device("cpu")
 
 
-def tensors(train, test, features):
-    return engine.SplitTensors(train, features, CPU), engine.SplitTensors(test, features, CPU)
+def loaders(train, test, features, batch_size=None, shuffle_seed=None):
+    return create_dataloaders(train, test, features, CPU, batch_size, shuffle_seed)
+
+
+def quiet(_line: str) -> None:
+    pass
 
 
 def test_training_logs_the_course_lines_to_the_digit(tmp_path):
-    train, test = tensors(*course_split(tmp_path))
+    train, test = loaders(*course_split(tmp_path))
     model = build_model("linear_regression", seed=42)
     lines: list[str] = []
 
@@ -28,41 +33,64 @@ def test_training_logs_the_course_lines_to_the_digit(tmp_path):
 
     assert lines == COURSE_LOG
     assert len(history) == 100
-    assert model.weights.item() == pytest.approx(0.5784, abs=1e-4)
-    assert model.bias.item() == pytest.approx(0.3513, abs=1e-4)
+    assert model.weights.item() == 0.5784404277801514
+    assert model.bias.item() == 0.3513098657131195
+
+
+def test_the_loop_is_the_course_loop_written_out(tmp_path):
+    """The engine's losses are bit for bit those of the course's loop on the same tensors."""
+    train, test = loaders(*course_split(tmp_path))
+    X_train, y_train = train.dataset.chunk(0)
+    X_test, y_test = test.dataset.chunk(0)
+    model = build_model("linear_regression", seed=42)
+    loss_fn = torch.nn.L1Loss()
+    optimizer = torch.optim.SGD(params=model.parameters(), lr=0.01)
+    course = []
+    for _ in range(20):
+        model.train()
+        y_pred = model(X_train)
+        loss = loss_fn(y_pred, y_train)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        model.eval()
+        with torch.inference_mode():
+            course.append((loss.item(), loss_fn(model(X_test), y_test).item()))
+
+    history = engine.train(
+        build_model("linear_regression", seed=42), train, test, train_params(epochs=20), quiet
+    )
+
+    assert [(h.train_loss, h.test_loss) for h in history] == course
 
 
 def test_the_full_batch_step_over_many_chunks_is_the_step_over_one(tmp_path):
-    noisy = data_params(step=1e-4, noise_std=0.1)
-    one = tensors(*course_split(tmp_path / "one", noisy))
-    many = tensors(
+    one = loaders(*course_split(tmp_path / "one", data_params(step=1e-4, noise_std=0.1)))
+    many = loaders(
         *course_split(tmp_path / "many", data_params(step=1e-4, noise_std=0.1, chunk_rows=997))
     )
     models = [build_model("linear_regression", seed=42) for _ in range(2)]
     params = train_params(epochs=30, loss="mse", lr=0.1)
 
     histories = [
-        engine.train(m, *data, params, log=lambda _: None)
+        engine.train(m, *data, params, log=quiet)
         for m, data in zip(models, (one, many), strict=True)
     ]
 
-    assert many[0].num_chunks == 9
+    assert many[0].dataset.table.num_chunks == 9
     for a, b in zip(*histories, strict=True):
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
     for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_mini_batches_covering_every_row_match_the_full_batch_loop(tmp_path):
-    data = tensors(*course_split(tmp_path))
-    full, batched = (
-        build_model("linear_regression", seed=42),
-        build_model("linear_regression", seed=42),
-    )
+def test_a_batch_covering_every_row_is_the_full_batch_loop(tmp_path):
+    split = course_split(tmp_path)
+    full, batched = (build_model("linear_regression", seed=42) for _ in range(2))
 
-    full_history = engine.train(full, *data, train_params(), log=lambda line: None)
+    full_history = engine.train(full, *loaders(*split), train_params(), log=quiet)
     batched_history = engine.train(
-        batched, *data, train_params(batch_size=1000), lambda line: None, 3
+        batched, *loaders(*split, batch_size=1000, shuffle_seed=3), train_params(), quiet
     )
 
     assert batched_history == full_history
@@ -70,60 +98,130 @@ def test_mini_batches_covering_every_row_match_the_full_batch_loop(tmp_path):
 
 
 def test_shuffled_mini_batches_are_seeded(tmp_path):
-    data = tensors(*course_split(tmp_path))
+    split = course_split(tmp_path)
     params = train_params(epochs=20, batch_size=8)
 
     def run(seed):
-        return engine.train(
-            build_model("linear_regression", seed=42), *data, params, lambda _: None, seed
-        )
+        data = loaders(*split, batch_size=8, shuffle_seed=seed)
+        return engine.train(build_model("linear_regression", seed=42), *data, params, quiet)
 
     assert run(1) == run(1)
     assert run(1) != run(2)
     assert run(None) != run(1)  # in order, not shuffled
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
-def test_other_optimizers_fit_a_noisy_line(tmp_path, optimizer):
-    data = tensors(*course_split(tmp_path, data_params(step=1e-3, noise_std=0.01)))
+def test_mini_batches_cover_every_row_once_across_chunks(tmp_path):
+    rows = np.arange(100, dtype=np.float32)
+    table = table_file(tmp_path / "t.parquet", {"x": rows, "y": rows}, chunk_rows=30)
+    dataset = SplitDataset(table, Features(("x",), "y"), CPU, CacheBudget(), 16, shuffle_seed=7)
+
+    batches = list(dataset)
+
+    assert [len(b.X) for b in batches] == [16] * 6 + [4]
+    assert sorted(torch.cat([b.y for b in batches]).reshape(-1).tolist()) == rows.tolist()
+    assert all(b.share == 1.0 for b in batches)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "options", "lr", "epochs"),
+    [
+        ("adam", {}, 0.05, 300),
+        ("AdamW", {"weight_decay": 0.0}, 0.05, 300),
+        ("sgd", {"momentum": 0.9}, 0.05, 300),
+        ("rmsprop", {}, 0.01, 300),
+        ("lbfgs", {}, 1.0, 5),
+    ],
+)
+def test_torch_optimizers_by_name_fit_a_noisy_line(tmp_path, optimizer, options, lr, epochs):
+    data = loaders(*course_split(tmp_path, data_params(step=1e-3, noise_std=0.01)))
     model = build_model("linear_regression", seed=42)
     params = train_params(
-        epochs=300 if optimizer == "adam" else 20,
-        loss="mse",
-        lr=0.05 if optimizer == "adam" else 1.0,
-        optimizer=optimizer,
+        epochs=epochs, loss="mse", lr=lr, optimizer=optimizer, optimizer_options=options
     )
 
-    engine.train(model, *data, params, log=lambda _: None)
+    engine.train(model, *data, params, log=quiet)
 
     assert model.weights.item() == pytest.approx(0.7, abs=0.02)
     assert model.bias.item() == pytest.approx(0.3, abs=0.02)
 
 
+def test_a_scheduler_changes_the_learning_rate_each_epoch(tmp_path):
+    data = loaders(*course_split(tmp_path))
+    model = build_model("linear_regression", seed=42)
+    params = train_params(epochs=10, scheduler="StepLR", scheduler_options={"step_size": 1})
+    optimizer = engine.make_optimizer(params, model.parameters())
+    scheduler = engine.make_scheduler(params, optimizer)
+
+    history = engine.train(model, *data, params, log=quiet)
+    plain = engine.train(build_model("linear_regression", seed=42), *data, train_params(), quiet)
+
+    assert isinstance(optimizer, torch.optim.SGD)
+    assert isinstance(scheduler, torch.optim.lr_scheduler.StepLR)
+    assert history[0] == plain[0] and history[5] != plain[5]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"optimizer_options": {"momentun": 0.9}},
+            "train.optimizer_options: SGD has no option 'momentun'; did you mean momentum?",
+        ),
+        ({"optimizer": "adamx"}, "train.optimizer: no class 'adamx' in torch.optim; did you mean"),
+        ({"optimizer_options": {"lr": 0.1}}, "train.optimizer_options.lr: the pipeline sets lr"),
+        ({"optimizer_options": {"momentum": -1}}, "train.optimizer_options: SGD refused"),
+        ({"scheduler": "cosine"}, "train.scheduler: no class 'cosine'"),
+        (
+            {"scheduler": "CosineAnnealingLR"},
+            "train.scheduler_options: CosineAnnealingLR refused {}: ",
+        ),
+        ({"scheduler_options": {"T_max": 3}}, "train.scheduler_options: set train.scheduler"),
+    ],
+)
+def test_optimizer_and_scheduler_mistakes_are_one_line(changes, message):
+    params = train_params(**changes)
+    model = build_model("linear_regression", seed=42)
+
+    with pytest.raises(UserError) as error:
+        engine.make_scheduler(params, engine.make_optimizer(params, model.parameters()))
+
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_options_written_as_text_by_dvc_are_read_as_numbers_and_tuples():
+    params = train_params(
+        optimizer="adam", optimizer_options={"weight_decay": "1e-06", "betas": [0.8, 0.9]}
+    )
+    optimizer = engine.make_optimizer(params, build_model("linear_regression").parameters())
+
+    assert optimizer.defaults["weight_decay"] == 1e-6
+    assert optimizer.defaults["betas"] == (0.8, 0.9)
+
+
 def test_diverging_training_stops_with_the_epoch_and_a_hint(tmp_path):
-    data = tensors(*course_split(tmp_path))
+    data = loaders(*course_split(tmp_path))
     params = train_params(epochs=500, lr=1e6, loss="mse")
 
     with pytest.raises(UserError, match=r"at epoch \d+ .*try a smaller train.lr"):
-        engine.train(build_model("linear_regression", 42), *data, params, print)
+        engine.train(build_model("linear_regression", 42), *data, params, quiet)
 
 
 @pytest.mark.parametrize("budget", ["nan", "inf", "lots"])
 def test_a_cache_budget_that_is_not_a_number_is_one_line(monkeypatch, budget):
-    monkeypatch.setenv(engine.CACHE_ENV, budget)
+    monkeypatch.setenv(CACHE_ENV, budget)
 
-    with pytest.raises(UserError, match=f"{engine.CACHE_ENV}='{budget}': expected a number"):
-        engine.CacheBudget()
+    with pytest.raises(UserError, match=f"{CACHE_ENV}='{budget}': expected a number"):
+        CacheBudget()
 
 
 def test_splits_larger_than_the_cache_are_read_again_each_epoch(tmp_path, monkeypatch):
-    monkeypatch.setenv(engine.CACHE_ENV, "0.00025")  # 262 bytes: one chunk of 30 rows (240)
+    monkeypatch.setenv(CACHE_ENV, "0.00025")  # 262 bytes: one chunk of 30 rows (240)
     rows = np.arange(100, dtype=np.float32)
     table = table_file(tmp_path / "t.parquet", {"x": rows, "y": rows}, chunk_rows=30)
-    data = engine.SplitTensors(table, Features(("x",), "y"), CPU)
+    data = SplitDataset(table, Features(("x",), "y"), CPU, CacheBudget())
 
     first, second = data.chunk(0), data.chunk(1)
 
     assert data.chunk(0)[0] is first[0]  # kept
     assert data.chunk(1)[0] is not second[0] and torch.equal(data.chunk(1)[0], second[0])
-    assert [index for index, _, _ in data.mine()] == [0, 1, 2, 3]
+    assert [len(batch.X) for batch in data] == [30, 30, 30, 10]

@@ -64,8 +64,9 @@ def test_predict_refuses_folders_where_files_belong(reproduced, tmp_path):
 @pytest.mark.parametrize(
     ("card", "message"),
     [
-        ({}, "model must be one of linear_regression"),
-        ("edit:model=[]", "model must be one of linear_regression"),
+        ({}, "model must be a class of model_builder: LinearRegressionModel"),
+        ("edit:model=[]", "model must be a class of model_builder"),
+        ("edit:model_options=[]", "model_options must be a mapping"),
         ([1, 2], "expected a JSON object, got list"),
         ("edit:input.columns=[]", "input.columns must be a list of column names"),
         (

@@ -119,10 +119,10 @@ def test_lock_check_passes_when_repro_changes_nothing(pipeline_repo):
 
     result = make(["lock-check"], pipeline_repo)
 
-    assert "up to date: `dvc repro` changed nothing" in result.stdout
+    assert "Reproduces byte for byte: `dvc repro` changed no committed file." in result.stdout
 
 
-def test_lock_check_names_each_stage_that_a_stale_commit_would_change(pipeline_repo):
+def test_lock_check_names_each_stale_stage_down_to_the_param(pipeline_repo):
     # A param changed and a metric edited by hand, committed without rerunning the pipeline.
     params = pipeline_repo / "params.yaml"
     params.write_text(params.read_text().replace("log_every: 10", "log_every: 20"))
@@ -131,9 +131,61 @@ def test_lock_check_names_each_stage_that_a_stale_commit_would_change(pipeline_r
 
     result = make(["lock-check"], pipeline_repo, check=False)
 
-    assert result.returncode != 0
-    assert "Stale: the commit does not record what `dvc repro` makes." in result.stderr
-    assert "stage 'train': changed deps: params.yaml (modified train)" in result.stderr
-    assert "stage 'evaluate': changed outs: metrics/evaluate.json (modified)" in result.stderr
-    assert "changed by dvc repro: dvc.lock" in result.stderr
-    assert "stage 'prepare'" not in result.stderr and "stage 'split'" not in result.stderr
+    assert result.returncode == 1
+    (line,) = [line for line in result.stderr.splitlines() if not line.startswith("make")]
+    assert line.startswith("Does not reproduce: the commit is stale: ")
+    assert "stage 'train': changed deps: params.yaml (modified train.log_every)" in line
+    assert "stage 'evaluate': changed outs: metrics/evaluate.json (modified)" in line
+    assert "stage 'prepare'" not in line and "stage 'split'" not in line
+
+
+def committed_elsewhere(repo: Path, relative_change: float) -> None:
+    """Commit results as another machine would have made them: the last test loss off by
+    `relative_change`, and train.json saying arm64; the lock records their hashes. Then drop
+    the DVC cache and the cached outputs, as in a fresh clone, so `dvc repro` trains again."""
+    import hashlib
+    import shutil
+
+    import yaml
+
+    losses = repo / "plots/loss.csv"
+    lines = losses.read_text().splitlines()
+    epoch, train_loss, test_loss = lines[-1].split(",")
+    lines[-1] = f"{epoch},{train_loss},{float(test_loss) * (1 + relative_change)!r}"
+    losses.write_text("\n".join(lines) + "\n")
+    trained = repo / "metrics/train.json"
+    trained.write_text(trained.read_text().replace('"x86_64"', '"aarch64"'))
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    for out in lock["stages"]["train"]["outs"]:
+        if out["path"] in ("plots/loss.csv", "metrics/train.json"):
+            data = (repo / out["path"]).read_bytes()
+            out["md5"], out["size"] = hashlib.md5(data).hexdigest(), len(data)
+    (repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
+    run(["git", "commit", "-q", "-am", "Results made on another machine"], repo)
+    shutil.rmtree(repo / ".dvc/cache")
+    for stage in lock["stages"].values():
+        for out in stage["outs"]:
+            path = repo / out["path"]
+            if path.suffix in (".parquet", ".pt") or path.is_dir():
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def test_lock_check_passes_within_the_tolerance_and_names_the_platform(pipeline_repo):
+    committed_elsewhere(pipeline_repo, relative_change=3e-7)
+
+    result = make(["lock-check"], pipeline_repo)
+
+    assert (
+        "Reproduces within the declared tolerance (tolerances.yaml): the largest relative "
+        "difference is 3e-07, in plots/loss.csv:test_loss.99; machine aarch64 there, "
+        "x86_64 here." in result.stdout
+    )
+
+
+def test_lock_check_fails_beyond_the_tolerance_naming_the_number(pipeline_repo):
+    committed_elsewhere(pipeline_repo, relative_change=0.01)
+
+    result = make(["lock-check"], pipeline_repo, check=False)
+
+    assert result.returncode == 1
+    assert "Does not reproduce: plots/loss.csv:test_loss.99 beyond the tolerance." in result.stderr

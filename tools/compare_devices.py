@@ -1,14 +1,13 @@
 """Run the pipeline on two devices and compare their metrics (for whoever has a GPU).
 
     python -m tools.compare_devices                    # cpu against cuda
-    python -m tools.compare_devices --devices cpu cuda:1 --tolerance 1e-4
+    python -m tools.compare_devices --devices cpu cuda:1
 
 Each device gets its own clone of this repository's HEAD, so the working tree is untouched.
-Exits 1 if any metric differs by more than the tolerance (relative, or absolute near zero).
+Exits 1 if any metric differs by more than the declared tolerance (`tolerances.yaml`).
 """
 
 import argparse
-import json
 import math
 import subprocess
 import sys
@@ -17,18 +16,10 @@ from pathlib import Path
 
 import yaml
 
+from tools.tolerance import load_tolerance, numbers_of
+
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("metrics/train.json", "metrics/evaluate.json")
-
-
-def flatten(payload: dict, prefix: str = "") -> dict[str, float]:
-    flat: dict[str, float] = {}
-    for key, value in payload.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            flat[f"{prefix}{key}"] = float(value)
-    return flat
 
 
 def run_on(device: str, clone: Path) -> dict[str, float]:
@@ -41,15 +32,15 @@ def run_on(device: str, clone: Path) -> dict[str, float]:
     subprocess.run(["dvc", "repro", "--quiet"], cwd=clone, check=True)
     metrics: dict[str, float] = {}
     for name in METRICS:
-        metrics.update(flatten(json.loads((clone / name).read_text()), f"{name}:"))
+        metrics.update(numbers_of(name, (clone / name).read_text()))
     return metrics
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", nargs=2, default=["cpu", "cuda"], metavar="DEVICE")
-    parser.add_argument("--tolerance", type=float, default=1e-5)
     args = parser.parse_args()
+    tolerance = load_tolerance()
     with tempfile.TemporaryDirectory() as workdir:
         try:
             first, second = (
@@ -66,12 +57,12 @@ def main() -> int:
         a, b = first[name], second.get(name, math.nan)
         difference = abs(a - b)
         print(f"| {name} | {a:.9g} | {b:.9g} | {difference:.3g} |")
-        if not difference <= args.tolerance * max(1.0, abs(a)):
+        if not tolerance.agrees(a, b):
             failures.append(name)
     if failures:
-        print(f"\nDiffer by more than {args.tolerance}: {', '.join(failures)}")
+        print(f"\nDiffer by more than the declared tolerance: {', '.join(failures)}")
         return 1
-    print(f"\nAll metrics agree within {args.tolerance}.")
+    print(f"\nAll metrics agree within the declared tolerance {tolerance}.")
     return 0
 
 

@@ -1,21 +1,35 @@
-"""Is the commit what `dvc repro` makes? `make lock-check`, in a clean checkout.
+"""Does the commit reproduce? `make lock-check`, in a clean checkout.
 
     python -m tools.lock_check
 
-The pipeline writes identical bytes for identical inputs on every machine, so `dvc repro` must
-leave every committed file as it was. First `dvc status` says, in DVC's words, which stages the
-commit records as stale (a param or code changed without rerunning, or an output edited by
-hand); then `dvc repro` runs, and `git status` lists what it changed. Exits 1 if anything did.
+Three outcomes, each said in one line:
+- it reproduces byte for byte: `dvc repro` changes no committed file (exit 0);
+- it reproduces within the declared tolerance (`tolerances.yaml`): only recorded numbers
+  changed, none by more than the tolerance; the line names the largest relative difference and
+  the platform difference that explains it (exit 0);
+- it does not: `dvc status` finds a stage whose params, code or outputs the commit changed
+  without rerunning it (named down to the param, `train.epochs`), or `dvc repro` changes a
+  number by more than the tolerance or a file that is not a recorded number (exit 1).
 """
 
 import json
+import platform
 import sys
+from pathlib import Path
+
+import yaml
 
 from pytorch_workflow.errors import exit_on_user_error
+from pytorch_workflow.params import PARAMS_FILE
 from tools.commands import output_of, streamed
+from tools.tolerance import TOLERANCE_FILE, largest_difference, load_tolerance, numbers_of
 
 # How `dvc status` describes outputs that are merely absent: a fresh clone has no data yet.
 ABSENT = ("deleted", "not in cache")
+# The committed files of recorded numbers; dvc.lock changes with them (their hashes).
+RESULTS = ("metrics/", "plots/")
+LOCK_FILE = "dvc.lock"
+TRAIN_METRICS = "metrics/train.json"
 
 
 def stale_stages(absent: list[str] | None = None) -> dict[str, list[str]]:
@@ -26,6 +40,7 @@ def stale_stages(absent: list[str] | None = None) -> dict[str, list[str]]:
     status = json.loads(output_of("dvc", "status", "--json") or "{}")
     stale: dict[str, list[str]] = {}
     for stage, changes in status.items():
+        name = stage.removeprefix("dvc.yaml:")
         for change in changes if isinstance(changes, list) else []:
             if not isinstance(change, dict):
                 continue
@@ -35,36 +50,111 @@ def stale_stages(absent: list[str] | None = None) -> dict[str, list[str]]:
                         if absent is not None:
                             absent.append(path)
                         continue
-                    if isinstance(what, dict):  # params: {"train.lr": "modified"}
-                        detail = "; ".join(f"{how} {key}" for key, how in sorted(what.items()))
+                    if isinstance(what, dict):  # params: {"train": "modified"}
+                        detail = "; ".join(changed_params(name, sorted(what)))
                     else:
                         detail = what
-                    stale.setdefault(stage.removeprefix("dvc.yaml:"), []).append(
-                        f"{kind}: {path} ({detail})"
-                    )
+                    stale.setdefault(name, []).append(f"{kind}: {path} ({detail})")
     return stale
+
+
+def changed_params(stage: str, sections: list[str]) -> list[str]:
+    """The params whose values differ between dvc.lock's record of a stage and params.yaml, each
+    named to its key (`modified train.epochs`), where DVC names only a section."""
+    lock = yaml.safe_load(Path(LOCK_FILE).read_text(encoding="utf-8")) or {}
+    recorded = lock.get("stages", {}).get(stage, {}).get("params", {}).get(PARAMS_FILE, {})
+    current = yaml.safe_load(Path(PARAMS_FILE).read_text(encoding="utf-8")) or {}
+    found = []
+    for section in sections:
+        top = section.split(".")[0]
+        keys = _differences(recorded.get(top), current.get(top), top)
+        found += keys or [f"modified {section}"]
+    return found
+
+
+def _differences(recorded: object, current: object, prefix: str) -> list[str]:
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        return [
+            change
+            for key in sorted(set(recorded) | set(current), key=str)
+            for change in _differences(recorded.get(key), current.get(key), f"{prefix}.{key}")
+        ]
+    return [] if recorded == current else [f"modified {prefix}"]
 
 
 def git_status() -> set[str]:
     return set(output_of("git", "status", "--porcelain", "--untracked-files=all").splitlines())
 
 
+def recorded_numbers(revision: str | None) -> dict[str, float]:
+    """Every recorded number of a commit (`revision`) or of the workspace (None)."""
+    files = output_of("git", "ls-files", *RESULTS).split()
+    numbers: dict[str, float] = {}
+    for name in files:
+        if not name.endswith((".json", ".csv")):
+            continue
+        if revision is None:
+            text = Path(name).read_text(encoding="utf-8") if Path(name).exists() else ""
+        else:
+            text = output_of("git", "show", f"{revision}:{name}")
+        if text:
+            numbers.update(numbers_of(name, text))
+    return numbers
+
+
+def platform_difference() -> str:
+    """What differs between where the commit was made and here, from metrics/train.json."""
+    import torch  # only for this line: the lock check itself needs no torch
+
+    recorded = json.loads(output_of("git", "show", f"HEAD:{TRAIN_METRICS}"))
+    here = json.loads(Path(TRAIN_METRICS).read_text(encoding="utf-8"))
+    differences = [
+        f"{key} {recorded.get(key)} there, {here.get(key)} here"
+        for key in ("machine", "device", "processes")
+        if recorded.get(key) != here.get(key)
+    ]
+    if differences:
+        return "; ".join(differences)
+    capability = torch.backends.cpu.get_cpu_capability()
+    return (
+        f"the same machine kind, device and processes: the CPU's kernels differ (this one "
+        f"runs torch's {capability} kernels, {platform.processor() or platform.machine()})"
+    )
+
+
 @exit_on_user_error
 def main() -> None:
     stale = stale_stages()
+    if stale:
+        reasons = " | ".join(f"stage '{stage}': {'; '.join(why)}" for stage, why in stale.items())
+        print(
+            f"Does not reproduce: the commit is stale: {reasons}; run `dvc repro` and commit "
+            "dvc.lock, metrics/ and plots/.",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+    tolerance = load_tolerance()
+    committed = recorded_numbers("HEAD")
     # Files a user left beside the pipeline (a predictions CSV) are not what `dvc repro` made.
     before = git_status()
     streamed("dvc", "repro")
-    changed = sorted(git_status() - before)
-    if not stale and not changed:
-        print("dvc.lock and the committed outputs are up to date: `dvc repro` changed nothing.")
+    changed = sorted(line[3:] for line in git_status() - before)
+    if not changed:
+        print("Reproduces byte for byte: `dvc repro` changed no committed file.")
         return
-    print("Stale: the commit does not record what `dvc repro` makes.", file=sys.stderr)
-    for stage, reasons in stale.items():
-        print(f"  stage '{stage}': {'; '.join(reasons)}", file=sys.stderr)
-    for line in changed:
-        print(f"  changed by dvc repro: {line[3:]}", file=sys.stderr)
-    print("Run `dvc repro` and commit dvc.lock, metrics/ and plots/.", file=sys.stderr)
+    others = [name for name in changed if name != LOCK_FILE and not name.startswith(RESULTS)]
+    key, worst, outside = largest_difference(committed, recorded_numbers(None), tolerance)
+    if not others and not outside:
+        print(
+            f"Reproduces within the declared tolerance ({TOLERANCE_FILE.name}): the largest "
+            f"relative difference is {worst:.3g}, in {key}; {platform_difference()}."
+        )
+        return
+    what = [f"{name} beyond the tolerance" for name in outside[:5]] + [
+        f"{name} changed" for name in others
+    ]
+    more = f" (and {len(outside) - 5} more numbers)" if len(outside) > 5 else ""
+    print(f"Does not reproduce: {', '.join(what)}{more}.", file=sys.stderr)
     sys.exit(1)
 
 

@@ -1,0 +1,89 @@
+"""The declared tolerance (`tolerances.yaml`) and the recorded numbers it applies to.
+
+The recorded numbers are every number in `metrics/*.json` and in the plot tables
+(`plots/*.csv`), keyed `file:name` (`metrics/train.json:learned.bias`,
+`plots/loss.csv:train_loss.99`): the ones `dvc metrics` and `dvc plots` show.
+"""
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pytorch_workflow.errors import UserError
+
+TOLERANCE_FILE = Path(__file__).resolve().parents[1] / "tolerances.yaml"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    relative: float
+    absolute: float
+
+    def agrees(self, committed: float, reproduced: float) -> bool:
+        if math.isnan(committed) or math.isnan(reproduced):
+            return math.isnan(committed) and math.isnan(reproduced)
+        limit = max(self.relative * abs(committed), self.absolute)
+        return abs(reproduced - committed) <= limit
+
+
+def load_tolerance(path: Path = TOLERANCE_FILE) -> Tolerance:
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        tolerance = Tolerance(float(values["relative"]), float(values["absolute"]))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as error:
+        raise UserError(
+            f"{path.name}: expected relative: and absolute: numbers ({error})"
+        ) from None
+    if not (tolerance.relative >= 0 and tolerance.absolute >= 0):
+        raise UserError(f"{path.name}: relative and absolute must be numbers >= 0")
+    return tolerance
+
+
+def flatten(payload: dict, prefix: str = "") -> dict[str, float]:
+    """The numbers of a JSON object by dotted key; null counts as NaN (an undefined metric)."""
+    flat: dict[str, float] = {}
+    for key, value in payload.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        elif value is None:
+            flat[f"{prefix}{key}"] = math.nan
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[f"{prefix}{key}"] = float(value)
+    return flat
+
+
+def numbers_of(name: str, text: str) -> dict[str, float]:
+    """The numbers of one results file's text (JSON metrics or a CSV plot table), by key."""
+    if name.endswith(".json"):
+        return flatten(json.loads(text), f"{name}:")
+    numbers = {}
+    for row_number, row in enumerate(csv.DictReader(io.StringIO(text))):
+        for column, cell in row.items():
+            try:
+                numbers[f"{name}:{column}.{row_number}"] = float(cell)
+            except (TypeError, ValueError):
+                continue
+    return numbers
+
+
+def largest_difference(
+    committed: dict[str, float], reproduced: dict[str, float], tolerance: Tolerance
+) -> tuple[str | None, float, list[str]]:
+    """The key with the largest relative difference, that difference, and the keys outside the
+    tolerance (a number that appears or disappears is outside it)."""
+    outside = sorted(set(committed) ^ set(reproduced))
+    largest, worst = None, 0.0
+    for key in sorted(set(committed) & set(reproduced)):
+        a, b = committed[key], reproduced[key]
+        if not tolerance.agrees(a, b):
+            outside.append(key)
+        if math.isfinite(a) and math.isfinite(b) and a != b:
+            relative = abs(b - a) / max(abs(a), tolerance.absolute)
+            if relative > worst:
+                largest, worst = key, relative
+    return largest, worst, outside
