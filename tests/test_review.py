@@ -92,7 +92,7 @@ def test_the_gate_fails_on_a_regression_and_passes_on_an_improvement(
 
     text = (pipeline_repo / "report.md").read_text()
     if regressed:
-        assert result.returncode == 1
+        assert result.returncode != 0
         assert result.stderr == (
             "regression: metrics/evaluate.json:mae rose by 0.05 (0.0568781 -> 0.106878), "
             "more than the allowed 0.001\n"
@@ -131,7 +131,7 @@ def test_lock_check_names_each_stale_stage_down_to_the_param(pipeline_repo):
 
     result = make(["lock-check"], pipeline_repo, check=False)
 
-    assert result.returncode == 1
+    assert result.returncode != 0
     (line,) = [line for line in result.stderr.splitlines() if not line.startswith("make")]
     assert line.startswith("Does not reproduce: the commit is stale: ")
     assert "stage 'train': changed deps: params.yaml (modified train.log_every)" in line
@@ -156,10 +156,11 @@ def committed_elsewhere(repo: Path, relative_change: float) -> None:
     trained = repo / "metrics/train.json"
     trained.write_text(trained.read_text().replace('"x86_64"', '"aarch64"'))
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    for out in lock["stages"]["train"]["outs"]:
-        if out["path"] in ("plots/loss.csv", "metrics/train.json"):
-            data = (repo / out["path"]).read_bytes()
-            out["md5"], out["size"] = hashlib.md5(data).hexdigest(), len(data)
+    for stage in lock["stages"].values():
+        for entry in [*stage.get("deps", []), *stage.get("outs", [])]:
+            if entry["path"] in ("plots/loss.csv", "metrics/train.json"):
+                data = (repo / entry["path"]).read_bytes()
+                entry["md5"], entry["size"] = hashlib.md5(data).hexdigest(), len(data)
     (repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
     run(["git", "commit", "-q", "-am", "Results made on another machine"], repo)
     shutil.rmtree(repo / ".dvc/cache")
@@ -187,5 +188,5 @@ def test_lock_check_fails_beyond_the_tolerance_naming_the_number(pipeline_repo):
 
     result = make(["lock-check"], pipeline_repo, check=False)
 
-    assert result.returncode == 1
+    assert result.returncode != 0
     assert "Does not reproduce: plots/loss.csv:test_loss.99 beyond the tolerance." in result.stderr
