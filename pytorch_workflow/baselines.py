@@ -3,13 +3,22 @@
 Regression: the least-squares fit in closed form. Binary classification: L2-regularised
 logistic regression (penalty 0.5 * |w|^2 on the sum of the log losses, intercept unpenalised:
 the common default, C = 1), fitted by Newton's method. Both are fitted in float64 on the
-features the model sees, chunk by chunk, so memory stays flat however many rows there are. The
-small (k+1) x (k+1) systems are solved by Gaussian elimination in plain Python floats, in a
-fixed order: the same bits on every machine, where LAPACK's result depends on its kernel.
+features the model sees, block by block, so memory stays flat however many rows there are, and
+their normal equations are solved by numpy's LAPACK.
+
+BLAS and LAPACK pick their kernels per CPU, and a kernel fixes the order of its sums, so a
+baseline's last bits can differ between machines: relatively, by about the condition number of
+its normal equations times 1e-16. Its MAE, MSE, R² and log loss are therefore recorded to
+SIGNIFICANT_DIGITS = 10 significant digits: far finer than any use made of them (the model's
+metric over the baseline's), and coarse enough that the kernels' differences stay below the
+last digit up to a condition number of about 1e5. A rounded value is the same bytes on every
+machine unless the exact one lies within that difference of a rounding boundary: a chance of
+about the condition number times 1e-6 per value. Accuracy is a ratio of counts and is left as
+it is: it changes only if a test row's logit is within rounding of 0.
 """
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -18,85 +27,92 @@ from pytorch_workflow.metrics import ClassificationMetrics, RegressionMetrics, s
 # Chunks of (standardised features (n, k) float32, targets (n,) float32).
 Chunks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
-# A pivot this small, relative to the largest diagonal entry, means a feature that is constant
-# or a combination of others on the train split: its coefficient is left at 0.
+SIGNIFICANT_DIGITS = 10
+# A feature whose variance, relative to its own, is explained by the others up to this fraction
+# is constant or a combination of others on the train split: it adds no direction to the fit.
 _DEPENDENT = 1e-10
 # Differences below the float32 resolution of the targets are rounding, not fit.
 _FLOAT32_RESOLUTION = 2.0**-23
+# float64 values per block of rows: the float64 copies of a wide chunk stay at 32 MiB each.
+_BLOCK_VALUES = 2**22
 
 
-def solve(matrix: list[list[float]], rhs: list[float]) -> list[float]:
-    """x with matrix @ x = rhs: Gaussian elimination with partial pivoting, in a fixed order."""
-    size = len(rhs)
-    rows = [[*map(float, matrix[i]), float(rhs[i])] for i in range(size)]
-    largest = max(abs(rows[i][i]) for i in range(size)) or 1.0
-    pivots: list[int] = []
-    for column in range(size):
-        top = len(pivots)
-        if top == size:
-            break
-        best = max(range(top, size), key=lambda row: abs(rows[row][column]))
-        if abs(rows[best][column]) <= _DEPENDENT * largest:
-            continue
-        rows[top], rows[best] = rows[best], rows[top]
-        for row in range(top + 1, size):
-            factor = rows[row][column] / rows[top][column]
-            if factor != 0.0:
-                for entry in range(column, size + 1):
-                    rows[row][entry] -= factor * rows[top][entry]
-        pivots.append(column)
-    solution = [0.0] * size
-    for place in reversed(range(len(pivots))):
-        column = pivots[place]
-        remainder = rows[place][size]
-        for entry in range(column + 1, size):
-            remainder -= rows[place][entry] * solution[entry]
-        solution[column] = remainder / rows[place][column]
-    return solution
+def rounded(metrics: dict[str, float | None]) -> dict[str, float | None]:
+    """Each value to SIGNIFICANT_DIGITS significant digits (see the module's docstring)."""
+    return {
+        name: None if value is None else float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+        for name, value in metrics.items()
+    }
 
 
-def _design(X: np.ndarray) -> list[np.ndarray]:
-    """The columns of [X, 1] in float64."""
-    return [np.asarray(X[:, j], dtype=np.float64) for j in range(X.shape[1])] + [
-        np.ones(X.shape[0])
-    ]
+def solve(matrix: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """x with matrix @ x = rhs for a symmetric positive semi-definite matrix.
+
+    A rank-deficient matrix (a constant or duplicated feature) gets the minimum-norm solution of
+    the system scaled to a unit diagonal: a constant feature's coefficient is 0, and a duplicated
+    feature shares its coefficient equally between its copies.
+    """
+    matrix, rhs = np.asarray(matrix, dtype=np.float64), np.asarray(rhs, dtype=np.float64)
+    # Unit diagonal, so that the threshold is about each feature's share, whatever its scale.
+    scale = np.sqrt(np.diagonal(matrix)).copy()
+    scale[scale == 0] = 1.0
+    scaled = matrix / np.outer(scale, scale)
+    try:
+        # The squared pivots are each feature's share of variance not explained by the others.
+        independent = np.diagonal(np.linalg.cholesky(scaled)).min() ** 2 > _DEPENDENT
+    except np.linalg.LinAlgError:
+        independent = False
+    # Cholesky and LU cost a fraction of the SVD, which only a rank-deficient matrix needs.
+    if independent:
+        solution = np.linalg.solve(scaled, rhs / scale)
+    else:
+        solution = np.linalg.lstsq(scaled, rhs / scale, rcond=_DEPENDENT)[0]
+    return solution / scale
 
 
-def linear_outputs(coefficients: list[float], X: np.ndarray) -> np.ndarray:
-    """intercept + sum of coefficient * feature, feature by feature, in float64."""
-    output = np.full(X.shape[0], coefficients[-1])
-    for j in range(X.shape[1]):
-        output = output + coefficients[j] * np.asarray(X[:, j], dtype=np.float64)
-    return output
+def _blocks(chunks: Chunks) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(X (n, k), y (n,)) in float64, a bounded number of values at a time."""
+    for X, y in chunks():
+        rows = max(1, _BLOCK_VALUES // (X.shape[1] + 1))
+        for start in range(0, len(y), rows):
+            yield (
+                np.asarray(X[start : start + rows], dtype=np.float64),
+                np.asarray(y[start : start + rows], dtype=np.float64),
+            )
 
 
-def _weighted_gram(
-    columns: list[np.ndarray], weights: np.ndarray | None, gram: list[list[float]]
-) -> None:
-    """gram[i][j] += sum(w * c_i * c_j) for i <= j (mirrored), each sum pairwise in numpy."""
-    for i, left in enumerate(columns):
-        weighted = left if weights is None else weights * left
-        for j in range(i, len(columns)):
-            gram[i][j] += float(np.sum(weighted * columns[j]))
-            gram[j][i] = gram[i][j]
+def linear_outputs(coefficients: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """intercept + X @ coefficients, in float64."""
+    return np.asarray(X, dtype=np.float64) @ coefficients[:-1] + coefficients[-1]
 
 
-def least_squares(train: Chunks, features: int) -> list[float]:
-    """The closed-form least-squares coefficients (features..., intercept) on the train split."""
-    size = features + 1
-    gram = [[0.0] * size for _ in range(size)]
-    moment = [0.0] * size
-    for X, y in train():
-        columns = _design(X)
-        _weighted_gram(columns, None, gram)
-        target = np.asarray(y, dtype=np.float64)
-        for i, column in enumerate(columns):
-            moment[i] += float(np.sum(column * target))
-    return solve(gram, moment)
+def least_squares(train: Chunks, features: int) -> np.ndarray:
+    """The closed-form least-squares coefficients (features..., intercept) on the train split.
+
+    The normal equations are those of the centred features (blocks merged by Chan's update): a
+    column of ones beside features far from 0 would square their mean-to-spread ratio into the
+    condition number, and centring leaves the intercept out of the minimum-norm choice, as
+    scikit-learn's LinearRegression does.
+    """
+    count, x_mean, y_mean = 0, np.zeros(features), 0.0
+    covariance, cross = np.zeros((features, features)), np.zeros(features)
+    for X, y in _blocks(train):
+        block_x_mean, block_y_mean = X.mean(axis=0), float(y.mean())
+        X_centred = X - block_x_mean
+        total = count + len(y)
+        x_delta, y_delta = block_x_mean - x_mean, block_y_mean - y_mean
+        weight = count * len(y) / total
+        covariance += X_centred.T @ X_centred + weight * np.outer(x_delta, x_delta)
+        cross += X_centred.T @ (y - block_y_mean) + weight * x_delta * y_delta
+        x_mean += x_delta * (len(y) / total)
+        y_mean += y_delta * (len(y) / total)
+        count = total
+    coefficients = solve(covariance, cross)
+    return np.append(coefficients, y_mean - x_mean @ coefficients)
 
 
 def closed_form_metrics(train: Chunks, test: Chunks, features: int) -> dict[str, float | None]:
-    """The closed-form fit's test MAE, MSE and R².
+    """The closed-form fit's test MAE, MSE and R², to SIGNIFICANT_DIGITS.
 
     On a line without noise the fit is exact and its errors are the float32 rounding of the
     targets (about 1e-8): those are reported as an exact fit, MSE and MAE 0 and R² 1.
@@ -109,53 +125,51 @@ def closed_form_metrics(train: Chunks, test: Chunks, features: int) -> dict[str,
     if math.sqrt(metrics.mse) <= _FLOAT32_RESOLUTION * math.sqrt(mean_square):
         return {"mae": 0.0, "mse": 0.0, "r2": 1.0}
     result = metrics.result()
-    return {name: result[name] for name in ("mae", "mse", "r2")}
+    return rounded({name: result[name] for name in ("mae", "mse", "r2")})
 
 
-def logistic_regression(train: Chunks, features: int, penalty: float = 1.0) -> list[float]:
+def logistic_regression(train: Chunks, features: int, penalty: float = 1.0) -> np.ndarray:
     """L2-regularised logistic regression coefficients (features..., intercept), by Newton.
 
     A step that does not lower the objective is halved, so the fit converges from zero
     even on separable data.
     """
     size = features + 1
-    weights = [0.0] * size
-    previous: tuple[list[float], float, list[float]] | None = None
+    penalised = np.append(np.full(features, penalty), 0.0)
+    weights = np.zeros(size)
+    previous: tuple[np.ndarray, float, np.ndarray] | None = None
     shrink = 1.0
     for _ in range(200):
-        objective = 0.5 * penalty * sum(w * w for w in weights[:features])
-        gradient = [penalty * w for w in weights[:features]] + [0.0]
-        hessian = [[0.0] * size for _ in range(size)]
-        for j in range(features):
-            hessian[j][j] = penalty
-        for X, y in train():
-            columns = _design(X)
-            target = np.asarray(y, dtype=np.float64)
-            logits = linear_outputs(weights, X)
+        objective = 0.5 * float(penalised @ (weights * weights))
+        gradient = penalised * weights
+        hessian = np.diag(penalised)
+        for X, y in _blocks(train):
+            design = np.column_stack([X, np.ones(len(y))])
+            logits = design @ weights
             probability = sigmoid(logits)
-            residual = probability - target
-            objective += float(np.sum(softplus(logits) - target * logits))
-            for i, column in enumerate(columns):
-                gradient[i] += float(np.sum(residual * column))
-            _weighted_gram(columns, probability * (1.0 - probability), hessian)
+            objective += float(np.sum(softplus(logits) - y * logits))
+            gradient += design.T @ (probability - y)
+            # A.T @ A of one array is BLAS's symmetric product in numpy: half a general one.
+            weighted = design * np.sqrt(probability * (1.0 - probability))[:, None]
+            hessian += weighted.T @ weighted
         if previous is not None and objective > previous[1]:
             shrink /= 2.0
             if shrink < 1e-6:
                 return previous[0]
-            weights = [w - shrink * s for w, s in zip(previous[0], previous[2], strict=True)]
+            weights = previous[0] - shrink * previous[2]
             continue
         step = solve(hessian, gradient)
         previous, shrink = (weights, objective, step), 1.0
-        if max(abs(s) for s in step) <= 1e-10 * (1.0 + max(abs(w) for w in weights)):
+        if np.max(np.abs(step)) <= 1e-10 * (1.0 + np.max(np.abs(weights))):
             return weights
-        weights = [w - s for w, s in zip(weights, step, strict=True)]
+        weights = weights - step
     return weights
 
 
 def logistic_metrics(train: Chunks, test: Chunks, features: int) -> dict[str, float | None]:
-    """The logistic baseline's test accuracy and log loss."""
+    """The logistic baseline's test accuracy and its log loss to SIGNIFICANT_DIGITS."""
     coefficients = logistic_regression(train, features)
     metrics = ClassificationMetrics()
     for X, y in test():
         metrics.add(y, linear_outputs(coefficients, X))
-    return {"accuracy": metrics.accuracy, "log_loss": metrics.log_loss}
+    return {"accuracy": metrics.accuracy, **rounded({"log_loss": metrics.log_loss})}

@@ -1,28 +1,26 @@
-"""Test metrics, accumulated chunk by chunk in float64, with the same bits on every machine.
+"""Test metrics, accumulated chunk by chunk in float64.
 
-Every value is built from IEEE additions, multiplications, divisions and square roots in a fixed
-order (numpy's pairwise sum within a chunk, chunk after chunk), which every CPU rounds alike.
-Nothing goes through BLAS or LAPACK, whose kernels sum in an order that depends on the CPU, nor
-through the C library's `exp` and `log`, which differ between platforms: the sigmoid and
-softplus come from `portable`.
+Sums are numpy's (pairwise within a chunk, chunk after chunk), and the sigmoid and softplus are
+numpy's ufuncs: the same bytes on the same machine. On another CPU numpy's `exp` and `log` may
+take another SIMD path, so a log loss can differ in its last bits.
 """
 
 import math
 
 import numpy as np
-import torch
-
-from pytorch_workflow import portable
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
-    """The probability of class 1 for each logit, in float64 (`portable.sigmoid`)."""
-    return portable.sigmoid(torch.from_numpy(np.asarray(logits, dtype=np.float64))).numpy()
+    """The probability of class 1 for each logit, in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    # e**-|z| never overflows, and each branch divides without cancellation for its sign of z.
+    small = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
 
 
 def softplus(logits: np.ndarray) -> np.ndarray:
-    """log(1 + e**z) for each logit, in float64 (`portable.softplus`)."""
-    return portable.softplus(torch.from_numpy(np.asarray(logits, dtype=np.float64))).numpy()
+    """log(1 + e**z) for each logit, in float64, without overflow for a large z."""
+    return np.logaddexp(0.0, np.asarray(logits, dtype=np.float64))
 
 
 def _finite_or_none(metrics: dict[str, float]) -> dict[str, float | None]:

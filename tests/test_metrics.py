@@ -1,4 +1,4 @@
-"""Test metrics and the linear baselines: known values, chunk by chunk, against references."""
+"""Test metrics and the linear baselines: known values, chunk by chunk, against scikit-learn."""
 
 import math
 
@@ -10,13 +10,57 @@ from pytorch_workflow.baselines import (
     least_squares,
     logistic_metrics,
     logistic_regression,
+    rounded,
     solve,
 )
-from pytorch_workflow.metrics import ClassificationMetrics, RegressionMetrics
+from pytorch_workflow.metrics import ClassificationMetrics, RegressionMetrics, sigmoid, softplus
 
 
 def chunks_of(X, y, size):
     return lambda: ((X[i : i + size], y[i : i + size]) for i in range(0, len(y), size))
+
+
+# scikit-learn is imported where it is used: three seconds of every test run's collection.
+def diabetes():
+    """The diabetes table as float32, as the pipeline stores it: train (first 80 %) and test."""
+    from sklearn import datasets
+
+    X, y = datasets.load_diabetes(return_X_y=True, scaled=False)
+    X, y = X.astype(np.float32), y.astype(np.float32)
+    return (X[:350], y[:350]), (X[350:], y[350:])
+
+
+def breast_cancer():
+    """The breast cancer table, standardised on its train rows as the pipeline does, float32."""
+    from sklearn import datasets
+
+    X, y = datasets.load_breast_cancer(return_X_y=True)
+    mean, std = X[:450].mean(axis=0), X[:450].std(axis=0)
+    X, y = ((X - mean) / std).astype(np.float32), y.astype(np.float32)
+    return (X[:450], y[:450]), (X[450:], y[450:])
+
+
+def with_dependent_columns(X):
+    """X with a copy of its first column and a constant column: a rank-deficient design."""
+    return np.column_stack([X, X[:, 0], np.full(len(X), 3.0, dtype=np.float32)])
+
+
+def sklearn_logistic(X, y):
+    from sklearn.linear_model import LogisticRegression
+
+    # C = 1 is the baseline's penalty; a tight tolerance, so that the solvers' stops agree.
+    return LogisticRegression(C=1.0, tol=1e-12, max_iter=100_000).fit(X.astype(np.float64), y)
+
+
+def test_sigmoid_and_softplus_match_their_formulas_and_do_not_overflow():
+    z = np.array([-30.0, -2.0, -0.5, 0.0, 0.5, 2.0, 30.0])
+
+    assert sigmoid(z) == pytest.approx(1 / (1 + np.exp(-z)), rel=1e-15)
+    assert softplus(z) == pytest.approx(np.log1p(np.exp(z)), rel=1e-15)
+    with np.errstate(over="raise", invalid="raise"):  # underflow to 0 is the right answer
+        extremes = np.array([-1000.0, 1000.0])
+        assert sigmoid(extremes).tolist() == [0.0, 1.0]
+        assert softplus(extremes).tolist() == [0.0, 1000.0]
 
 
 def test_regression_metrics_on_known_values():
@@ -64,16 +108,22 @@ def test_classification_metrics_on_known_values():
     )
 
 
-def test_solve_matches_numpy_and_leaves_dependent_columns_at_zero():
+def test_solve_matches_numpy_and_gives_dependent_columns_the_minimum_norm_solution():
     rng = np.random.default_rng(1)
-    matrix = rng.normal(size=(6, 6))
-    rhs = rng.normal(size=6)
+    factor = rng.normal(size=(8, 6))
+    matrix, rhs = factor.T @ factor, rng.normal(size=6)
 
-    assert solve(matrix.tolist(), rhs.tolist()) == pytest.approx(
-        np.linalg.solve(matrix, rhs).tolist()
-    )
-    singular = [[2.0, 2.0], [2.0, 2.0]]  # the second column repeats the first
-    assert solve(singular, [4.0, 4.0]) == [2.0, 0.0]
+    assert solve(matrix, rhs) == pytest.approx(np.linalg.solve(matrix, rhs), rel=1e-10)
+    singular = np.array([[2.0, 2.0, 0.0], [2.0, 2.0, 0.0], [0.0, 0.0, 0.0]])  # repeat, constant
+    assert solve(singular, np.array([4.0, 4.0, 0.0])) == pytest.approx([1.0, 1.0, 0.0])
+
+
+def test_baseline_metrics_are_rounded_to_ten_significant_digits():
+    assert rounded({"mse": 1 / 3, "r2": None, "mae": 123456.789012345}) == {
+        "mse": 0.3333333333,
+        "r2": None,
+        "mae": 123456.789,
+    }
 
 
 def test_least_squares_recovers_an_exact_relation_in_chunks():
@@ -86,6 +136,32 @@ def test_least_squares_recovers_an_exact_relation_in_chunks():
     assert coefficients == pytest.approx([2.0, -3.0, 0.5, 1.0], abs=1e-5)
 
 
+@pytest.mark.parametrize("dependent", [False, True], ids=["diabetes", "rank-deficient"])
+def test_least_squares_is_scikit_learns_linear_regression_on_a_real_table(dependent):
+    from sklearn.linear_model import LinearRegression
+
+    (X, y), (X_test, y_test) = diabetes()
+    if dependent:
+        X, X_test = with_dependent_columns(X), with_dependent_columns(X_test)
+
+    coefficients = least_squares(chunks_of(X, y, 64), X.shape[1])
+    metrics = closed_form_metrics(chunks_of(X, y, 64), chunks_of(X_test, y_test, 64), X.shape[1])
+
+    reference = LinearRegression().fit(X.astype(np.float64), y)
+    assert coefficients[:-1] == pytest.approx(reference.coef_, rel=1e-8, abs=1e-8)
+    assert coefficients[-1] == pytest.approx(reference.intercept_, rel=1e-10)
+    errors = reference.predict(X_test.astype(np.float64)) - y_test
+    assert metrics == pytest.approx(
+        {
+            "mae": np.mean(np.abs(errors)),
+            "mse": np.mean(errors**2),
+            "r2": reference.score(X_test.astype(np.float64), y_test),
+        },
+        rel=1e-9,
+    )
+    assert metrics == rounded(metrics)
+
+
 def test_a_perfect_closed_form_fit_is_reported_as_exact_not_as_rounding_noise():
     x = np.linspace(0, 1, 50, dtype=np.float32)
     y = np.float32(0.7) * x + np.float32(0.3)  # float32 targets: residuals of about 1e-8
@@ -96,30 +172,34 @@ def test_a_perfect_closed_form_fit_is_reported_as_exact_not_as_rounding_noise():
     assert metrics == {"mae": 0.0, "mse": 0.0, "r2": 1.0}
 
 
-def test_a_noisy_closed_form_fit_reports_its_errors():
-    rng = np.random.default_rng(3)
-    X = rng.normal(size=(1000, 2)).astype(np.float32)
-    y = (X @ np.array([1.0, 2.0], dtype=np.float32) + rng.normal(0, 0.5, 1000)).astype(np.float32)
+def test_the_logistic_baseline_reaches_the_penalised_optimum():
+    (X, y), _ = breast_cancer()
 
-    metrics = closed_form_metrics(
-        chunks_of(X[:800], y[:800], 800), chunks_of(X[800:], y[800:], 200), 2
-    )
-
-    assert 0.2 < metrics["mse"] < 0.35 and 0.9 < metrics["r2"] < 1.0
-
-
-def test_the_logistic_baseline_matches_a_direct_newton_solution():
-    rng = np.random.default_rng(4)
-    X = rng.normal(size=(400, 3)).astype(np.float32)
-    y = (X @ np.array([1.5, -2.0, 0.0]) + rng.logistic(size=400) > 0).astype(np.float32)
-
-    coefficients = logistic_regression(chunks_of(X, y, 64), 3)
+    coefficients = logistic_regression(chunks_of(X, y, 64), X.shape[1])
 
     # At the optimum the gradient of sum(log loss) + 0.5 |w|^2 (intercept unpenalised) is zero.
-    design = np.column_stack([X.astype(np.float64), np.ones(400)])
-    probability = 1 / (1 + np.exp(-(design @ coefficients)))
-    gradient = design.T @ (probability - y) + np.array([*coefficients[:3], 0.0])
+    design = np.column_stack([X.astype(np.float64), np.ones(len(y))])
+    gradient = design.T @ (sigmoid(design @ coefficients) - y) + np.append(coefficients[:-1], 0)
     assert np.max(np.abs(gradient)) < 1e-8
+
+
+@pytest.mark.parametrize("dependent", [False, True], ids=["breast cancer", "rank-deficient"])
+def test_the_logistic_baseline_is_scikit_learns_logistic_regression_on_a_real_table(dependent):
+    (X, y), (X_test, y_test) = breast_cancer()
+    if dependent:
+        X, X_test = with_dependent_columns(X), with_dependent_columns(X_test)
+
+    coefficients = logistic_regression(chunks_of(X, y, 64), X.shape[1])
+    metrics = logistic_metrics(chunks_of(X, y, 64), chunks_of(X_test, y_test, 64), X.shape[1])
+
+    reference = sklearn_logistic(X, y)
+    # scikit-learn's L-BFGS stops near the optimum, not on it.
+    assert coefficients[:-1] == pytest.approx(reference.coef_[0], abs=1e-5)
+    assert coefficients[-1] == pytest.approx(reference.intercept_[0], abs=1e-5)
+    probability = reference.predict_proba(X_test.astype(np.float64))[:, 1]
+    log_loss = -np.mean(y_test * np.log(probability) + (1 - y_test) * np.log(1 - probability))
+    assert metrics["accuracy"] == reference.score(X_test.astype(np.float64), y_test)
+    assert metrics["log_loss"] == pytest.approx(log_loss, rel=1e-6)
 
 
 def test_the_logistic_baseline_converges_on_separable_data():
