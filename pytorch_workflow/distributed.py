@@ -1,10 +1,11 @@
 """Training on several processes, and machines, with torchrun (`train.processes`).
 
 With `train.processes: N` the train stage runs itself again under
-`torchrun --standalone --nproc-per-node N`: N processes on this machine, each reading its own
-share of the chunks. To add machines, give every machine torchrun's own settings in the
-environment (`PET_NNODES`, `PET_RDZV_BACKEND`, `PET_RDZV_ENDPOINT`; docs/scale.md) and run the
-train stage on each: `dvc repro` on the first, `python -m stages.train` on the others.
+`torchrun --standalone --nproc-per-node N`: N processes on this machine, each training the model
+wrapped in `DistributedDataParallel` on its slice of every batch (`dataloaders`). To add
+machines, give every machine torchrun's own settings in the environment (`PET_NNODES`,
+`PET_RDZV_BACKEND`, `PET_RDZV_ENDPOINT`; docs/scale.md) and run the train stage on each:
+`dvc repro` on the first, `python -m stages.train` on the others.
 """
 
 import os
@@ -72,8 +73,11 @@ def _root_cause(report: str) -> str:
 
 def start_process_group(device: "torch.device") -> int:
     """Join torchrun's process group (gloo on CPU, nccl on CUDA); returns how many processes."""
+    import torch
     import torch.distributed as dist
 
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's collectives run on the current device
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return dist.get_world_size()
 

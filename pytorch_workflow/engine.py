@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from pytorch_workflow.dataloaders import Batch
 from pytorch_workflow.distributed import process_rank, sum_over_processes
-from pytorch_workflow.errors import UserError
+from pytorch_workflow.errors import UserError, first_line
 from pytorch_workflow.params import LOSSES, TrainParams, construct, find_class
 
 if TYPE_CHECKING:
@@ -79,8 +79,6 @@ def make_scheduler(
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The `torch.optim.lr_scheduler` class that `train.scheduler` names, if any."""
     if params.scheduler is None:
-        if params.scheduler_options:
-            raise UserError("train.scheduler_options: set train.scheduler to use them")
         return None
     cls = find_class(
         "train.scheduler", params.scheduler, _scheduler_classes(), "torch.optim.lr_scheduler"
@@ -97,16 +95,23 @@ def l2_penalty(model: nn.Module, l2: float, rows: int) -> torch.Tensor:
     return sum((weight * weight).sum() for weight in weights) * (0.5 * l2 / rows)
 
 
-def _loss(
-    model: nn.Module, batch: Batch, loss_fn: nn.Module, l2: float, rows: int, penalise: bool
-) -> torch.Tensor:
-    """The forward pass and the batch's loss, weighted by its share of the step."""
-    y_pred = model(batch.X)
+def forward_pass(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """model(X), checked to give one output per row: a loss would broadcast any other shape."""
+    with failing_as("model.name", getattr(model, "module", model)):
+        y_pred = model(batch.X)
     if y_pred.shape != batch.y.shape:
         raise UserError(
             f"model.name: the model returns shape {tuple(y_pred.shape)} for a batch of "
             f"{tuple(batch.X.shape)}; expected {tuple(batch.y.shape)}, one output per row"
         )
+    return y_pred
+
+
+def _loss(
+    model: nn.Module, batch: Batch, loss_fn: nn.Module, l2: float, rows: int, penalise: bool
+) -> torch.Tensor:
+    """The forward pass and the batch's loss, weighted by its share of the step."""
+    y_pred = forward_pass(model, batch)
     loss = loss_fn(y_pred, batch.y) * batch.share  # a share of 1.0 leaves every bit
     if l2 and penalise:  # once in each step of each process
         loss = loss + l2_penalty(model, l2, rows)
@@ -139,16 +144,19 @@ def train_step(
             return torch.tensor(sum_over_processes(total.item()) / world_size)
 
         if isinstance(optimizer, torch.optim.LBFGS):
-            return optimizer.step(closure).item()  # the loss of its first evaluation
+            with failing_as("train.optimizer", optimizer):
+                return optimizer.step(closure).item()  # the loss of its first evaluation
         loss = closure()
-        optimizer.step()
+        with failing_as("train.optimizer", optimizer):
+            optimizer.step()
         return loss.item()
     total = 0.0
     for batch in dataloader:
         loss = _loss(model, batch, loss_fn, l2, rows, penalise=True)
         optimizer.zero_grad()
         loss.backward()
-        optimizer.step()
+        with failing_as("train.optimizer", optimizer):
+            optimizer.step()
         total += loss.item() * batch.step_rows
     return sum_over_processes(total) / (world_size * rows)
 
@@ -159,7 +167,7 @@ def test_step(model: nn.Module, dataloader: DataLoader, loss_fn: nn.Module) -> f
     total = 0.0
     with torch.inference_mode():
         for batch in dataloader:
-            test_pred = model(batch.X)
+            test_pred = forward_pass(model, batch)
             test_loss = loss_fn(test_pred, batch.y)
             total += test_loss.item() * batch.share
     return sum_over_processes(total) / process_rank()[1]
@@ -178,8 +186,13 @@ def train(
     `on_log` gets the losses so far whenever a line is logged.
     """
     rank, world_size = process_rank()
+    if not any(parameter.requires_grad for parameter in model.parameters()):
+        raise UserError(f"model.name: {type(model).__name__} has no parameters to train")
     # DistributedDataParallel averages the gradients of the processes in each backward pass.
-    trained = DistributedDataParallel(model) if world_size > 1 else model
+    trained = model
+    if world_size > 1:
+        on_gpu = [model_device(model)] if model_device(model).type == "cuda" else None
+        trained = DistributedDataParallel(model, device_ids=on_gpu)
     loss_fn = getattr(nn, LOSSES[params.loss].module)()
     optimizer = make_optimizer(params, trained.parameters())
     scheduler = make_scheduler(params, optimizer)
@@ -199,10 +212,11 @@ def train(
                     f"{test_loss:.3g} (test) at epoch {epoch} with train.lr={params.lr:g}; "
                     "try a smaller train.lr"
                 )
-            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                scheduler.step(test_loss)
-            elif scheduler is not None:
-                scheduler.step()
+            with failing_as("train.scheduler", scheduler):
+                if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    scheduler.step(test_loss)  # the held-out loss, as the course's validation
+                elif scheduler is not None:
+                    scheduler.step()
             history.append(EpochLosses(epoch, train_loss, test_loss))
             if bar is not None:
                 bar.update()
@@ -216,6 +230,23 @@ def train(
                 if on_log is not None:
                     on_log(history)
     return history
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@contextmanager
+def failing_as(key: str, instance: object) -> Iterator[None]:
+    """An error that the user's model, optimizer or scheduler raises as it runs, as one line
+    naming the param: options are checked against a class's signature, not against each other
+    or the data (a `StepLR` with `step_size: 0` fails only when it steps; a model built for
+    other features fails on its first batch)."""
+    try:
+        yield
+    except (ValueError, TypeError, ZeroDivisionError, RuntimeError, IndexError) as error:
+        name = type(instance).__name__
+        raise UserError(f"{key}: {name} failed: {first_line(error)}") from None
 
 
 @contextmanager

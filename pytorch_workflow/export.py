@@ -187,7 +187,8 @@ def read_card(export_dir: Path) -> dict[str, Any]:
 def _card_problem(card: Any) -> str | None:
     if not isinstance(card, dict):
         return f"expected a JSON object, got {type(card).__name__}"
-    if not isinstance(card.get("model"), str) or card["model"] not in model_classes():
+    known = {name.lower() for name in model_classes()}
+    if not isinstance(card.get("model"), str) or card["model"].lower() not in known:
         return f"model must be a class of model_builder: {', '.join(model_classes())}"
     if not isinstance(card.get("model_options"), dict):
         return "model_options must be a mapping of the model's keyword arguments"

@@ -197,6 +197,8 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         processes=reader.integer("train.processes", at_least=1, at_most=256),
         log_every=reader.integer("train.log_every", at_least=1),
     )
+    if train.scheduler is None and train.scheduler_options:
+        raise UserError(f"{path}: train.scheduler_options need a train.scheduler; it is null")
     if train.optimizer.lower() == "lbfgs" and train.batch_size is not None:
         raise UserError(
             f"{path}: train.optimizer: lbfgs takes the whole split in each step; "
@@ -510,24 +512,28 @@ def construct(key: str, cls: type, options: Options, given: dict[str, Any]) -> A
                 else f"its options: {', '.join(names) or 'none'}"
             )
             raise UserError(f"{key}: {cls.__name__} has no option {name!r}; {hint}")
-        default = accepted[name].default if name in accepted else None
+        default = accepted[name].default if name in accepted else inspect.Parameter.empty
         converted[name] = _like_default(value, default)
     try:
         return cls(**given, **converted)
-    except (TypeError, ValueError, AssertionError, RuntimeError) as error:
+    except Exception as error:  # whatever a constructor raises, it is about these options
         raise UserError(f"{key}: {cls.__name__} refused {converted}: {first_line(error)}") from None
 
 
 def _like_default(value: Any, default: Any) -> Any:
-    if (
-        isinstance(default, float | int)
-        and not isinstance(default, bool)
-        and isinstance(value, str)
-    ):
+    """A value from params.yaml in the type the option expects: DVC writes `1e-05` as a string,
+    and YAML has no tuples. Text stays text where the default is text."""
+    if isinstance(value, str) and not isinstance(default, str):
         try:
-            return float(value)
+            return int(value)
+        except ValueError:
+            pass
+        try:
+            number = float(value)
         except ValueError:
             return value
+        counts = isinstance(default, int) and not isinstance(default, bool)
+        return int(number) if counts and number.is_integer() else number
     if isinstance(default, tuple) and isinstance(value, list):
         return tuple(value)
     return value

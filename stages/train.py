@@ -118,7 +118,7 @@ def shown_parameters(model: torch.nn.Module) -> dict[str, float] | str:
 def parameter_values(model: torch.nn.Module) -> dict[str, float]:
     """Each parameter's values by name (`weights`, or `weights.0`, `weights.1`, ... for k > 1)."""
     values = {}
-    for name, tensor in model.state_dict().items():
+    for name, tensor in model.named_parameters():
         flat = tensor.detach().cpu().reshape(-1).tolist()
         names = [name] if len(flat) == 1 else [f"{name}.{i}" for i in range(len(flat))]
         values.update(zip(names, flat, strict=True))

@@ -175,7 +175,6 @@ def test_a_scheduler_changes_the_learning_rate_each_epoch(tmp_path):
             {"scheduler": "CosineAnnealingLR"},
             "train.scheduler_options: CosineAnnealingLR refused {}: ",
         ),
-        ({"scheduler_options": {"T_max": 3}}, "train.scheduler_options: set train.scheduler"),
     ],
 )
 def test_optimizer_and_scheduler_mistakes_are_one_line(changes, message):
@@ -196,6 +195,46 @@ def test_options_written_as_text_by_dvc_are_read_as_numbers_and_tuples():
 
     assert optimizer.defaults["weight_decay"] == 1e-6
     assert optimizer.defaults["betas"] == (0.8, 0.9)
+
+
+def test_options_without_a_default_and_whole_numbers_are_read_as_torch_expects():
+    params = train_params(
+        epochs=3,
+        scheduler="OneCycleLR",
+        scheduler_options={"max_lr": "1e-02", "total_steps": "3", "pct_start": 0.5},
+    )
+    optimizer = engine.make_optimizer(params, build_model("linear_regression").parameters())
+    scheduler = engine.make_scheduler(params, optimizer)
+
+    assert scheduler.total_steps == 3 and isinstance(scheduler.total_steps, int)
+    assert optimizer.param_groups[0]["max_lr"] == 0.01
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"scheduler": "StepLR", "scheduler_options": {"step_size": 0}},
+            "train.scheduler: StepLR failed: ",
+        ),
+        ({"optimizer": "SparseAdam"}, "train.optimizer: SparseAdam failed: "),
+    ],
+)
+def test_an_optimizer_or_scheduler_failing_as_it_steps_is_one_line(tmp_path, changes, message):
+    data = loaders(*course_split(tmp_path))
+
+    with pytest.raises(UserError) as error:
+        engine.train(build_model("linear_regression", 42), *data, train_params(**changes), quiet)
+
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_model_for_other_features_fails_on_its_first_batch_in_one_line(tmp_path):
+    data = loaders(*course_split(tmp_path))
+    model = build_model("linear_regression_v2", seed=42, in_features=3)
+
+    with pytest.raises(UserError, match=r"model\.name: LinearRegressionModelV2 failed: mat1"):
+        engine.train(model, *data, train_params(epochs=1), quiet)
 
 
 def test_diverging_training_stops_with_the_epoch_and_a_hint(tmp_path):

@@ -87,6 +87,7 @@ def test_numbers_written_as_strings_by_dvc_exp_run_are_accepted(tmp_path):
         ({"split.stratify": True}, "split.stratify needs task: binary_classification"),
         ({"train.lrr": 0.1}, "unknown key 'train.lrr'; did you mean train.lr?"),
         ({"train.optimizer": "LBFGS", "train.batch_size": 8}, "lbfgs takes the whole split"),
+        ({"train.scheduler_options": {"T_max": 3}}, "train.scheduler_options need a train.sch"),
     ],
 )
 def test_bad_params_name_the_key_and_value_in_one_line(tmp_path, changes, message):
