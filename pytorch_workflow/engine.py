@@ -183,7 +183,7 @@ def train(
 ) -> list[EpochLosses]:
     """Train for `params.epochs`; log the course's line every `params.log_every` epochs.
 
-    `on_log` gets the losses so far whenever a line is logged.
+    `on_log` gets the losses so far whenever a line is logged, and after the last epoch.
     """
     rank, world_size = process_rank()
     if not any(parameter.requires_grad for parameter in model.parameters()):
@@ -227,8 +227,9 @@ def train(
                     f"Epoch: {epoch} | {label} Train Loss: {train_loss} "
                     f"| {label} Test Loss: {test_loss}"
                 )
-                if on_log is not None:
-                    on_log(history)
+            last = epoch == params.epochs - 1
+            if on_log is not None and (epoch % params.log_every == 0 or last):
+                on_log(history)
     return history
 
 

@@ -12,6 +12,7 @@ import yaml
 from pytorch_workflow.errors import UserError
 
 PIPELINE_FILE = "dvc.yaml"
+LIVE_FILES = ("metrics.json", "plots/metrics/train_loss.tsv", "plots/metrics/test_loss.tsv")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,12 @@ class Paths:
     predictions_figure: Path
     loss_figure: Path
     export_dir: Path
+    live: Path  # DVCLive's folder
+
+    @property
+    def live_files(self) -> list[Path]:
+        """What DVCLive writes in its folder: `Live(dvcyaml=False)`, so no dvc.yaml of its own."""
+        return [self.live / name for name in LIVE_FILES]
 
 
 def _pipeline(pipeline_file: str | Path) -> dict:

@@ -186,3 +186,21 @@ def test_every_module_a_stage_imports_is_one_of_its_deps(fresh_repo):
         deps = set(pipeline["stages"][stage]["deps"])
         missing = sorted(set(imported) - deps - {"stages/__init__.py"})
         assert missing == [], f"stage {stage} imports {missing} but does not list them in deps"
+
+
+def test_dvclive_records_the_losses_at_each_log_line_and_the_last_epoch(reproduced):
+    repo, _ = reproduced
+
+    live = json.loads((repo / "dvclive/metrics.json").read_text())
+    losses = pd.read_csv(repo / "plots/loss.csv")
+    rows = (repo / "dvclive/plots/metrics/test_loss.tsv").read_text().splitlines()
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+
+    assert live == {
+        "step": 99,
+        "train_loss": losses.train_loss.iloc[-1],
+        "test_loss": losses.test_loss.iloc[-1],
+    }
+    assert rows[0] == "step\ttest_loss"
+    assert [row.split("\t")[0] for row in rows[1:]] == [*map(str, range(0, 100, 10)), "99"]
+    assert "dvclive/metrics.json" in json.dumps(shown)
