@@ -10,6 +10,8 @@ table says whether the outputs are the same bytes, and otherwise the largest rel
 difference, against the declared tolerance (`tolerances.yaml`).
 """
 
+import os
+import platform
 import re
 import subprocess
 import sys
@@ -104,10 +106,15 @@ def main() -> None:
                     found = f"{worst:.2g} (`{key}`)"
                 verdict = "outside" if outside else "within"
                 rows.append(f"| {name} | {machine} | {found} | {verdict} |")
+    probe = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    capability = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
     table = [
         MARKERS[0],
         f"Measured by `benchmarks/reproducibility.py` at commit {commit()} (torch 2.13.0, CPU), "
-        "against the same configuration on the measuring machine as it is. The largest "
+        f"against the same configuration on the measuring machine as it is ({platform.machine()}, "
+        f"{os.cpu_count()} cores, torch's {capability} kernels). The largest "
         "relative difference of any recorded number, and whether every number is within "
         f"the declared tolerance (relative {tolerance.relative:g}, absolute "
         f"{tolerance.absolute:g}):",

@@ -57,7 +57,6 @@ def recorded(repo: Path) -> dict[str, float]:
     numbers = {}
     for name in ("metrics/train.json", "metrics/evaluate.json", "plots/loss.csv"):
         numbers.update(numbers_of(name, (repo / name).read_text()))
-    numbers.pop("metrics/train.json:processes")
     return numbers
 
 

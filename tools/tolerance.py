@@ -17,6 +17,8 @@ import yaml
 from pytorch_workflow.errors import UserError
 
 TOLERANCE_FILE = Path(__file__).resolve().parents[1] / "tolerances.yaml"
+# Numbers that say how a run ran, not what it found: a param, compared as one.
+SETTINGS = ("metrics/train.json:processes",)
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ def flatten(payload: dict, prefix: str = "") -> dict[str, float]:
 def numbers_of(name: str, text: str) -> dict[str, float]:
     """The numbers of one results file's text (JSON metrics or a CSV plot table), by key."""
     if name.endswith(".json"):
-        return flatten(json.loads(text), f"{name}:")
+        numbers = flatten(json.loads(text), f"{name}:")
+        return {key: value for key, value in numbers.items() if key not in SETTINGS}
     numbers = {}
     for row_number, row in enumerate(csv.DictReader(io.StringIO(text))):
         for column, cell in row.items():
