@@ -11,10 +11,14 @@ import pytest
 import yaml
 from filelock import FileLock
 
+from tests.helpers import COURSE_PARAMS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
-# The committed params.yaml, as read.
+# The committed params.yaml, as read. Only the tests of what is committed (the lock, the metrics,
+# the docs' commands) use it; the course's numbers come from COURSE_PARAMS, whatever a fork commits.
 DEFAULTS = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+COMMITTED_ARE_THE_COURSE = DEFAULTS == COURSE_PARAMS
 
 # The course's log, epochs 0 to 90, as printed in the course's notebook.
 COURSE_LOG = [
@@ -140,9 +144,22 @@ def fresh_repo(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def reproduced(tmp_path_factory, fresh_repo, worker_id) -> tuple[Path, subprocess.CompletedProcess]:
-    """The fresh copy after the README's `make repro` (its set-up taken as done: this
-    environment is first on PATH), and what that run printed. Do not modify.
+def course_repo(tmp_path_factory, fresh_repo) -> Path:
+    """The fresh copy with the course's params (COURSE_PARAMS) committed, nothing run: the
+    fresh copy itself where they are already the committed ones."""
+    if COMMITTED_ARE_THE_COURSE:
+        return fresh_repo
+    repo = clone_copy(fresh_repo, tmp_path_factory.mktemp("course") / "repo")
+    (repo / "params.yaml").write_text(yaml.safe_dump(COURSE_PARAMS, sort_keys=False))
+    run(["git", "commit", "-q", "-am", "The course's params"], repo)
+    return repo
+
+
+def reproduced_once(
+    name: str, source: Path, tmp_path_factory, worker_id, commit: bool
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """`source` after the README's `make repro` (its set-up taken as done: this environment is
+    first on PATH), and what that run printed. `commit`: commit what the run changed.
 
     The run happens once per `pytest` run: the first test process to need it makes it, under a
     lock, and every process (pytest-xdist worker) gets its own copy of the result.
@@ -150,27 +167,60 @@ def reproduced(tmp_path_factory, fresh_repo, worker_id) -> tuple[Path, subproces
     shared = tmp_path_factory.getbasetemp()
     if worker_id != "master":
         shared = shared.parent  # this run's folder, above each worker's own
-    made = shared / "reproduced"
+    made = shared / name
     printed = made / "make-repro.json"
-    with FileLock(shared / "reproduced.lock"):
+    with FileLock(shared / f"{name}.lock"):
         if not printed.exists():
             shutil.rmtree(made / "repo", ignore_errors=True)  # from a run that was interrupted
-            repo = clone_copy(fresh_repo, made / "repo")
+            repo = clone_copy(source, made / "repo")
             result = make(["repro"], repo, check=False)
+            # In a fork the course's results differ from the committed ones: commit them, so
+            # that main holds them, as the course's reports and lock checks expect.
+            changed = run(["git", "status", "--porcelain"], repo).stdout
+            if commit and result.returncode == 0 and changed:
+                run(["git", "add", "-A"], repo)
+                run(["git", "commit", "-q", "-m", "The course's results"], repo)
             fields = ("args", "returncode", "stdout", "stderr")
-            printed.write_text(json.dumps({name: getattr(result, name) for name in fields}))
+            printed.write_text(json.dumps({field: getattr(result, field) for field in fields}))
     result = subprocess.CompletedProcess(**json.loads(printed.read_text()))
     if result.returncode != 0:  # in every test process that needs it
         raise AssertionError(
             f"make repro exited {result.returncode}\n{result.stdout}{result.stderr}"
         )
-    return clone_copy(made / "repo", tmp_path_factory.mktemp("reproduced") / "repo"), result
+    return clone_copy(made / "repo", tmp_path_factory.mktemp(name) / "repo"), result
+
+
+@pytest.fixture(scope="session")
+def reproduced(
+    tmp_path_factory, course_repo, worker_id
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """The course's run: `course_repo` after `make repro`, and what that run printed. Do not
+    modify."""
+    return reproduced_once("reproduced", course_repo, tmp_path_factory, worker_id, commit=True)
+
+
+@pytest.fixture(scope="session")
+def committed_reproduced(
+    request, tmp_path_factory, fresh_repo, worker_id
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """The run of the committed params, for the tests of what is committed (dvc.lock, metrics,
+    the docs' commands). Do not modify. Where the committed params are the course's, it is the
+    course's run, not a second one."""
+    if COMMITTED_ARE_THE_COURSE:
+        return request.getfixturevalue("reproduced")
+    return reproduced_once("committed", fresh_repo, tmp_path_factory, worker_id, commit=False)
 
 
 @pytest.fixture
 def pipeline_repo(reproduced, tmp_path) -> Path:
-    """A private copy of the reproduced repo, free to change."""
+    """A private copy of the course's reproduced repo, free to change."""
     return clone_copy(reproduced[0], tmp_path / "repo")
+
+
+@pytest.fixture
+def committed_repo(committed_reproduced, tmp_path) -> Path:
+    """A private copy of the committed params' reproduced repo, free to change."""
+    return clone_copy(committed_reproduced[0], tmp_path / "repo")
 
 
 def git_clone(source: Path, destination: Path) -> Path:

@@ -1,10 +1,10 @@
 """Every command the README and docs/ show is run by a test, as a user types it.
 
 The commands of the pages' ```bash blocks run here, the README's first, in order, in one copy of
-the reproduced repository, with the placeholders filled in (an experiment's name for NAME, a CSV for
-~/my.csv). The few that need more than a repository run in the test named for them; the rest
-are not run by any test, each for the reason given. A command added to a page without a place
-here fails this test.
+the repository reproduced with its committed params, with the placeholders filled in (an
+experiment's name for NAME, a CSV for ~/my.csv). The few that need more than a repository run in
+the test named for them; the rest are not run by any test, each for the reason given. A command
+added to a page without a place here fails this test.
 """
 
 import importlib
@@ -116,9 +116,9 @@ def experiment_names(repo: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_the_commands_of_every_page_run_in_order_in_one_repository(pipeline_repo, tmp_path):
+def test_the_commands_of_every_page_run_in_order_in_one_repository(committed_repo, tmp_path):
     """As a reader goes: the README, then docs/; a command already run is not run again."""
-    repo = pipeline_repo
+    repo = committed_repo
     shutil.copy(REPO_ROOT / "data/raw/houses.csv", tmp_path / "my.csv")
     done: set[str] = set()
     for page in PAGES:
@@ -142,11 +142,11 @@ def test_the_shown_training_log_is_the_course_log():
 
 
 @pytest.mark.slow
-def test_the_shown_error_is_what_dvc_exp_run_prints(pipeline_repo):
+def test_the_shown_error_is_what_dvc_exp_run_prints(committed_repo):
     readme = (REPO_ROOT / "README.md").read_text()
     command, shown = re.search(r"^\$ (dvc exp run .*)\n(error: .*)$", readme, re.MULTILINE).groups()
 
-    result = run(command.split(), pipeline_repo, check=False)
+    result = run(command.split(), committed_repo, check=False)
 
     assert result.returncode != 0
     assert shown in result.stderr.splitlines()

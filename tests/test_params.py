@@ -1,5 +1,6 @@
 """params.yaml: every key checked against one schema, one line naming the key for each mistake."""
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,13 @@ from pytorch_workflow.params import (
     parse_device,
 )
 from tests.conftest import DEFAULTS, REPO_ROOT
+from tests.helpers import COURSE_DATA, COURSE_PARAMS, COURSE_SPLIT, COURSE_TRAIN
 
 
 def write_params(tmp_path: Path, changes: dict) -> Path:
-    params = {section: (dict(v) if isinstance(v, dict) else v) for section, v in DEFAULTS.items()}
+    """The course's params with `changes`: which checks apply depends on the rest (a CSV's data
+    has no line to check), so not on what a fork commits."""
+    params = copy.deepcopy(COURSE_PARAMS)
     for dotted, value in changes.items():
         section, _, key = dotted.partition(".")
         if key:
@@ -38,6 +42,14 @@ def test_the_committed_params_are_the_course_defaults_on_the_cpu():
     assert params.model.name == "linear_regression" and params.model.options == {}
     assert (params.train.epochs, params.train.lr, params.train.loss) == (100, 0.01, "l1")
     assert params.train.optimizer == "sgd" and params.train.processes == 1
+    # All of them, so that the tests' course run is the committed run, made once.
+    assert DEFAULTS == COURSE_PARAMS
+
+
+def test_the_tests_course_params_are_a_complete_valid_params_file(tmp_path):
+    params = load_params(write_params(tmp_path, {}))
+
+    assert (params.data, params.split, params.train) == (COURSE_DATA, COURSE_SPLIT, COURSE_TRAIN)
 
 
 def test_every_key_of_the_committed_file_is_known_and_documented():

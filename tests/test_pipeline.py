@@ -47,8 +47,8 @@ def test_repro_makes_every_output_and_prints_the_course_log(reproduced):
     ]
 
 
-def test_fresh_clone_reproduces_the_committed_lock_and_metrics(reproduced):
-    repo, _ = reproduced
+def test_fresh_clone_reproduces_the_committed_lock_and_metrics(committed_reproduced):
+    repo, _ = committed_reproduced
 
     status = run(["git", "status", "--porcelain"], repo).stdout
 

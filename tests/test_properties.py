@@ -6,6 +6,7 @@ once are kept below with `@example`.
 """
 
 import contextlib
+import copy
 import io
 import math
 import shutil
@@ -20,7 +21,8 @@ from hypothesis import strategies as st
 from pytorch_workflow import predict
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.params import KNOWN_KEYS, load_params
-from tests.conftest import DEFAULTS, REPO_ROOT, workspace_files
+from tests.conftest import REPO_ROOT, workspace_files
+from tests.helpers import COURSE_PARAMS
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 EDGE_NUMBERS = st.sampled_from(
@@ -87,7 +89,7 @@ def assert_success_or_one_error_line(status: int, stderr: str) -> None:
 @example(key="data.step", value=5e-324)
 @example(key="device", value="cuda:²")
 def test_any_value_of_any_key_is_accepted_or_refused_in_one_line(tmp_path_factory, key, value):
-    params = yaml.safe_load(yaml.safe_dump(DEFAULTS))
+    params = copy.deepcopy(COURSE_PARAMS)
     section, _, name = key.partition(".")
     if name:
         params[section][name] = value
@@ -127,10 +129,11 @@ def csv_text(names: list[str], rows: list[list[str]]) -> str:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """The repository's pipeline files in a folder where stages can run in-process."""
+    """The repository's pipeline with the course's params, in a folder where stages can run
+    in-process: the tests set the CSV's keys, and nothing else a fork commits comes in."""
     folder = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", "params.yaml"):
-        shutil.copy(REPO_ROOT / name, folder / name)
+    shutil.copy(REPO_ROOT / "dvc.yaml", folder / "dvc.yaml")
+    (folder / "params.yaml").write_text(yaml.safe_dump(COURSE_PARAMS, sort_keys=False))
     return folder
 
 

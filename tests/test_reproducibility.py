@@ -47,6 +47,8 @@ MACHINES = {
         "TZ": "America/St_Johns",
     },
 }
+# Each recipe is set over the course's params (`course_repo`): a fork's other committed values
+# would mix into it.
 OWN_DATA = {
     "regression": [
         "data.source=csv",
@@ -136,11 +138,11 @@ def recorded_numbers(repo: Path) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("data", list(OWN_DATA))
-def test_own_data_gives_the_same_bytes_when_run_again_on_one_machine(fresh_repo, tmp_path, data):
-    first = repro_on(fresh_repo, {}, tmp_path / "first" / "repo", OWN_DATA[data], "train")
+def test_own_data_gives_the_same_bytes_when_run_again_on_one_machine(course_repo, tmp_path, data):
+    first = repro_on(course_repo, {}, tmp_path / "first" / "repo", OWN_DATA[data], "train")
     run(["dvc", "repro", "--force", "--single-item", "train"], first)
     again = outputs(first)
-    second = repro_on(fresh_repo, {}, tmp_path / "second" / "repo", OWN_DATA[data], "train")
+    second = repro_on(course_repo, {}, tmp_path / "second" / "repo", OWN_DATA[data], "train")
 
     assert outputs(second) == again
     assert {"models/model.pt", "data/features.json"} <= set(again)
@@ -148,14 +150,14 @@ def test_own_data_gives_the_same_bytes_when_run_again_on_one_machine(fresh_repo,
 
 @pytest.mark.parametrize("data", list(OWN_DATA))
 def test_own_data_on_another_machine_agrees_within_the_declared_tolerance(
-    fresh_repo, tmp_path, data
+    course_repo, tmp_path, data
 ):
     # This machine runs torch and numpy with SIMD kernels, on several threads; the other without
     # SIMD. There the pipeline runs to the end, where export requires its program to give
     # evaluate's predictions bit for bit, on that machine.
-    here = repro_on(fresh_repo, {}, tmp_path / "here" / "repo", OWN_DATA[data], "evaluate")
+    here = repro_on(course_repo, {}, tmp_path / "here" / "repo", OWN_DATA[data], "evaluate")
     emulated = MACHINES["no SIMD, one thread"]
-    there = repro_on(fresh_repo, emulated, tmp_path / "there" / "repo", OWN_DATA[data])
+    there = repro_on(course_repo, emulated, tmp_path / "there" / "repo", OWN_DATA[data])
 
     _, _, outside = largest_difference(
         recorded_numbers(here), recorded_numbers(there), load_tolerance()
