@@ -14,6 +14,7 @@ the targets: this measures, it does not gate.
 import argparse
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -125,6 +126,19 @@ def stages_one_by_one(repo: Path) -> dict[str, tuple[float, int]]:
     }
 
 
+def disk_use(repo: Path) -> dict[str, int]:
+    """Bytes of the outputs in the workspace and of DVC's cache (`du` counts a file that is
+    linked into both once), with the repository's `cache.type`."""
+
+    def du(*args: str) -> int:
+        done = subprocess.run(["du", "-sb", *args], capture_output=True, text=True, check=True)
+        return int(done.stdout.split()[0])
+
+    both = du("--exclude=.git", str(repo))
+    cache = du(str(repo / ".dvc/cache"))
+    return {"workspace": both - cache, "cache": cache, "both": both}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1M and 10M rows, one round")
@@ -186,6 +200,7 @@ def main() -> None:
         print(f"4. {huge_rows:,} rows, 3 epochs, once", file=sys.stderr)
         repo = clone(work / "huge", data__step=float(huge), data__end=huge_end, train__epochs=3)
         huge_stages = stages_one_by_one(repo)
+        disk = disk_use(repo)
         huge_course = course_run(work, "--step", huge, "--end", str(huge_end), "--epochs", "3")()
 
     total = sum(seconds for seconds, _ in huge_stages.values())
@@ -259,6 +274,14 @@ def main() -> None:
     lines.append(
         f"| **the five stages / course's script** | {total:.2f} | | {r:.2f} | <= 2 "
         f"| {'yes' if r <= 2 else '**no**'} |"
+    )
+    config = (REPO / ".dvc/config").read_text()
+    configured = re.search(r'^\s*type\s*=\s*"?([^"\n]+)"?', config, re.M)
+    cache_type = configured.group(1) if configured else "DVC's default"
+    lines.append(
+        f"| disk after the {huge_rows:,}-row stages (`cache.type = {cache_type}`): workspace "
+        f"{disk['workspace'] / 1e6:,.0f} MB, DVC cache {disk['cache'] / 1e6:,.0f} MB, together "
+        f"{disk['both'] / 1e6:,.0f} MB (a linked file counted once) | | | | | |"
     )
     text = "\n".join(lines) + "\n"
     OUTPUT.write_text(text)
