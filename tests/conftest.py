@@ -40,6 +40,7 @@ COURSE_LOG = [
 LONGEST_FIRST = [
     "test_experiments.py",
     "test_reproducibility.py",
+    "test_torch_choices.py",
     "test_docs.py",
     "test_bad_inputs.py",
     "test_own_data.py",
@@ -48,6 +49,7 @@ LONGEST_FIRST = [
     "test_registry.py",
     "test_pipeline.py",
     "test_distributed.py",
+    "test_cache_links.py",
     "test_security.py",
     "test_predict.py",
     "test_remote_s3.py",

@@ -77,17 +77,18 @@ def test_two_processes_agree_with_one_and_write_the_same_bytes_again(chunked, tm
     assert outside == []
 
 
-@pytest.mark.parametrize("batch_size", [500, 3])
-def test_mini_batches_over_two_processes_agree_with_one(chunked, tmp_path, batch_size):
-    # Batches of 3 rows: one process takes 1 row of each, the other 2, and the last batch of
-    # 8,000 rows has 2: every process still steps as often as the other.
+@pytest.mark.parametrize(("data", "batch_size"), [("chunked", 500), ("course", 3)])
+def test_mini_batches_over_two_processes_agree_with_one(
+    chunked, reproduced, tmp_path, data, batch_size
+):
+    # The course's 40 train rows in batches of 3: one process takes 1 row of each, the other 2,
+    # and in the last batch of 1 row one process has none: it still steps, on a row that
+    # weighs nothing.
     numbers = {}
     for processes in (1, 2):
-        repo = clone_copy(chunked, tmp_path / f"repo-{processes}")
-        epochs = 5 if batch_size == 500 else 1
-        set_params(
-            repo, train__processes=processes, train__batch_size=batch_size, train__epochs=epochs
-        )
+        source = chunked if data == "chunked" else reproduced[0]
+        repo = clone_copy(source, tmp_path / f"repo-{processes}")
+        set_params(repo, train__processes=processes, train__batch_size=batch_size, train__epochs=5)
         run([sys.executable, "-m", "stages.train"], repo)
         trained = json.loads((repo / "metrics/train.json").read_text())
         assert trained["processes"] == processes

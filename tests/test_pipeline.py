@@ -27,7 +27,8 @@ def output_bytes(repo: Path) -> dict[str, bytes]:
     for path in pipeline_paths(repo).values():
         target = repo / path
         for file in sorted(target.rglob("*")) if target.is_dir() else [target]:
-            files[str(file.relative_to(repo))] = file.read_bytes()
+            if file.is_file():
+                files[str(file.relative_to(repo))] = file.read_bytes()
     return files
 
 
