@@ -105,6 +105,13 @@ class SplitDataset(IterableDataset):
             self._cache[index] = tensors
         return tensors
 
+    def __len__(self) -> int:
+        """The batches of an epoch: a piece per chunk of the whole-split step, or the
+        mini-batches."""
+        if self.full_batch:
+            return self.table.num_chunks
+        return math.ceil(self.rows / self.batch_size)
+
     def __iter__(self) -> Iterator[Batch]:
         if self.full_batch:
             for index in range(self.table.num_chunks):

@@ -14,7 +14,7 @@ gradients in every backward pass.
 import math
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -138,8 +138,13 @@ def train_step(
             optimizer.zero_grad()
             total = torch.zeros(())
             for index, batch in enumerate(dataloader):
-                loss = _loss(model, batch, loss_fn, l2, rows, penalise=index == 0)
-                loss.backward()
+                # The gradients add up in .grad piece by piece: DistributedDataParallel need
+                # average them over the processes only once, in the last piece's backward
+                # (its forward pass too must be outside `no_sync`).
+                last = index == len(dataloader) - 1
+                with nullcontext() if last or world_size == 1 else model.no_sync():
+                    loss = _loss(model, batch, loss_fn, l2, rows, penalise=index == 0)
+                    loss.backward()
                 total = total + loss.detach().cpu()
             return torch.tensor(sum_over_processes(total.item()) / world_size)
 
