@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.pipeline_benchmark import commit, environment  # noqa: E402
 from tests.test_reproducibility import MACHINES, OWN_DATA  # noqa: E402
-from tools.tolerance import largest_difference, load_tolerance, numbers_of  # noqa: E402
+from tools.tolerance import largest_difference, load_tolerance, recorded_in  # noqa: E402
 
 DOC = REPO / "docs/reproducibility.md"
 MARKERS = ("<!-- reproducibility: written by benchmarks/reproducibility.py -->", "<!-- end -->")
@@ -71,10 +71,7 @@ def run_on(workdir: Path, settings: list[str], machine: dict[str, str]) -> tuple
     subprocess.run(
         ["dvc", "repro", "--quiet"], cwd=workdir, env={**environment(), **machine}, check=True
     )
-    numbers = {}
-    for file in [*sorted(workdir.glob("metrics/*.json")), *sorted(workdir.glob("plots/*.csv"))]:
-        name = str(file.relative_to(workdir))
-        numbers.update(numbers_of(name, file.read_text()))
+    numbers = recorded_in(workdir)
     lock = yaml.safe_load((workdir / "dvc.lock").read_text())
     hashes = {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage["outs"]}
     return numbers, hashes

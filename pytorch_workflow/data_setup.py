@@ -593,6 +593,11 @@ class Features:
     def columns(self) -> tuple[str, ...]:
         return (*self.names, self.target)
 
+    def matrix(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """A chunk's features as one standardised, contiguous float32 array (n, k)."""
+        X = np.column_stack([columns[name] for name in self.names])
+        return np.ascontiguousarray(self.scale(X), dtype=np.float32)
+
     def scale(self, X: np.ndarray) -> np.ndarray:
         """Standardised float32 features: (X - mean) / std, elementwise in float32."""
         if self.mean is None or self.std is None:

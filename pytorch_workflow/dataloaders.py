@@ -94,8 +94,7 @@ class SplitDataset(IterableDataset):
         if index in self._cache:
             return self._cache[index]
         columns = self.table.chunk(index)
-        X = np.column_stack([columns[name] for name in self.features.names])
-        X = np.ascontiguousarray(self.features.scale(X), dtype=np.float32)
+        X = self.features.matrix(columns)
         y = np.array(columns[self.features.target], dtype=np.float32)  # writable, for torch
         tensors = (
             torch.from_numpy(X).to(self.device),

@@ -70,8 +70,7 @@ def scaled_chunks(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(standardised X (n, k), y (n,)) float32 for each chunk of a split."""
     for columns in table:
-        X = np.column_stack([columns[name] for name in features.names])
-        yield features.scale(X).astype(np.float32, copy=False), columns[features.target]
+        yield features.matrix(columns), columns[features.target]
 
 
 def evaluate(

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import git_clone, run, tool_env
-from tools.tolerance import largest_difference, load_tolerance, numbers_of
+from tools.tolerance import largest_difference, load_tolerance, recorded_in
 
 pytestmark = pytest.mark.slow
 
@@ -125,18 +125,6 @@ def test_a_fresh_clone_on_another_machine_writes_the_committed_lock(fresh_repo, 
     assert run(["git", "status", "--porcelain"], clone).stdout == ""
 
 
-def recorded_numbers(repo: Path) -> dict[str, float]:
-    """Every number of metrics/*.json and plots/*.csv, as `make lock-check` compares them."""
-    numbers = {}
-    for path in [
-        *sorted((repo / "metrics").glob("*.json")),
-        *sorted((repo / "plots").glob("*.csv")),
-    ]:
-        name = str(path.relative_to(repo))
-        numbers.update(numbers_of(name, path.read_text()))
-    return numbers
-
-
 @pytest.mark.parametrize("data", list(OWN_DATA))
 def test_own_data_gives_the_same_bytes_when_run_again_on_one_machine(course_repo, tmp_path, data):
     repo = repro_on(course_repo, {}, tmp_path / "repo", OWN_DATA[data], "train")
@@ -158,9 +146,7 @@ def test_own_data_on_another_machine_agrees_within_the_declared_tolerance(
     emulated = MACHINES["no SIMD, one thread"]
     there = repro_on(course_repo, emulated, tmp_path / "there" / "repo", OWN_DATA[data])
 
-    _, _, outside = largest_difference(
-        recorded_numbers(here), recorded_numbers(there), load_tolerance()
-    )
+    _, _, outside = largest_difference(recorded_in(here), recorded_in(there), load_tolerance())
     assert outside == []
     assert outputs(there)["data/features.json"] == outputs(here)["data/features.json"]
 

@@ -74,6 +74,15 @@ def numbers_of(name: str, text: str) -> dict[str, float]:
     return numbers
 
 
+def recorded_in(repo: Path) -> dict[str, float]:
+    """Every recorded number of a checkout's workspace: metrics/*.json, then plots/*.csv."""
+    files = [*sorted((repo / "metrics").glob("*.json")), *sorted((repo / "plots").glob("*.csv"))]
+    numbers: dict[str, float] = {}
+    for path in files:
+        numbers.update(numbers_of(str(path.relative_to(repo)), path.read_text(encoding="utf-8")))
+    return numbers
+
+
 def largest_difference(
     committed: dict[str, float], reproduced: dict[str, float], tolerance: Tolerance
 ) -> tuple[str | None, float, list[str]]:
