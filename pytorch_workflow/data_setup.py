@@ -22,14 +22,29 @@ import pyarrow.parquet as pq
 
 from pytorch_workflow.errors import UserError, first_line
 from pytorch_workflow.files import atomic_path, atomic_write_json
-from pytorch_workflow.params import CLASSIFICATION, DataParams, SplitParams, line_length, train_rows
+from pytorch_workflow.params import (
+    CLASSIFICATION,
+    MULTICLASS,
+    DataParams,
+    SplitParams,
+    line_length,
+    train_rows,
+)
 
 # Arrow's default allocator keeps memory it has freed for itself; through malloc, the torch
 # stages reuse it.
 pa.set_memory_pool(pa.system_memory_pool())
 
-# The one column of data/test_predictions.parquet: the model's raw output for each test row.
+# The footer key of the dataset that counts its last rows that are a given test split.
+GIVEN_TEST_ROWS = "pytorch_workflow.given_test_rows"
+# The column of data/test_predictions.parquet: the model's raw output for each test row.
 OUTPUT_COLUMN = "output"
+
+
+def output_columns(outputs: int) -> list[str]:
+    """data/test_predictions.parquet's columns: `output`, or `output_0` ... one per class."""
+    return [OUTPUT_COLUMN] if outputs == 1 else [f"{OUTPUT_COLUMN}_{i}" for i in range(outputs)]
+
 
 # torch.arange fills float32 tensors eight values at a time: the first of each block is
 # start + i*step rounded to float32, the rest add m*step to that rounded value in float64.
@@ -125,9 +140,38 @@ def arrow_table(columns: dict[str, np.ndarray]) -> pa.Table:
 # ---- the user's CSV ----------------------------------------------------------------------------
 
 
-def csv_chunks(params: DataParams, task: str) -> Iterator[pa.Table]:
-    """The user's CSV as float32 tables of about a block each: the features, then the target."""
-    path = Path(params.path)
+def write_csv_dataset(
+    params: DataParams, task: str, path: Path, chunk_rows: int, raw_folder: Path
+) -> tuple[int, int]:
+    """The user's CSV (and the given test split after it) as the dataset; returns the rows, and
+    how many of them are the given test split's (0 without one)."""
+    with TableWriter(path, chunk_rows) as writer:
+        columns = None
+        for chunk in csv_chunks(params, task, params.path):
+            columns = chunk.column_names
+            writer.append(chunk)
+        if params.test_path is None:
+            return writer.appended, 0
+        given = Path(params.test_path)
+        if not given.resolve().is_relative_to(raw_folder.resolve()):
+            raise UserError(
+                f"{given}: data.test_path must be in {raw_folder}/, the folder that the prepare "
+                "stage depends on (dvc.yaml), so that DVC sees the file change"
+            )
+        train_rows = writer.appended
+        for chunk in csv_chunks(params, task, params.test_path, columns):
+            writer.append(chunk)
+        test_rows = writer.appended - train_rows
+        writer.footer[GIVEN_TEST_ROWS] = str(test_rows)
+    return writer.appended, test_rows
+
+
+def csv_chunks(
+    params: DataParams, task: str, path: str, columns: list[str] | None = None
+) -> Iterator[pa.Table]:
+    """A CSV as float32 tables of about a block each: the features, then the target (the
+    `columns` given, or those that `params` select)."""
+    path = Path(path)
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -140,7 +184,7 @@ def csv_chunks(params: DataParams, task: str) -> Iterator[pa.Table]:
         raise UserError(f"{path}: data.path is a folder; point it at the CSV file inside")
     if not stat.S_ISREG(mode):
         raise UserError(f"{path}: data.path is not a regular file (a pipe or device?)")
-    columns = _csv_columns(path, params)
+    columns = _csv_columns(path, params, columns)
     first_row = 1  # data rows counted from 1, the first line after the header
     try:
         reader = pa_csv.open_csv(
@@ -160,8 +204,9 @@ def csv_chunks(params: DataParams, task: str) -> Iterator[pa.Table]:
         ) from None
 
 
-def _csv_columns(path: Path, params: DataParams) -> list[str]:
-    """The features (listed, or every numeric column but the target) and then the target."""
+def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> list[str]:
+    """The features (listed, or every numeric column but the target) and then the target; or
+    the `wanted` columns, all of which the file must have."""
     try:
         schema = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema
     except (pa.ArrowInvalid, OSError) as error:
@@ -176,6 +221,13 @@ def _csv_columns(path: Path, params: DataParams) -> list[str]:
         raise UserError(
             f"{path}: data.target column {params.target!r} not found; columns: {_names(names)}"
         )
+    if wanted is not None:
+        missing = [name for name in wanted if name not in names]
+        if missing:
+            raise UserError(
+                f"{path}: the test split lacks the train split's column(s) {_names(missing)}"
+            )
+        return wanted
     if params.features is None:
         features = [
             field.name
@@ -221,6 +273,14 @@ def _checked_float32(
         if wrong.size:
             raise UserError(
                 f"{path}: task {CLASSIFICATION} needs a 0/1 target; column {target!r} "
+                f"has {labels[wrong[0]]:g} at row {first_row + int(wrong[0])}"
+            )
+    if task == MULTICLASS:
+        labels = checked[target]
+        wrong = np.flatnonzero(labels != np.round(labels))
+        if wrong.size:
+            raise UserError(
+                f"{path}: task {MULTICLASS} needs whole-number class labels; column {target!r} "
                 f"has {labels[wrong[0]]:g} at row {first_row + int(wrong[0])}"
             )
     return arrow_table(checked)
@@ -271,6 +331,8 @@ class TableWriter:
         self.path = Path(path)
         self.chunk_rows = chunk_rows
         self.rows = 0
+        self.appended = 0  # rows given to `append`, written or not yet
+        self.footer: dict[str, str] = {}  # key-value metadata for the file's footer
         self._pending: pa.Table | None = None  # fewer than chunk_rows rows, not yet written
         self._writer: pq.ParquetWriter | None = None
         self._stack = contextlib.ExitStack()
@@ -284,9 +346,12 @@ class TableWriter:
 
     def _close(self) -> None:
         if self._writer is not None:
+            if self.footer:
+                self._writer.add_key_value_metadata(self.footer)
             self._writer.close()
 
     def append(self, table: pa.Table) -> None:
+        self.appended += table.num_rows
         if self._pending is not None:
             table = pa.concat_tables([self._pending, table])
         while table.num_rows >= self.chunk_rows:
@@ -349,6 +414,9 @@ class ParquetTable:
             if not pa.types.is_floating(kind):
                 raise UserError(f"{self.path}: column {name} is not numeric ({kind})")
         self.rows = self._file.metadata.num_rows
+        footer = self._file.metadata.metadata or {}
+        # The dataset's last rows that are a given test split (data.test_path), if any.
+        self.given_test_rows = int(footer.get(GIVEN_TEST_ROWS.encode(), b"0"))
         if self.rows == 0:
             raise UserError(f"{self.path}: has no rows")
         self.offsets = [0]
@@ -422,22 +490,62 @@ class ColumnStats:
         return np.sqrt(self.m2 / self.count)
 
 
+# A multi-class target with more classes than this is a regression target by mistake.
+MAX_CLASSES = 1000
+
+
+def checked_classes(classes: dict[str, Counter[float]]) -> tuple[float, ...]:
+    """A multi-class target's classes, as the train split has them, in order; refused when
+    there are fewer than two or (by far) too many, or test has one that train has not."""
+    train, test = classes["train"], classes["test"]
+    if len(train) < 2:
+        raise UserError(
+            f"task {MULTICLASS}: the train split has {len(train)} class(es); it needs two "
+            "or more (for two, task: binary_classification is the course's)"
+        )
+    if len(train) > MAX_CLASSES:
+        raise UserError(
+            f"task {MULTICLASS}: the target has {len(train):,} classes in the train split, "
+            f"more than {MAX_CLASSES:,}; is it a regression target (task: regression)?"
+        )
+    unseen = sorted(set(test) - set(train))
+    if unseen:
+        raise UserError(
+            f"task {MULTICLASS}: class {unseen[0]:g} is in the test split but not in the "
+            f"train split ({test[unseen[0]]} row(s)); a model cannot learn it"
+        )
+    return tuple(sorted(train))
+
+
 @dataclass(frozen=True)
 class SplitSummary:
     rows: dict[str, int]
     stats: dict[str, ColumnStats]  # by side; the target is the last column
     task: str
+    classes: dict[str, Counter[float]]  # by side: rows of each class (multi-class only)
 
     def metrics(self) -> dict[str, dict[str, float | int]]:
-        """What `metrics/split.json` records: rows and the target's mean in each split."""
+        """What `metrics/split.json` records: rows and the target's mean (or the number of
+        classes) in each split."""
+        if self.task == MULTICLASS:
+            return {
+                side: {"rows": self.rows[side], "classes": len(self.classes[side])}
+                for side in ("train", "test")
+            }
         name = "class_1_share" if self.task == CLASSIFICATION else "target_mean"
         return {
             side: {"rows": self.rows[side], name: float(self.stats[side].mean[-1])}
             for side in ("train", "test")
         }
 
+    def class_labels(self) -> tuple[float, ...] | None:
+        """A multi-class task's classes, as the train split has them; checked against test."""
+        return checked_classes(self.classes) if self.task == MULTICLASS else None
+
     def imbalance(self) -> str | None:
         """A note when train and test differ in their target more than chance would explain."""
+        if self.task == MULTICLASS:
+            return None
         train, test = self.stats["train"], self.stats["test"]
         difference = float(test.mean[-1] - train.mean[-1])
         pooled = (train.m2[-1] + test.m2[-1]) / (train.count + test.count)
@@ -467,8 +575,13 @@ def split_dataset(
     Returns what the split did and the train split's column statistics (for standardising).
     """
     target = dataset.columns[-1]
-    select = _selector(dataset, params, seed, train_rows(params.train_fraction, dataset.rows))
+    if dataset.given_test_rows:  # the given test split, as it is: the rows before it are train
+        params = SplitParams(params.train_fraction, shuffle=False, stratify=False)
+        select = _selector(dataset, params, seed, dataset.rows - dataset.given_test_rows)
+    else:
+        select = _selector(dataset, params, seed, train_rows(params.train_fraction, dataset.rows))
     stats = {side: ColumnStats.empty(len(dataset.columns)) for side in ("train", "test")}
+    classes: dict[str, Counter[float]] = {"train": Counter(), "test": Counter()}
     with TableWriter(train_path, chunk_rows) as train, TableWriter(test_path, chunk_rows) as test:
         for index in range(dataset.num_chunks):
             columns = dataset.chunk(index)
@@ -476,9 +589,14 @@ def split_dataset(
             for side, writer, mask in (("train", train, in_train), ("test", test, ~in_train)):
                 picked = {name: values[mask] for name, values in columns.items()}
                 stats[side].add(list(picked.values()))
+                if task == MULTICLASS:
+                    labels, counts = np.unique(picked[target], return_counts=True)
+                    classes[side].update(dict(zip(labels.tolist(), counts.tolist(), strict=True)))
                 if mask.any():
                     writer.append(arrow_table(picked))
-    summary = SplitSummary({"train": train.rows, "test": test.rows}, stats, task)
+        if task == MULTICLASS:  # checked before the files are written
+            checked_classes(classes)
+    summary = SplitSummary({"train": train.rows, "test": test.rows}, stats, task, classes)
     return summary, stats["train"]
 
 
@@ -588,6 +706,18 @@ class Features:
     target: str
     mean: np.ndarray | None = None  # float32, shape (k,); None when not standardising
     std: np.ndarray | None = None
+    # A multi-class target's labels, in the order of the model's outputs; None otherwise.
+    classes: tuple[float, ...] | None = None
+
+    @property
+    def outputs(self) -> int:
+        """The model's outputs per row: one per class of a multi-class target, else one."""
+        return len(self.classes) if self.classes else 1
+
+    def class_indices(self, labels: np.ndarray) -> np.ndarray:
+        """Each label's place among `classes` (int64), the targets of `nn.CrossEntropyLoss`."""
+        assert self.classes is not None
+        return np.searchsorted(np.asarray(self.classes, dtype=np.float32), labels).astype(np.int64)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -605,15 +735,21 @@ class Features:
         return (X - self.mean) / self.std
 
 
-def fitted_features(columns: list[str], train: ColumnStats, standardize: bool) -> Features:
+def fitted_features(
+    columns: list[str],
+    train: ColumnStats,
+    standardize: bool,
+    classes: tuple[float, ...] | None = None,
+) -> Features:
     """The features; with `standardize`, their mean and std on the train split (float32)."""
     names, target = tuple(columns[:-1]), columns[-1]
     if not standardize:
-        return Features(names, target)
+        return Features(names, target, classes=classes)
     std = train.std[:-1]
     # A constant feature carries no information; dividing by 1 keeps it finite.
     std = np.where(std > 0, std, 1.0)
-    return Features(names, target, train.mean[:-1].astype(np.float32), std.astype(np.float32))
+    mean = train.mean[:-1].astype(np.float32)
+    return Features(names, target, mean, std.astype(np.float32), classes)
 
 
 def write_features(path: str | Path, features: Features) -> None:
@@ -624,6 +760,7 @@ def write_features(path: str | Path, features: Features) -> None:
             "target": features.target,
             "mean": None if features.mean is None else features.mean.tolist(),
             "std": None if features.std is None else features.std.tolist(),
+            "classes": None if features.classes is None else list(features.classes),
         },
     )
 
@@ -639,6 +776,11 @@ def read_features(path: str | Path) -> Features:
             raise ValueError("features and target must be column names")
         mean = None if mean is None else np.asarray(mean, dtype=np.float32)
         std = None if std is None else np.asarray(std, dtype=np.float32)
+        classes = payload.get("classes")
+        if classes is not None:
+            classes = tuple(float(label) for label in classes)
+            if len(classes) < 2 or list(classes) != sorted(set(classes)):
+                raise ValueError("classes must be two or more distinct labels, in order")
     except FileNotFoundError:
         raise UserError(f"{path}: file not found; run `dvc repro` to make it") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -654,4 +796,4 @@ def read_features(path: str | Path) -> Features:
         if bad.any():
             name = names[int(np.flatnonzero(bad)[0])]
             raise UserError(f"{path}: feature {name!r} needs a finite mean and a std > 0")
-    return Features(names, target, mean, std)
+    return Features(names, target, mean, std, classes)

@@ -31,7 +31,8 @@ DEFAULT_CACHE_MB = 256
 
 class Batch(NamedTuple):
     X: torch.Tensor  # standardised features (n, k), float32
-    y: torch.Tensor  # targets (n, 1), float32
+    # targets: (n, 1) float32, or a multi-class target's class indices (n,) int64
+    y: torch.Tensor
     # What this process's mean loss on these rows weighs in its step's loss: 1.0 for the course's
     # whole split on one process. Under DistributedDataParallel, which averages the processes'
     # gradients, the shares of all processes add up to the number of processes.
@@ -95,11 +96,12 @@ class SplitDataset(IterableDataset):
             return self._cache[index]
         columns = self.table.chunk(index)
         X = self.features.matrix(columns)
-        y = np.array(columns[self.features.target], dtype=np.float32)  # writable, for torch
-        tensors = (
-            torch.from_numpy(X).to(self.device),
-            torch.from_numpy(y).unsqueeze(dim=1).to(self.device),
-        )
+        labels = columns[self.features.target]
+        if self.features.classes:
+            y = torch.from_numpy(self.features.class_indices(labels))
+        else:
+            y = torch.from_numpy(np.array(labels, dtype=np.float32)).unsqueeze(dim=1)  # writable
+        tensors = (torch.from_numpy(X).to(self.device), y.to(self.device))
         if self._budget.take(sum(t.numel() * t.element_size() for t in tensors)):
             self._cache[index] = tensors
         return tensors

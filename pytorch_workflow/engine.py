@@ -33,10 +33,25 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class EpochLosses:
+class EpochResult:
     epoch: int
     train_loss: float
     test_loss: float
+    train_accuracy: float | None = None  # a classifier's share of rows predicted right
+    test_accuracy: float | None = None
+
+    def log_line(self, label: str) -> str:
+        """The course's line: chapter 01's for a regression, chapter 02's for a classifier."""
+        if self.train_accuracy is None or self.test_accuracy is None:
+            return (
+                f"Epoch: {self.epoch} | {label} Train Loss: {self.train_loss} "
+                f"| {label} Test Loss: {self.test_loss}"
+            )
+        return (
+            f"Epoch: {self.epoch} | Loss: {self.train_loss:.5f}, "
+            f"Accuracy: {self.train_accuracy * 100:.2f}% | Test Loss: {self.test_loss:.5f}, "
+            f"Test Accuracy: {self.test_accuracy * 100:.2f}%"
+        )
 
 
 def _optimizer_classes() -> dict[str, type]:
@@ -95,27 +110,63 @@ def l2_penalty(model: nn.Module, l2: float, rows: int) -> torch.Tensor:
     return sum((weight * weight).sum() for weight in weights) * (0.5 * l2 / rows)
 
 
-def forward_pass(model: nn.Module, batch: Batch) -> torch.Tensor:
-    """model(X), checked to give one output per row: a loss would broadcast any other shape."""
+def forward_pass(model: nn.Module, batch: Batch, classes: int | None = None) -> torch.Tensor:
+    """model(X), checked to give one output per row (one per class of a multi-class target):
+    a loss would broadcast any other shape."""
     with failing_as("model.name", getattr(model, "module", model)):
         y_pred = model(batch.X)
-    if y_pred.shape != batch.y.shape:
+    expected = batch.y.shape if classes is None else (batch.y.shape[0], classes)
+    if y_pred.shape != expected:
+        per_row = "output" if classes is None else f"output per class ({classes})"
         raise UserError(
             f"model.name: the model returns shape {tuple(y_pred.shape)} for a batch of "
-            f"{tuple(batch.X.shape)}; expected {tuple(batch.y.shape)}, one output per row"
+            f"{tuple(batch.X.shape)}; expected {tuple(expected)}, one {per_row} per row"
         )
     return y_pred
 
 
+def classes_of(dataloader: DataLoader) -> int | None:
+    """The classes of a multi-class target; None for one output per row."""
+    classes = dataloader.dataset.features.classes
+    return len(classes) if classes else None
+
+
 def _loss(
-    model: nn.Module, batch: Batch, loss_fn: nn.Module, l2: float, rows: int, penalise: bool
-) -> torch.Tensor:
-    """The forward pass and the batch's loss, weighted by its share of the step."""
-    y_pred = forward_pass(model, batch)
+    model: nn.Module,
+    batch: Batch,
+    loss_fn: nn.Module,
+    l2: float,
+    rows: int,
+    penalise: bool,
+    classes: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward pass, and the batch's loss weighted by its share of the step."""
+    y_pred = forward_pass(model, batch, classes)
     loss = loss_fn(y_pred, batch.y) * batch.share  # a share of 1.0 leaves every bit
     if l2 and penalise:  # once in each step of each process
         loss = loss + l2_penalty(model, l2, rows)
-    return loss
+    return loss, y_pred
+
+
+def count_correct(y_pred: torch.Tensor, batch: Batch, loss_fn: nn.Module) -> int | None:
+    """How many rows a classifier gets right, as the course's `accuracy_fn` counts them
+    (`torch.round(torch.sigmoid(logits))`, or the `argmax` of several); None for a regression."""
+    if isinstance(loss_fn, nn.BCEWithLogitsLoss):
+        y_pred_class = torch.round(torch.sigmoid(y_pred))
+    elif isinstance(loss_fn, nn.CrossEntropyLoss):
+        y_pred_class = torch.softmax(y_pred, dim=1).argmax(dim=1)
+    else:
+        return None
+    if batch.share == 0:  # a placeholder row (see `Batch`) counts for nothing
+        return 0
+    return int(torch.eq(batch.y, y_pred_class).sum().item())
+
+
+def _accuracy(correct: list[int | None], rows: int) -> float | None:
+    """The share of a split's rows predicted right, over every process; None for a regression."""
+    if not correct or None in correct:
+        return None
+    return sum_over_processes(float(sum(correct))) / rows
 
 
 def train_step(
@@ -124,58 +175,72 @@ def train_step(
     loss_fn: nn.Module,
     optimizer: torch.optim.Optimizer,
     l2: float = 0.0,
-) -> float:
-    """One epoch of training; returns the train loss over the split.
+) -> tuple[float, float | None]:
+    """One epoch of training; returns the train loss over the split, and a classifier's
+    accuracy (None for a regression), as the course's `train_step` does.
 
-    Without a batch size this is the course's single whole-split step (the loss before it);
-    with one, a step per mini-batch (the mean of the batches' losses).
+    Without a batch size this is the course's single whole-split step (the loss and accuracy
+    before it); with one, a step per mini-batch (the mean of the batches' losses).
     """
     rows, world_size = dataloader.dataset.rows, process_rank()[1]
     model.train()
+    correct: list[int | None] = []
     if dataloader.dataset.full_batch:
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
             total = torch.zeros(())
+            first_evaluation = not correct  # LBFGS evaluates several times in one step
             for index, batch in enumerate(dataloader):
                 # The gradients add up in .grad piece by piece: DistributedDataParallel need
                 # average them over the processes only once, in the last piece's backward
                 # (its forward pass too must be outside `no_sync`).
                 last = index == len(dataloader) - 1
                 with nullcontext() if last or world_size == 1 else model.no_sync():
-                    loss = _loss(model, batch, loss_fn, l2, rows, penalise=index == 0)
+                    loss, y_pred = _loss(
+                        model, batch, loss_fn, l2, rows, index == 0, classes_of(dataloader)
+                    )
                     loss.backward()
                 total = total + loss.detach().cpu()
+                if first_evaluation:
+                    correct.append(count_correct(y_pred.detach(), batch, loss_fn))
             return torch.tensor(sum_over_processes(total.item()) / world_size)
 
         if isinstance(optimizer, torch.optim.LBFGS):
             with failing_as("train.optimizer", optimizer):
-                return optimizer.step(closure).item()  # the loss of its first evaluation
-        loss = closure()
-        with failing_as("train.optimizer", optimizer):
-            optimizer.step()
-        return loss.item()
+                train_loss = optimizer.step(closure).item()  # the loss of its first evaluation
+        else:
+            train_loss = closure().item()
+            with failing_as("train.optimizer", optimizer):
+                optimizer.step()
+        return train_loss, _accuracy(correct, rows)
     total = 0.0
     for batch in dataloader:
-        loss = _loss(model, batch, loss_fn, l2, rows, penalise=True)
+        loss, y_pred = _loss(model, batch, loss_fn, l2, rows, True, classes_of(dataloader))
         optimizer.zero_grad()
         loss.backward()
         with failing_as("train.optimizer", optimizer):
             optimizer.step()
         total += loss.item() * batch.step_rows
-    return sum_over_processes(total) / (world_size * rows)
+        correct.append(count_correct(y_pred.detach(), batch, loss_fn))
+    return sum_over_processes(total) / (world_size * rows), _accuracy(correct, rows)
 
 
-def test_step(model: nn.Module, dataloader: DataLoader, loss_fn: nn.Module) -> float:
-    """The loss on held-out data under `torch.inference_mode()`."""
+def test_step(
+    model: nn.Module, dataloader: DataLoader, loss_fn: nn.Module
+) -> tuple[float, float | None]:
+    """The loss on held-out data under `torch.inference_mode()`, and a classifier's accuracy."""
     model.eval()
     total = 0.0
+    correct: list[int | None] = []
     with torch.inference_mode():
         for batch in dataloader:
-            test_pred = forward_pass(model, batch)
+            test_pred = forward_pass(model, batch, classes_of(dataloader))
             test_loss = loss_fn(test_pred, batch.y)
             total += test_loss.item() * batch.share
-    return sum_over_processes(total) / process_rank()[1]
+            correct.append(count_correct(test_pred, batch, loss_fn))
+    loss = sum_over_processes(total) / process_rank()[1]
+    return loss, _accuracy(correct, dataloader.dataset.rows)
 
 
 def train(
@@ -184,8 +249,8 @@ def train(
     test_dataloader: DataLoader,
     params: TrainParams,
     log: Callable[[str], None] = print,
-    on_log: Callable[[list[EpochLosses]], None] | None = None,
-) -> list[EpochLosses]:
+    on_log: Callable[[list[EpochResult]], None] | None = None,
+) -> list[EpochResult]:
     """Train for `params.epochs`; log the course's line every `params.log_every` epochs.
 
     `on_log` gets the losses so far whenever a line is logged, and after the last epoch.
@@ -203,14 +268,16 @@ def train(
     scheduler = make_scheduler(params, optimizer)
     label = LOSSES[params.loss].label
     rows = train_dataloader.dataset.rows
-    history: list[EpochLosses] = []
+    history: list[EpochResult] = []
     with _progress_bar(params.epochs, rank) as bar:
         # Through the bar's own writer, log lines do not tear the bar.
         write_line = log if bar is None else bar.write
         for epoch in range(params.epochs):
             train_dataloader.dataset.set_epoch(epoch)
-            train_loss = train_step(trained, train_dataloader, loss_fn, optimizer, params.l2)
-            test_loss = test_step(model, test_dataloader, loss_fn)
+            train_loss, train_acc = train_step(
+                trained, train_dataloader, loss_fn, optimizer, params.l2
+            )
+            test_loss, test_acc = test_step(model, test_dataloader, loss_fn)
             if not (math.isfinite(train_loss) and math.isfinite(test_loss)):
                 raise UserError(
                     f"training diverged: the {label} loss became {train_loss:.3g} (train), "
@@ -222,16 +289,13 @@ def train(
                     scheduler.step(test_loss)  # the held-out loss, as the course's validation
                 elif scheduler is not None:
                     scheduler.step()
-            history.append(EpochLosses(epoch, train_loss, test_loss))
+            history.append(EpochResult(epoch, train_loss, test_loss, train_acc, test_acc))
             if bar is not None:
                 bar.update()
                 if rate := bar.format_dict.get("rate"):
                     bar.set_postfix_str(f"{rate * rows:,.0f} rows/s", refresh=False)
             if epoch % params.log_every == 0:
-                write_line(
-                    f"Epoch: {epoch} | {label} Train Loss: {train_loss} "
-                    f"| {label} Test Loss: {test_loss}"
-                )
+                write_line(history[-1].log_line(label))
             last = epoch == params.epochs - 1
             if on_log is not None and (epoch % params.log_every == 0 or last):
                 on_log(history)

@@ -11,14 +11,20 @@ from torch import nn
 
 from pytorch_workflow import baselines
 from pytorch_workflow.data_setup import (
-    OUTPUT_COLUMN,
     Features,
     ParquetTable,
     TableWriter,
     arrow_table,
+    output_columns,
 )
-from pytorch_workflow.metrics import ClassificationMetrics, RegressionMetrics, sigmoid
-from pytorch_workflow.params import CLASSIFICATION
+from pytorch_workflow.metrics import (
+    ClassificationMetrics,
+    MulticlassMetrics,
+    RegressionMetrics,
+    sigmoid,
+    softmax,
+)
+from pytorch_workflow.params import CLASSIFICATION, MULTICLASS
 
 # Plot tables and scatter plots show at most this many points, whatever the data's size.
 MAX_PLOT_POINTS = 2000
@@ -32,9 +38,10 @@ def plot_rows(rows: int) -> np.ndarray:
 
 @dataclass
 class Sample:
-    """The rows of a split that are plotted: raw first feature, target, and the model's output."""
+    """The rows of a split that are plotted: raw first two features, target, the model's output."""
 
     rows: np.ndarray  # which rows, from `plot_rows`
+    # the rows' first two raw features, targets, and outputs (n,) or (n, classes)
     x: list[np.ndarray] = field(default_factory=list)
     y: list[np.ndarray] = field(default_factory=list)
     output: list[np.ndarray] = field(default_factory=list)
@@ -68,9 +75,14 @@ class Evaluation:
 def scaled_chunks(
     table: ParquetTable, features: Features
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(standardised X (n, k), y (n,)) float32 for each chunk of a split."""
+    """(standardised X (n, k), y (n,)) for each chunk of a split: float32, and a multi-class
+    target as class indices."""
     for columns in table:
-        yield features.matrix(columns), columns[features.target]
+        labels = columns[features.target]
+        yield (
+            features.matrix(columns),
+            (features.class_indices(labels) if features.classes else labels),
+        )
 
 
 def evaluate(
@@ -84,9 +96,13 @@ def evaluate(
 ) -> Evaluation:
     """Metrics of the model and of the linear baseline; the model's raw test outputs (values or
     logits) are written to `outputs_path` as they are computed."""
-    classifier = task == CLASSIFICATION
-    metrics = ClassificationMetrics() if classifier else RegressionMetrics()
+    classifier = task in (CLASSIFICATION, MULTICLASS)
+    if task == MULTICLASS:
+        metrics = MulticlassMetrics(features.outputs)
+    else:
+        metrics = ClassificationMetrics() if classifier else RegressionMetrics()
     test_sample, train_sample = Sample(plot_rows(test.rows)), Sample(plot_rows(train.rows))
+    columns_out = output_columns(features.outputs)
     model.eval()
     with TableWriter(outputs_path, test.offsets[1]) as writer:  # row groups as in the test file
         for columns in test:
@@ -94,19 +110,25 @@ def evaluate(
             y = columns[features.target]
             X = np.ascontiguousarray(features.scale(raw).astype(np.float32))
             with torch.inference_mode():  # as in the course
-                outputs = model(torch.from_numpy(X).to(device)).cpu().numpy().reshape(-1)
-            writer.append(arrow_table({OUTPUT_COLUMN: outputs}))
-            metrics.add(y, outputs)
-            # The figure's x is the raw feature, as the course plots it.
-            test_sample.take(raw[:, 0], y, outputs)
+                outputs = model(torch.from_numpy(X).to(device)).cpu().numpy()
+            outputs = outputs.reshape(len(X), -1) if features.classes else outputs.reshape(-1)
+            by_column = outputs.T if features.classes else [outputs]
+            writer.append(arrow_table(dict(zip(columns_out, by_column, strict=True))))
+            metrics.add(features.class_indices(y) if features.classes else y, outputs)
+            # The figures show the raw features, as the course plots them.
+            test_sample.take(raw[:, :2], y, outputs)
     for columns in train:
-        train_sample.take(columns[features.names[0]], columns[features.target])
+        raw = np.column_stack([columns[name] for name in features.names[:2]])
+        train_sample.take(raw, columns[features.target])
     k = len(features.names)
     result = metrics.result()
     train_chunks = partial(scaled_chunks, train, features)
     test_chunks = partial(scaled_chunks, test, features)
-    if classifier:
+    if task == MULTICLASS:
+        baseline = baselines.multinomial_metrics(train_chunks, test_chunks, k, features.outputs)
+    elif classifier:
         baseline = baselines.logistic_metrics(train_chunks, test_chunks, k)
+    if classifier:
         result["logistic_baseline"] = baseline
         if result["log_loss"] is not None and baseline["log_loss"]:
             result["log_loss_over_baseline"] = result["log_loss"] / baseline["log_loss"]
@@ -123,6 +145,13 @@ def prediction_table(
 ) -> dict[str, np.ndarray]:
     """The test sample for `dvc plots`: actual against predicted (and the probability)."""
     x, actual, outputs = evaluation.test.arrays()
+    if task == MULTICLASS:
+        probabilities = softmax(outputs)
+        return {
+            "actual": actual.astype(np.int64),
+            "predicted": np.asarray(features.classes)[np.argmax(outputs, axis=1)].astype(np.int64),
+            "probability": np.max(probabilities, axis=1),
+        }
     if task == CLASSIFICATION:
         return {
             "actual": actual.astype(np.int64),
@@ -131,5 +160,18 @@ def prediction_table(
         }
     table = {"actual": actual, "predicted": outputs}
     if len(features.names) == 1:
-        table = {features.names[0]: x, **table}
+        table = {features.names[0]: x[:, 0], **table}
     return table
+
+
+def predicted_classes(
+    model: nn.Module, features: Features, device: torch.device, raw: np.ndarray
+) -> np.ndarray:
+    """A classifier's class for each row of raw features, as `prediction_table` gives it: for
+    the course's `plot_decision_boundary`."""
+    X = np.ascontiguousarray(features.scale(raw.astype(np.float32)), dtype=np.float32)
+    with torch.inference_mode():
+        outputs = model(torch.from_numpy(X).to(device)).cpu().numpy()
+    if features.classes:
+        return np.asarray(features.classes)[np.argmax(outputs, axis=1)].astype(np.int64)
+    return (outputs.reshape(-1) > 0).astype(np.int64)

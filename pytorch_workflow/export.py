@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytorch_workflow.data_setup import OUTPUT_COLUMN, Features, ParquetTable
+from pytorch_workflow.data_setup import Features, ParquetTable
 from pytorch_workflow.errors import UserError, first_line
 from pytorch_workflow.files import (
     atomic_directory,
@@ -27,8 +27,8 @@ from pytorch_workflow.files import (
     atomic_write_json,
     sha256_of_file,
 )
-from pytorch_workflow.model_builder import build_model, model_classes
-from pytorch_workflow.params import CLASSIFICATION, ModelParams
+from pytorch_workflow.model_builder import build_model, constructor_options, model_classes
+from pytorch_workflow.params import CLASSIFICATION, MULTICLASS, REGRESSION, ModelParams
 from pytorch_workflow.utils import (
     check_archive_size,
     load_model,
@@ -40,6 +40,8 @@ STATE_DICT_FILE = "model.pt"
 PROGRAM_FILE = "model.pt2"
 CARD_FILE = "model_card.json"
 MAX_CARD_BYTES = 1024 * 1024
+# What the model gives for each row, by task: the card's `output`.
+OUTPUT_KINDS = {CLASSIFICATION: "logit", MULTICLASS: "logits", REGRESSION: "value"}
 # The installed torch's release, without its build label: "2.13.0", not "2.13.0+cpu".
 TORCH_RELEASE = torch.__version__.split("+")[0]
 
@@ -119,16 +121,18 @@ class Bundle:
 def export_bundle(bundle: Bundle, export_dir: Path) -> None:
     """Write the bundle to a temporary folder, check it, then swap it into `export_dir`."""
     k = len(bundle.features.names)
-    model = build_model(bundle.model.name, in_features=k, options=bundle.model.options)
+    model = build_model(bundle.model, in_features=k, out_features=bundle.features.outputs)
     model = load_model(model, bundle.checkpoint)
     card = {
         **bundle.provenance,
         "model": bundle.model.name,
-        "model_options": bundle.model.options,
+        "model_options": constructor_options(bundle.model),
         "task": bundle.task,
         "parameters": {name: list(t.shape) for name, t in model.state_dict().items()},
         "input": {"columns": list(bundle.features.names), "dtype": "float32"},
-        "output": "logit" if bundle.task == CLASSIFICATION else "value",
+        "output": OUTPUT_KINDS[bundle.task],
+        # A multi-class model's labels, in the order of its outputs.
+        **({"classes": list(bundle.features.classes)} if bundle.features.classes else {}),
         "standardization": None
         if bundle.features.mean is None
         else {"mean": bundle.features.mean.tolist(), "std": bundle.features.std.tolist()},
@@ -157,8 +161,9 @@ def _check_reloaded(staging: Path, bundle: Bundle) -> None:
         raw = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32)).to(bundle.device)
         for name, model in reloaded.items():
             with torch.inference_mode():
-                predicted = model(raw).cpu().numpy().reshape(-1)
-            differing[name] += int(np.sum(predicted != evaluated[OUTPUT_COLUMN]))
+                predicted = model(raw).cpu().numpy().reshape(len(raw), -1)
+            expected = np.column_stack([evaluated[column] for column in bundle.evaluated.columns])
+            differing[name] += int(np.sum(np.any(predicted != expected, axis=1)))
     for name, count in differing.items():
         if count:
             raise UserError(
@@ -195,8 +200,17 @@ def _card_problem(card: Any) -> str | None:
     columns = card["input"].get("columns") if isinstance(card.get("input"), dict) else None
     if not (isinstance(columns, list) and columns and all(isinstance(c, str) for c in columns)):
         return "input.columns must be a list of column names"
-    if card.get("output") not in ("value", "logit"):
-        return "output must be value or logit"
+    if card.get("output") not in OUTPUT_KINDS.values():
+        return f"output must be one of {', '.join(OUTPUT_KINDS.values())}"
+    classes = card.get("classes")
+    if (card["output"] == "logits") != isinstance(classes, list) or (
+        classes is not None
+        and (
+            len(classes) < 2
+            or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in classes)
+        )
+    ):
+        return "classes must list the labels of a multi-class model (logits), and only then"
     files = card.get("files")
     if not (isinstance(files, dict) and isinstance(files.get(STATE_DICT_FILE), str)):
         return f"files.{STATE_DICT_FILE} must hold its sha256"
@@ -233,7 +247,9 @@ def model_from_bundle(export_dir: Path) -> nn.Module:
             "the bundle was changed or damaged; export or fetch it again"
         )
     columns = card["input"]["columns"]
-    model = build_model(card["model"], in_features=len(columns), options=card["model_options"])
+    model_params = ModelParams(card["model"], card["model_options"])
+    outputs = len(card.get("classes") or [None])
+    model = build_model(model_params, in_features=len(columns), out_features=outputs)
     model = load_model(model, path)
     scaling = card["standardization"] or {}
     return deployable(model, scaling.get("mean"), scaling.get("std"))

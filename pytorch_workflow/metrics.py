@@ -18,6 +18,12 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return np.where(z >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Each row's class probabilities from its logits (n, classes), in float64."""
+    z = np.asarray(logits, dtype=np.float64)
+    return np.exp(z - np.logaddexp.reduce(z, axis=1, keepdims=True))
+
+
 def softplus(logits: np.ndarray) -> np.ndarray:
     """log(1 + e**z) for each logit, in float64, without overflow for a large z."""
     return np.logaddexp(0.0, np.asarray(logits, dtype=np.float64))
@@ -111,6 +117,54 @@ class ClassificationMetrics:
                 "precision": precision,
                 "recall": recall,
                 "f1": f1,
+                "log_loss": self.log_loss,
+            }
+        )
+
+
+class MulticlassMetrics:
+    """Accuracy, macro-averaged precision, recall and F1, and log loss over chunks of (class
+    index, one logit per class)."""
+
+    def __init__(self, classes: int) -> None:
+        self.count = 0
+        self.confusion = np.zeros((classes, classes), dtype=np.int64)  # counts[actual, predicted]
+        self.sum_log_loss = 0.0
+
+    def add(self, actual: np.ndarray, logits: np.ndarray) -> None:
+        actual = np.asarray(actual, dtype=np.int64).reshape(-1)
+        logits = np.asarray(logits, dtype=np.float64)
+        classes = self.confusion.shape[0]
+        predicted = np.argmax(logits, axis=1)
+        self.count += actual.size
+        pairs = np.bincount(classes * actual + predicted, minlength=classes * classes)
+        self.confusion += pairs.reshape(classes, classes)
+        # -log softmax(z)[y] = logsumexp(z) - z[y]
+        chosen = np.take_along_axis(logits, actual[:, None], axis=1)[:, 0]
+        self.sum_log_loss += float(np.sum(np.logaddexp.reduce(logits, axis=1) - chosen))
+
+    @property
+    def accuracy(self) -> float:
+        return int(np.trace(self.confusion)) / self.count
+
+    @property
+    def log_loss(self) -> float:
+        return self.sum_log_loss / self.count
+
+    def result(self) -> dict[str, float | None]:
+        right = np.diagonal(self.confusion).astype(np.float64)
+        predicted, actual = self.confusion.sum(axis=0), self.confusion.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a class never predicted: 0
+            precision = np.where(predicted > 0, right / predicted, 0.0)
+            recall = np.where(actual > 0, right / actual, 0.0)
+            both = precision + recall
+            f1 = np.where(both > 0, 2 * precision * recall / both, 0.0)
+        return _finite_or_none(
+            {
+                "accuracy": self.accuracy,
+                "precision": float(np.mean(precision)),
+                "recall": float(np.mean(recall)),
+                "f1": float(np.mean(f1)),
                 "log_loss": self.log_loss,
             }
         )

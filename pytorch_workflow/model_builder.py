@@ -1,19 +1,22 @@
-"""The models: the course's two chapter 01 models, and any `nn.Module` you write here.
+"""The models: the course's chapter 01 models, its chapter 02 layers (`mlp`), and any
+`nn.Module` you write here.
 
 `model.name` in params.yaml picks a class of this module, by its class name or the short name
 it declares (`short_name`), and `model.options` are its constructor's keyword arguments. A
-constructor that takes `in_features` or `out_features` gets them from the data. Adding a model
-is writing its class below, nothing else.
+constructor that takes `in_features` or `out_features` gets them from the data, and one that
+takes `hidden_units` or `activation` gets `model.hidden_units` and `model.activation`. Adding a
+model is writing its class below, nothing else.
 """
 
 import inspect
+import itertools
 import math
 import sys
 
 import torch
 from torch import nn
 
-from pytorch_workflow.params import Options, construct, find_class
+from pytorch_workflow.params import ACTIVATIONS, ModelParams, Options, construct, find_class
 
 
 class LinearRegressionModel(nn.Module):
@@ -52,6 +55,38 @@ class LinearRegressionModelV2(nn.Module):
         return self.linear_layer(x)
 
 
+class MLP(nn.Module):
+    """The course's chapter 02 models from params: `nn.Linear` layers of `hidden_units` widths
+    with `activation` between them.
+
+    The layers are made in the order of the course's classes, so after `torch.manual_seed` the
+    initial weights are theirs: `[5]` with `none` is CircleModelV0, `[10, 10]` with `none`
+    CircleModelV1, `[10, 10]` with `relu` CircleModelV2, and `[8, 8]` with `none` and four
+    classes BlobModel.
+    """
+
+    short_name = "mlp"
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int = 1,
+        hidden_units: tuple[int, ...] = (10, 10),
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        widths = [in_features, *hidden_units, out_features]
+        layers: list[nn.Module] = []
+        for width_in, width_out in itertools.pairwise(widths):
+            if layers and ACTIVATIONS[activation] is not None:
+                layers.append(getattr(nn, ACTIVATIONS[activation])())
+            layers.append(nn.Linear(width_in, width_out))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
 def model_classes() -> dict[str, type[nn.Module]]:
     """Every `nn.Module` class written in this module, by class name and by short name."""
     classes = {}
@@ -68,20 +103,29 @@ def model_classes() -> dict[str, type[nn.Module]]:
 
 
 def build_model(
-    name: str,
-    seed: int | None = None,
-    in_features: int = 1,
-    options: Options | None = None,
-    out_features: int = 1,
+    model: ModelParams | str, seed: int | None = None, in_features: int = 1, out_features: int = 1
 ) -> nn.Module:
     """A fresh model; with a seed, initialised as in the course: `torch.manual_seed(seed)` first.
 
-    `name` and `options` are `model.name` and `model.options`.
+    `model` is the `model` section of params (or just a name, with no options).
     """
-    cls = find_class("model.name", name, model_classes(), "pytorch_workflow/model_builder.py")
+    if isinstance(model, str):
+        model = ModelParams(model, {})
+    cls = find_class("model.name", model.name, model_classes(), "pytorch_workflow/model_builder.py")
+    # The layout keys as params give them, unless the options do (a model card's options).
+    layout = {k: v for k, v in model.architecture().items() if k not in model.options}
     from_data = {"in_features": in_features, "out_features": out_features}
     accepted = inspect.signature(cls).parameters
-    given = {key: value for key, value in from_data.items() if key in accepted}
+    given = {key: value for key, value in {**from_data, **layout}.items() if key in accepted}
     if seed is not None:
         torch.manual_seed(seed)
-    return construct("model.options", cls, options or {}, given)
+    return construct("model.options", cls, model.options, given)
+
+
+def constructor_options(model: ModelParams) -> Options:
+    """What the model's constructor gets from params (besides the data's `in_features` and
+    `out_features`): what the model card records to build it again."""
+    cls = find_class("model.name", model.name, model_classes(), "pytorch_workflow/model_builder.py")
+    accepted = inspect.signature(cls).parameters
+    layout = {key: value for key, value in model.architecture().items() if key in accepted}
+    return {**layout, **model.options}

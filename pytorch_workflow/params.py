@@ -30,7 +30,14 @@ PARAMS_FILE = "params.yaml"
 
 REGRESSION = "regression"
 CLASSIFICATION = "binary_classification"
-TASKS = (REGRESSION, CLASSIFICATION)
+MULTICLASS = "multiclass_classification"
+TASKS = (REGRESSION, CLASSIFICATION, MULTICLASS)
+# Each task's headline test metric (in metrics/evaluate.json), and whether higher is better.
+HEADLINE_METRIC = {
+    REGRESSION: ("mae", False),
+    CLASSIFICATION: ("accuracy", True),
+    MULTICLASS: ("accuracy", True),
+}
 SOURCES = ("line", "csv")
 
 
@@ -46,7 +53,10 @@ LOSSES = {
     "mse": Loss("MSE", "MSELoss", REGRESSION),
     "huber": Loss("Huber", "HuberLoss", REGRESSION),
     "bce": Loss("BCE", "BCEWithLogitsLoss", CLASSIFICATION),
+    "cross_entropy": Loss("Cross-entropy", "CrossEntropyLoss", MULTICLASS),
 }
+# model.activation: the torch.nn class between the layers of a model that takes `activation`.
+ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "none": None}
 DEVICE_CHOICES = "cpu, auto, cuda, cuda:N or mps"
 _DEVICE = re.compile(r"cpu|auto|mps|cuda(:[0-9]{1,3})?")
 
@@ -57,12 +67,16 @@ MAX_ROWS = 10_000_000_000
 # params.yaml holds a few dozen short values; anything bigger or deeper is not a params file.
 MAX_PARAMS_BYTES = 64 * 1024
 MAX_NESTING = 8
+# model.hidden_units: more layers or wider ones than this are a typo, not an experiment.
+MAX_HIDDEN_LAYERS = 64
+MAX_HIDDEN_UNITS = 1_000_000
 
 
 @dataclass(frozen=True)
 class DataParams:
     source: str
     path: str
+    test_path: str | None  # csv only: the test split as it is; None = split `path`
     target: str
     features: tuple[str, ...] | None
     standardize: bool
@@ -90,6 +104,14 @@ Options = dict[str, Any]
 class ModelParams:
     name: str  # a class of `model_builder`, by its name or the short name it declares
     options: Options  # its constructor's keyword arguments
+    # For a constructor that takes them (the `mlp`); None where they come from `options`.
+    hidden_units: tuple[int, ...] | None = None
+    activation: str | None = None
+
+    def architecture(self) -> Options:
+        """The layout keys the pipeline hands a constructor that asks for them."""
+        layout = {"hidden_units": self.hidden_units, "activation": self.activation}
+        return {key: value for key, value in layout.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -150,6 +172,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     data = DataParams(
         source=reader.choice("data.source", SOURCES),
         path=reader.text("data.path"),
+        test_path=reader.text("data.test_path", optional=True),
         target=reader.text("data.target"),
         features=reader.names("data.features"),
         standardize=reader.boolean("data.standardize"),
@@ -161,6 +184,8 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         step=reader.number("data.step", above=0.0),
         noise_std=reader.number("data.noise_std", at_least=0.0),
     )
+    if data.test_path is not None and data.source != "csv":
+        raise UserError(f"{path}: data.test_path needs data.source: csv, got {data.source}")
     if data.source == "csv" and data.features and data.target in data.features:
         raise UserError(f"{path}: data.features must not include the target column {data.target!r}")
     if not data.end > data.start:
@@ -178,8 +203,8 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         shuffle=reader.boolean("split.shuffle"),
         stratify=reader.boolean("split.stratify"),
     )
-    if split.stratify and task != CLASSIFICATION:
-        raise UserError(f"{path}: split.stratify needs task: binary_classification, got {task}")
+    if split.stratify and task == REGRESSION:
+        raise UserError(f"{path}: split.stratify needs a classification task, got {task}")
     train = TrainParams(
         epochs=reader.integer("train.epochs", at_least=1, at_most=1_000_000),
         batch_size=reader.optional_integer("train.batch_size", at_least=1),
@@ -211,7 +236,10 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         data=data,
         split=split,
         model=ModelParams(
-            name=reader.identifier("model.name"), options=reader.options("model.options")
+            name=reader.identifier("model.name"),
+            options=reader.options("model.options"),
+            hidden_units=reader.widths("model.hidden_units"),
+            activation=reader.choice("model.activation", tuple(ACTIVATIONS)),
         ),
         train=train,
         raw=raw,
@@ -425,11 +453,13 @@ class _Reader:
             return value
         raise self._fail(key, f"one of {', '.join(allowed)}{' ' + context if context else ''}")
 
-    def text(self, key: str) -> str:
+    def text(self, key: str, optional: bool = False) -> str | None:
         value = self._get(key)
+        if optional and value is None:
+            return None
         if isinstance(value, str) and value.strip() and "\0" not in value:
             return value
-        raise self._fail(key, "a non-empty string")
+        raise self._fail(key, ("null or " if optional else "") + "a non-empty string")
 
     def names(self, key: str) -> tuple[str, ...] | None:
         """null, or a non-empty list of distinct column names."""
@@ -444,6 +474,27 @@ class _Reader:
         ):
             return tuple(value)
         raise self._fail(key, "null or a list of distinct column names")
+
+    def widths(self, key: str) -> tuple[int, ...]:
+        """A list of layer widths, each a whole number >= 1; `[]` is no hidden layer."""
+        value = self._get(key)
+        expected = (
+            f"a list of at most {MAX_HIDDEN_LAYERS} layer widths, "
+            f"whole numbers from 1 to {MAX_HIDDEN_UNITS:,}, such as [10, 10]"
+        )
+        if not isinstance(value, list) or len(value) > MAX_HIDDEN_LAYERS:
+            raise self._fail(key, expected)
+        widths = []
+        for width in value:
+            if isinstance(width, str):  # DVC's -S may write numbers as text
+                width = width.strip()
+                width = int(width) if width.isdigit() else width
+            if not isinstance(width, int) or isinstance(width, bool):
+                raise self._fail(key, expected)
+            if not 1 <= width <= MAX_HIDDEN_UNITS:
+                raise self._fail(key, expected)
+            widths.append(width)
+        return tuple(widths)
 
     def identifier(self, key: str, optional: bool = False) -> str | None:
         """A class's name as written (`sgd`, `CircleModelV2`); null too where `optional`."""

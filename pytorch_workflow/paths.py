@@ -17,6 +17,7 @@ LIVE_FILES = ("metrics.json", "plots/metrics/train_loss.tsv", "plots/metrics/tes
 
 @dataclass(frozen=True)
 class Paths:
+    raw_data: Path  # the folder of the CSVs that the prepare stage depends on
     dataset: Path
     train: Path
     test: Path

@@ -3,7 +3,7 @@
 import csv
 import io
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,8 @@ from pytorch_workflow.errors import UserError
 from pytorch_workflow.files import atomic_write_bytes, atomic_write_text
 
 LOSS_COLUMNS = ("epoch", "train_loss", "test_loss")
+# A classifier's loss table adds these.
+ACCURACY_COLUMNS = ("train_accuracy", "test_accuracy")
 
 
 def write_table(path: str | Path, columns: dict[str, np.ndarray]) -> None:
@@ -40,9 +42,11 @@ def read_loss_table(path: str | Path) -> dict[str, np.ndarray]:
         raise UserError(f"{path}: file not found; run `dvc repro` to make it") from None
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise UserError(f"{path}: not a readable loss table ({error})") from None
-    if not rows or tuple(rows[0]) != LOSS_COLUMNS or len(rows) < 2:
+    header = tuple(rows[0]) if rows else ()
+    if header not in (LOSS_COLUMNS, LOSS_COLUMNS + ACCURACY_COLUMNS) or len(rows) < 2:
         raise UserError(
-            f"{path}: expected the columns {','.join(LOSS_COLUMNS)} and a row per epoch"
+            f"{path}: expected the columns {','.join(LOSS_COLUMNS)} (and, for a classifier, "
+            f"{','.join(ACCURACY_COLUMNS)}) and a row per epoch"
         )
     values: list[list[float]] = []
     for number, row in enumerate(rows[1:], start=1):
@@ -50,13 +54,13 @@ def read_loss_table(path: str | Path) -> dict[str, np.ndarray]:
             parsed = [float(cell) for cell in row]
         except ValueError:
             parsed = []
-        if len(parsed) != len(LOSS_COLUMNS) or not all(map(math.isfinite, parsed)):
+        if len(parsed) != len(header) or not all(map(math.isfinite, parsed)):
             raise UserError(
-                f"{path}: row {number} is not three finite numbers: {','.join(row)[:80]}"
+                f"{path}: row {number} is not {len(header)} finite numbers: {','.join(row)[:80]}"
             )
         values.append(parsed)
     table = np.array(values)
-    return {name: table[:, i] for i, name in enumerate(LOSS_COLUMNS)}
+    return {name: table[:, i] for i, name in enumerate(header)}
 
 
 @contextmanager
@@ -97,13 +101,19 @@ def plot_predictions(
 
 
 def plot_loss_curves(path: str | Path, losses: dict[str, np.ndarray]) -> None:
-    with _figure(path) as plt:
-        plt.plot(losses["epoch"], losses["train_loss"], label="Train loss")
-        plt.plot(losses["epoch"], losses["test_loss"], label="Test loss")
-        plt.title("Training and test loss curves")
-        plt.ylabel("Loss")
-        plt.xlabel("Epochs")
-        plt.legend()
+    """The course's loss curves; a classifier's accuracy curves beside them."""
+    panels = [("loss", "Loss")]
+    if "train_accuracy" in losses:
+        panels.append(("accuracy", "Accuracy"))
+    with _figure(path, figsize=(10, 7) if len(panels) == 1 else (15, 7)) as plt:
+        for number, (name, title) in enumerate(panels, start=1):
+            plt.subplot(1, len(panels), number)
+            plt.plot(losses["epoch"], losses[f"train_{name}"], label=f"Train {name}")
+            plt.plot(losses["epoch"], losses[f"test_{name}"], label=f"Test {name}")
+            plt.title(title if len(panels) > 1 else "Training and test loss curves")
+            plt.ylabel(title)
+            plt.xlabel("Epochs")
+            plt.legend()
 
 
 def plot_predicted_vs_actual(path: str | Path, actual: np.ndarray, predicted: np.ndarray) -> None:
@@ -117,27 +127,71 @@ def plot_predicted_vs_actual(path: str | Path, actual: np.ndarray, predicted: np
         plt.legend(prop={"size": 14})
 
 
-def plot_confusion_matrix(path: str | Path, counts: np.ndarray) -> None:
-    """Counts of each (actual, predicted) pair for a 0/1 target, over the whole test split."""
+def plot_confusion_matrix(
+    path: str | Path, counts: np.ndarray, labels: list[str] | None = None
+) -> None:
+    """Counts of each (actual, predicted) pair of classes, over the whole test split."""
+    classes = range(counts.shape[0])
+    labels = labels or [str(label) for label in classes]
     with _figure(path, figsize=(6, 5)) as plt:
         plt.imshow(counts, cmap="Blues")
-        for row in range(2):
-            for column in range(2):
+        for row in classes:
+            for column in classes:
                 plt.text(column, row, str(counts[row, column]), ha="center", va="center", size=16)
-        plt.xticks([0, 1])
-        plt.yticks([0, 1])
+        plt.xticks(list(classes), labels)
+        plt.yticks(list(classes), labels)
         plt.xlabel("Predicted")
         plt.ylabel("Actual")
         plt.title("Confusion matrix (test split)")
 
 
-def draw_evaluation(path: str | Path, evaluation, features, table: dict[str, np.ndarray]) -> None:
-    """The course's plot_predictions for one feature; otherwise what fits the task."""
-    if evaluation.confusion is not None:
-        plot_confusion_matrix(path, evaluation.confusion)
+# The grid of `plot_decision_boundary`: points per axis, and the margin around the data.
+BOUNDARY_GRID = 101
+BOUNDARY_MARGIN = 0.1
+
+
+def plot_decision_boundary(
+    path: str | Path,
+    classify: Callable[[np.ndarray], np.ndarray],
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> None:
+    """The course's `plot_decision_boundary`, train and test side by side: the classes that
+    `classify` gives on a grid over two features, and each split's points coloured by class."""
+    points = np.concatenate([X for X, _ in splits.values()])
+    low, high = points.min(axis=0) - BOUNDARY_MARGIN, points.max(axis=0) + BOUNDARY_MARGIN
+    xx, yy = np.meshgrid(*(np.linspace(low[i], high[i], BOUNDARY_GRID) for i in (0, 1)))
+    regions = classify(np.column_stack((xx.ravel(), yy.ravel()))).reshape(xx.shape)
+    # One colour scale for the regions and the points, whichever classes each shows.
+    labels = np.concatenate([regions.ravel(), *(y for _, y in splits.values())])
+    scale = {"vmin": labels.min(), "vmax": labels.max(), "cmap": "RdYlBu"}
+    with _figure(path, figsize=(12, 6)) as plt:
+        for number, (name, (X, y)) in enumerate(splits.items(), start=1):
+            plt.subplot(1, len(splits), number)
+            plt.title(name)
+            plt.contourf(xx, yy, regions, alpha=0.7, **scale)
+            plt.scatter(X[:, 0], X[:, 1], c=y, s=40, **scale)
+            plt.xlim(xx.min(), xx.max())
+            plt.ylim(yy.min(), yy.max())
+
+
+def draw_evaluation(
+    path: str | Path,
+    evaluation,
+    features,
+    table: dict[str, np.ndarray],
+    classify: Callable[[np.ndarray], np.ndarray],
+) -> None:
+    """The course's picture of what the model learned: `plot_predictions` for one feature,
+    `plot_decision_boundary` for a classifier of two; otherwise what fits the task."""
+    train_x, train_y, _ = evaluation.train.arrays()
+    test_x, test_y, outputs = evaluation.test.arrays()
+    if evaluation.confusion is not None and len(features.names) == 2:
+        splits = {"Train": (train_x, train_y), "Test": (test_x, test_y)}
+        plot_decision_boundary(path, classify, splits)
+    elif evaluation.confusion is not None:
+        labels = [f"{label:g}" for label in features.classes] if features.classes else None
+        plot_confusion_matrix(path, evaluation.confusion, labels)
     elif len(features.names) == 1:
-        train_x, train_y, _ = evaluation.train.arrays()
-        test_x, test_y, outputs = evaluation.test.arrays()
-        plot_predictions(path, train_x, train_y, test_x, test_y, predictions=outputs)
+        plot_predictions(path, train_x[:, 0], train_y, test_x[:, 0], test_y, predictions=outputs)
     else:
         plot_predicted_vs_actual(path, table["actual"], table["predicted"])

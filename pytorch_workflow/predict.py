@@ -2,8 +2,9 @@
 
 INPUT.csv needs the model's feature columns (for the course's line: `x`; a single column is
 taken as the only feature, whatever its name). OUTPUT.csv gets every input column as it was,
-then `prediction`, or `probability` of class 1 for a classifier. Both are streamed, so the
-input may be larger than memory.
+then `prediction`; for a binary classifier `probability` of class 1; for a multi-class one the
+`predicted` class and `probability_LABEL` of each class. Both are streamed, so the input may be
+larger than memory.
 
 The model is rebuilt from the bundle's `model.pt` (tensors only, loaded with `weights_only=True`)
 and its model card: no code from the bundle runs. `--trust-program` runs the bundle's
@@ -30,7 +31,7 @@ from pytorch_workflow.device import resolve_device
 from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
 from pytorch_workflow.export import PROGRAM_FILE, load_program, model_from_bundle, read_card
 from pytorch_workflow.files import atomic_path
-from pytorch_workflow.metrics import sigmoid
+from pytorch_workflow.metrics import sigmoid, softmax
 from pytorch_workflow.params import DEVICE_CHOICES
 from pytorch_workflow.paths import artifact_name, load_paths
 from pytorch_workflow.plotting import shortest_texts
@@ -152,24 +153,41 @@ def predict_csv(args: argparse.Namespace, bundle: Path) -> None:
     device = resolve_device(args.device)
     model = load_program(bundle / PROGRAM_FILE) if args.trust_program else model_from_bundle(bundle)
     model = model.to(device)
-    name = "probability" if card["output"] == "logit" else "prediction"
+    classes = card.get("classes")
     rows = 0
     with atomic_path(args.output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow([*reader.schema.names, name])
+        writer.writerow([*reader.schema.names, *output_names(card["output"], classes)])
         for batch in _batches(args.input, reader):
             X = torch.from_numpy(feature_matrix(args.input, batch, sources, rows + 1))
             with torch.inference_mode():
-                outputs = model(X.to(device)).cpu().numpy().reshape(-1)
+                outputs = model(X.to(device)).cpu().numpy().reshape(batch.num_rows, -1)
             # The input's columns exactly as they were (csv writes None as ""), then the
             # shortest text of each output.
-            texts = shortest_texts(sigmoid(outputs) if name == "probability" else outputs)
             inputs = [column.to_pylist() for column in batch.columns]
-            writer.writerows(zip(*inputs, texts, strict=True))
+            added = output_texts(outputs, card["output"], classes)
+            writer.writerows(zip(*inputs, *added, strict=True))
             rows += batch.num_rows
         if rows == 0:
             raise UserError(f"{args.input}: has no rows")
     print(f"Wrote {rows:,} predictions to {args.output}")
+
+
+def output_names(output: str, classes: list[float] | None) -> list[str]:
+    """The columns predict adds: for the card's `output` kind."""
+    if classes:
+        return ["predicted", *(f"probability_{label:g}" for label in classes)]
+    return ["probability" if output == "logit" else "prediction"]
+
+
+def output_texts(outputs: np.ndarray, output: str, classes: list[float] | None) -> list[list[str]]:
+    """The added columns' texts for a batch of outputs (n, 1) or (n, classes)."""
+    if classes:
+        probabilities = softmax(outputs)
+        predicted = [f"{classes[index]:g}" for index in np.argmax(outputs, axis=1)]
+        return [predicted, *(shortest_texts(column) for column in probabilities.T)]
+    values = outputs.reshape(-1)
+    return [shortest_texts(sigmoid(values) if output == "logit" else values)]
 
 
 def _batches(path: Path, reader: pa_csv.CSVStreamingReader):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from pytorch_workflow.engine import EpochLosses
+from pytorch_workflow.engine import EpochResult
 from pytorch_workflow.files import atomic_write_json, atomic_write_text
 
 # A model with more values than this keeps them in model.pt only, not in `dvc exp show`.
@@ -21,36 +21,49 @@ MAX_RECORDED_VALUES = 16
 
 
 @contextmanager
-def live_metrics(folder: Path) -> Iterator[Callable[[list[EpochLosses]], None]]:
+def live_metrics(folder: Path) -> Iterator[Callable[[list[EpochResult]], None]]:
     """A DVCLive logger of the latest epoch's losses, with the epoch as its step."""
     from dvclive import Live  # about a second of imports: only the process that writes
 
     with Live(str(folder), dvcyaml=False, save_dvc_exp=False, report=None) as live:
 
-        def log(history: list[EpochLosses]) -> None:
+        def log(history: list[EpochResult]) -> None:
             latest = history[-1]
             live.step = latest.epoch
-            live.log_metric("train_loss", latest.train_loss)
-            live.log_metric("test_loss", latest.test_loss)
+            for name, value in _recorded(latest).items():
+                live.log_metric(name, value)
             live.next_step()
 
         yield log
 
 
-def write_losses(path: Path, history: list[EpochLosses]) -> None:
-    """Every epoch's losses, as `dvc plots` and the course's loss curves read them."""
-    lines = [f"{h.epoch},{h.train_loss!r},{h.test_loss!r}" for h in history]
-    atomic_write_text(path, "epoch,train_loss,test_loss\n" + "\n".join(lines) + "\n")
+def _recorded(result: EpochResult) -> dict[str, float]:
+    """An epoch's losses, and a classifier's accuracies."""
+    values = {"train_loss": result.train_loss, "test_loss": result.test_loss}
+    if result.train_accuracy is not None and result.test_accuracy is not None:
+        values |= {"train_accuracy": result.train_accuracy, "test_accuracy": result.test_accuracy}
+    return values
+
+
+def write_losses(path: Path, history: list[EpochResult]) -> None:
+    """Every epoch's losses (and accuracies), as `dvc plots` and the loss curves read them."""
+    columns = ["epoch", *_recorded(history[0])]
+    lines = [",".join(map(repr, [h.epoch, *_recorded(h).values()])) for h in history]
+    atomic_write_text(path, ",".join(columns) + "\n" + "\n".join(lines) + "\n")
 
 
 def write_train_metrics(
-    path: Path, history: list[EpochLosses], model: torch.nn.Module, device: str, processes: int
+    path: Path, history: list[EpochResult], model: torch.nn.Module, device: str, processes: int
 ) -> None:
     values = parameter_values(model)
     atomic_write_json(
         path,
         {
-            "train_loss": history[-1].train_loss,
+            **{
+                name: value
+                for name, value in _recorded(history[-1]).items()
+                if name.startswith("train_")
+            },
             **({"learned": values} if len(values) <= MAX_RECORDED_VALUES else {}),
             "device": device,
             "processes": processes,

@@ -1,5 +1,7 @@
 """Stage 4, evaluate: load the saved state_dict into a fresh model and predict the test split."""
 
+from functools import partial
+
 from pytorch_workflow.errors import exit_on_user_error
 from pytorch_workflow.params import load_params
 
@@ -9,7 +11,7 @@ PARAMS = exit_on_user_error(load_params)()
 from pytorch_workflow import plotting
 from pytorch_workflow.data_setup import ParquetTable, read_features
 from pytorch_workflow.device import describe, resolve_device, use_repeatable_kernels
-from pytorch_workflow.evaluation import evaluate, prediction_table
+from pytorch_workflow.evaluation import evaluate, predicted_classes, prediction_table
 from pytorch_workflow.files import atomic_write_json
 from pytorch_workflow.model_builder import build_model
 from pytorch_workflow.paths import load_paths
@@ -29,7 +31,7 @@ def main() -> None:
     train = ParquetTable(paths.train, features.columns)
     test = ParquetTable(paths.test, features.columns)
     loaded_model = build_model(
-        params.model.name, in_features=len(features.names), options=params.model.options
+        params.model, in_features=len(features.names), out_features=features.outputs
     )
     loaded_model = load_model(loaded_model, paths.model).to(device)
     losses = plotting.read_loss_table(paths.loss_table)
@@ -41,7 +43,8 @@ def main() -> None:
     atomic_write_json(paths.evaluate_metrics, evaluation.metrics)
     table = prediction_table(evaluation, features, params.task)
     plotting.write_table(paths.predictions_table, table)
-    plotting.draw_evaluation(paths.predictions_figure, evaluation, features, table)
+    classify = partial(predicted_classes, loaded_model, features, device)
+    plotting.draw_evaluation(paths.predictions_figure, evaluation, features, table, classify)
     plotting.plot_loss_curves(paths.loss_figure, losses)
     # A metric undefined on this test split (R² of a constant target) is null in the JSON.
     shown = [

@@ -8,7 +8,7 @@ PARAMS = exit_on_user_error(load_params)()
 
 import json
 
-from pytorch_workflow.data_setup import OUTPUT_COLUMN, ParquetTable, read_features
+from pytorch_workflow.data_setup import ParquetTable, output_columns, read_features
 from pytorch_workflow.device import resolve_device, use_repeatable_kernels
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.export import Bundle, export_bundle
@@ -25,7 +25,7 @@ def main() -> None:
 
     features = read_features(paths.features)
     test = ParquetTable(paths.test, features.columns)
-    evaluated = ParquetTable(paths.test_predictions, (OUTPUT_COLUMN,))
+    evaluated = ParquetTable(paths.test_predictions, output_columns(features.outputs))
     if evaluated.offsets != test.offsets:
         raise UserError(
             f"{paths.test_predictions}: its rows do not line up with {paths.test}; run `dvc repro`"

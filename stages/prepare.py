@@ -1,6 +1,6 @@
 """Stage 1, prepare: make the dataset, the course's straight line or the user's CSV."""
 
-from pytorch_workflow.data_setup import csv_chunks, line_chunks, write_table
+from pytorch_workflow.data_setup import line_chunks, write_csv_dataset, write_table
 from pytorch_workflow.errors import exit_on_user_error
 from pytorch_workflow.params import load_params
 from pytorch_workflow.paths import load_paths
@@ -13,8 +13,12 @@ def main() -> None:
 
     data = params.data
     if data.source == "csv":
-        rows = write_table(paths.dataset, csv_chunks(data, params.task), data.chunk_rows)
-        print(f"Read {rows:,} rows from {data.path}")
+        rows, test_rows = write_csv_dataset(
+            data, params.task, paths.dataset, data.chunk_rows, paths.raw_data
+        )
+        print(f"Read {rows - test_rows:,} rows from {data.path}")
+        if test_rows:
+            print(f"Read {test_rows:,} rows from {data.test_path}, the given test split")
     else:
         rows = write_table(paths.dataset, line_chunks(data, params.seed), data.chunk_rows)
         print(

@@ -23,7 +23,9 @@ def main() -> None:
         paths.test,
     )
     # Fitted on the train split only, so nothing about the test split leaks into training.
-    features = fitted_features(dataset.columns, train_stats, params.data.standardize)
+    features = fitted_features(
+        dataset.columns, train_stats, params.data.standardize, summary.class_labels()
+    )
     write_features(paths.features, features)
     split_metrics = summary.metrics()
     atomic_write_json(paths.split_metrics, split_metrics)
@@ -36,6 +38,8 @@ def main() -> None:
         print(f"{side}: " + ", ".join(shown))
     if features.mean is not None:
         print(f"Standardising {', '.join(features.names)} with the train split's mean and std")
+    if features.classes:
+        print(f"Classes: {', '.join(f'{label:g}' for label in features.classes)}")
     if note := summary.imbalance():
         print(f"note: {note}")
 

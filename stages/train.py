@@ -58,7 +58,7 @@ def train(params: Params, paths: Paths) -> None:
         shuffle_seed=params.seed if params.split.shuffle else None,
     )
 
-    model = build_model(params.model.name, params.seed, len(features.names), params.model.options)
+    model = build_model(params.model, params.seed, len(features.names), features.outputs)
     model = model.to(device)
     log(f"Initial parameters: {records.shown_parameters(model)}")
     # Live metrics as training goes, so `dvc exp show` shows a running experiment's progress.

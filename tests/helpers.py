@@ -27,6 +27,7 @@ COURSE_PARAMS = {
         # A line ignores the CSV, but the prepare stage lists it as a dependency: the example
         # file that the repository ships.
         "path": "data/raw/houses.csv",
+        "test_path": None,
         "target": "y",
         "features": None,
         "standardize": False,
@@ -39,7 +40,12 @@ COURSE_PARAMS = {
         "noise_std": 0.0,
     },
     "split": {"train_fraction": 0.8, "shuffle": False, "stratify": False},
-    "model": {"name": "linear_regression", "options": {}},
+    "model": {
+        "name": "linear_regression",
+        "options": {},
+        "hidden_units": [10, 10],
+        "activation": "relu",
+    },
     "train": {
         "epochs": 100,
         "batch_size": None,

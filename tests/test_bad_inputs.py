@@ -121,7 +121,7 @@ def test_bad_param_fails_fast_with_one_line(pipeline_repo, changes, stage, messa
 # Classes are torch's and the user's: they are found by name once torch is imported, still
 # before anything trains or is written.
 BAD_CLASSES = [
-    ({"model__name": "mlp"}, "model.name: no class 'mlp' in pytorch_workflow/model_builder.py"),
+    ({"model__name": "mlpp"}, "model.name: no class 'mlpp' in pytorch_workflow/model_builder.py"),
     ({"model__options": {"in_features": 2}}, "model.options.in_features: the pipeline sets"),
     ({"train__optimizer": "adamm"}, "train.optimizer: no class 'adamm' in torch.optim"),
     ({"train__optimizer_options": {"momentum": -1}}, "SGD refused {'momentum': -1}"),
@@ -253,7 +253,7 @@ def truncated_metrics(repo: Path) -> None:
             zero_std_features,
             "data/features.json: feature 'x' needs a finite mean and a std > 0",
         ),
-        ("evaluate", torn_loss_table, "plots/loss.csv: row 1 is not three finite numbers"),
+        ("evaluate", torn_loss_table, "plots/loss.csv: row 1 is not 3 finite numbers"),
         ("export", truncated_metrics, "metrics/evaluate.json: not readable metrics"),
     ],
     ids=lambda value: value.__name__ if callable(value) else None,

@@ -156,7 +156,7 @@ def test_missing_columns_and_bad_values_are_named(tmp_path):
 
 def read_csv(path, task="regression", **params):
     options = {"source": "csv", "path": str(path), **params}
-    chunks = list(csv_chunks(data_params(**options), task))
+    chunks = list(csv_chunks(data_params(**options), task, str(path)))
     table = pa.concat_tables(chunks)
     return {name: table[name].to_numpy() for name in table.column_names}
 

@@ -62,6 +62,12 @@ ELSEWHERE = {
         "dvc remote modify --local s3",
     ],
     "test_review.py::test_lock_check_passes_when_repro_changes_nothing": ["make lock-check"],
+    # On the course's circles, with their params committed first (docs/experiments.md).
+    "test_chapter02.py::test_the_documented_sequence_of_circle_models_prints_the_course_numbers": [
+        "dvc exp run -n circle-v",
+        "dvc exp run -n wider-v2",
+        "dvc exp show --md --drop",
+    ],
     "test_review.py::test_report_on_a_branch_shows_the_param_metric_and_loss_diff_against_main": [
         "make report BASE=main",
     ],

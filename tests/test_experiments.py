@@ -114,7 +114,7 @@ def test_a_sweep_runs_one_experiment_per_combination(swept):
 def test_the_comparison_lists_the_experiments_best_test_mae_first(swept):
     _, result, _, _ = swept
 
-    table = result.stdout.split("Experiments sorted by test MAE")[1].splitlines()
+    table = result.stdout.split("Experiments sorted by test mae")[1].splitlines()
     header = [cell.strip() for cell in table[1].strip("|").split("|")]
     rows = [line for line in table if line.startswith("| ├──") or line.startswith("| └──")]
     maes = [float(row.strip("|").split("|")[header.index("mae")]) for row in rows]

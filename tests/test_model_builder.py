@@ -7,10 +7,13 @@ import torch
 from pytorch_workflow import model_builder
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.model_builder import (
+    MLP,
     LinearRegressionModel,
     LinearRegressionModelV2,
     build_model,
+    constructor_options,
 )
+from pytorch_workflow.params import ModelParams
 
 
 def test_course_model_with_seed_42_starts_at_the_course_values():
@@ -92,7 +95,7 @@ def circle_model(monkeypatch):
 
 
 def test_a_class_written_in_model_builder_is_built_by_name_with_options(circle_model):
-    model = build_model("CircleModelV2", seed=42, in_features=2, options={"hidden": 6})
+    model = build_model(ModelParams("CircleModelV2", {"hidden": 6}), seed=42, in_features=2)
 
     assert isinstance(model, circle_model)
     assert model.layer_1.out_features == 6
@@ -114,6 +117,95 @@ def test_a_class_written_in_model_builder_is_built_by_name_with_options(circle_m
 )
 def test_model_mistakes_are_one_line(circle_model, name, options, message):
     with pytest.raises(UserError) as error:
-        build_model(name, in_features=2, options=options)
+        build_model(ModelParams(name, options), in_features=2)
 
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+# The course's chapter 02 classes, as its notebook writes them (02_pytorch_classification).
+COURSE_CLASSES = textwrap.dedent(
+    """
+    class CircleModelV0(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer_1 = nn.Linear(in_features=2, out_features=5)
+            self.layer_2 = nn.Linear(in_features=5, out_features=1)
+
+        def forward(self, x):
+            return self.layer_2(self.layer_1(x))
+
+    class CircleModelV1(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer_1 = nn.Linear(in_features=2, out_features=10)
+            self.layer_2 = nn.Linear(in_features=10, out_features=10)
+            self.layer_3 = nn.Linear(in_features=10, out_features=1)
+
+        def forward(self, x):
+            return self.layer_3(self.layer_2(self.layer_1(x)))
+
+    class CircleModelV2(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer_1 = nn.Linear(in_features=2, out_features=10)
+            self.layer_2 = nn.Linear(in_features=10, out_features=10)
+            self.layer_3 = nn.Linear(in_features=10, out_features=1)
+            self.relu = nn.ReLU()
+
+        def forward(self, x):
+            return self.layer_3(self.relu(self.layer_2(self.relu(self.layer_1(x)))))
+
+    class BlobModel(nn.Module):
+        def __init__(self, input_features, output_features, hidden_units=8):
+            super().__init__()
+            self.linear_layer_stack = nn.Sequential(
+                nn.Linear(in_features=input_features, out_features=hidden_units),
+                nn.Linear(in_features=hidden_units, out_features=hidden_units),
+                nn.Linear(in_features=hidden_units, out_features=output_features),
+            )
+
+        def forward(self, x):
+            return self.linear_layer_stack(x)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("course", "hidden_units", "activation", "classes"),
+    [
+        ("CircleModelV0()", (5,), "none", 1),
+        ("CircleModelV1()", (10, 10), "none", 1),
+        ("CircleModelV2()", (10, 10), "relu", 1),
+        ("BlobModel(2, 4)", (8, 8), "none", 4),
+    ],
+)
+def test_the_mlp_from_params_is_the_course_model_weight_for_weight(
+    course, hidden_units, activation, classes
+):
+    namespace: dict = {"nn": torch.nn}
+    exec(COURSE_CLASSES, namespace)
+    torch.manual_seed(42)
+    theirs = eval(course, namespace)
+    ours = build_model(ModelParams("mlp", {}, hidden_units, activation), 42, 2, classes)
+    X = torch.randn(16, 2)
+
+    assert isinstance(ours, MLP)
+    expected = list(theirs.state_dict().values())
+    assert all(map(torch.equal, ours.state_dict().values(), expected))
+    assert len(ours.state_dict()) == len(expected)
+    with torch.inference_mode():
+        assert torch.equal(ours(X), theirs(X))
+
+
+def test_the_card_records_the_layout_only_for_a_model_that_takes_it():
+    layout = ModelParams("mlp", {}, (32, 32), "tanh")
+    linear = ModelParams("linear_regression", {}, (32, 32), "tanh")
+
+    assert constructor_options(layout) == {"hidden_units": (32, 32), "activation": "tanh"}
+    assert constructor_options(linear) == {}
+    rebuilt = build_model(ModelParams("mlp", constructor_options(layout)), in_features=3)
+    assert [layer.out_features for layer in rebuilt.layers if hasattr(layer, "out_features")] == [
+        32,
+        32,
+        1,
+    ]

@@ -96,10 +96,15 @@ def test_numbers_written_as_strings_by_dvc_exp_run_are_accepted(tmp_path):
         ({"device": "cuda:²"}, "device must be cpu, auto, cuda, cuda:N or mps, got 'cuda:²'"),
         ({"train.processes": 0}, "train.processes must be a whole number >= 1"),
         ({"train.optimizer": "lbfgs", "train.batch_size": 8}, "lbfgs takes the whole split"),
-        ({"split.stratify": True}, "split.stratify needs task: binary_classification"),
+        ({"split.stratify": True}, "split.stratify needs a classification task, got regression"),
         ({"train.lrr": 0.1}, "unknown key 'train.lrr'; did you mean train.lr?"),
         ({"train.optimizer": "LBFGS", "train.batch_size": 8}, "lbfgs takes the whole split"),
         ({"train.scheduler_options": {"T_max": 3}}, "train.scheduler_options need a train.sch"),
+        ({"model.hidden_units": 10}, "model.hidden_units must be a list of at most 64 layer"),
+        ({"model.hidden_units": [10, 0]}, "whole numbers from 1 to 1,000,000, such as [10, 10]"),
+        ({"model.hidden_units": [2.5]}, "model.hidden_units must be a list"),
+        ({"model.hidden_units": [True]}, "model.hidden_units must be a list"),
+        ({"model.activation": "gelu"}, "model.activation must be one of relu, tanh, sigmoid, none"),
     ],
 )
 def test_bad_params_name_the_key_and_value_in_one_line(tmp_path, changes, message):
