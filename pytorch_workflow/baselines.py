@@ -39,6 +39,9 @@ SIGNIFICANT_DIGITS = 10
 _DEPENDENT = 1e-10
 # Differences below the float32 resolution of the targets are rounding, not fit.
 _FLOAT32_RESOLUTION = 2.0**-23
+# The multinomial baseline's Newton step solves a dense system of (features + 1) * classes
+# unknowns: beyond this many, it is left out (null) rather than fill memory.
+MAX_MULTINOMIAL_UNKNOWNS = 2000
 # float64 values per block of rows: the float64 copies of a wide chunk stay at 32 MiB each.
 _BLOCK_VALUES = 2**22
 
@@ -235,7 +238,10 @@ def multinomial_regression(
 def multinomial_metrics(
     train: Chunks, test: Chunks, features: int, classes: int
 ) -> dict[str, float | None]:
-    """The multinomial baseline's test accuracy and its log loss to SIGNIFICANT_DIGITS."""
+    """The multinomial baseline's test accuracy and its log loss to SIGNIFICANT_DIGITS; null
+    beyond MAX_MULTINOMIAL_UNKNOWNS."""
+    if (features + 1) * classes > MAX_MULTINOMIAL_UNKNOWNS:
+        return {"accuracy": None, "log_loss": None}
     coefficients = multinomial_regression(train, features, classes)
     metrics = MulticlassMetrics(classes)
     for X, y in test():

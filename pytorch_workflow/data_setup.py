@@ -9,6 +9,7 @@ import contextlib
 import csv
 import json
 import math
+import os
 import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -145,6 +146,18 @@ def write_csv_dataset(
 ) -> tuple[int, int]:
     """The user's CSV (and the given test split after it) as the dataset; returns the rows, and
     how many of them are the given test split's (0 without one)."""
+    if params.test_path is not None:
+        # Not resolved: a file that `dvc add` links into its cache is still in the folder.
+        given, folder = (os.path.abspath(name) for name in (params.test_path, raw_folder))
+        if os.path.commonpath([given, folder]) != folder:
+            raise UserError(
+                f"{params.test_path}: data.test_path must be in {raw_folder}/, the folder that "
+                "the prepare stage depends on (dvc.yaml), so that DVC sees the file change"
+            )
+        if given == os.path.abspath(params.path):
+            raise UserError(
+                f"{params.test_path}: data.test_path is data.path; give the test split's own file"
+            )
     with TableWriter(path, chunk_rows) as writer:
         columns = None
         for chunk in csv_chunks(params, task, params.path):
@@ -152,14 +165,8 @@ def write_csv_dataset(
             writer.append(chunk)
         if params.test_path is None:
             return writer.appended, 0
-        given = Path(params.test_path)
-        if not given.resolve().is_relative_to(raw_folder.resolve()):
-            raise UserError(
-                f"{given}: data.test_path must be in {raw_folder}/, the folder that the prepare "
-                "stage depends on (dvc.yaml), so that DVC sees the file change"
-            )
         train_rows = writer.appended
-        for chunk in csv_chunks(params, task, params.test_path, columns):
+        for chunk in csv_chunks(params, task, params.test_path, columns, "data.test_path"):
             writer.append(chunk)
         test_rows = writer.appended - train_rows
         writer.footer[GIVEN_TEST_ROWS] = str(test_rows)
@@ -167,23 +174,25 @@ def write_csv_dataset(
 
 
 def csv_chunks(
-    params: DataParams, task: str, path: str, columns: list[str] | None = None
+    params: DataParams,
+    task: str,
+    path: str,
+    columns: list[str] | None = None,
+    key: str = "data.path",
 ) -> Iterator[pa.Table]:
     """A CSV as float32 tables of about a block each: the features, then the target (the
-    `columns` given, or those that `params` select)."""
+    `columns` given, or those that `params` select). `key` is the param that names the file."""
     path = Path(path)
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise UserError(
-            f"{path}: data.path not found; `dvc add` your CSV and set data.path"
-        ) from None
+        raise UserError(f"{path}: {key} not found; `dvc add` your CSV and set {key}") from None
     except OSError as error:
-        raise UserError(f"{path}: cannot read data.path ({error.strerror})") from None
+        raise UserError(f"{path}: cannot read {key} ({error.strerror})") from None
     if stat.S_ISDIR(mode):
-        raise UserError(f"{path}: data.path is a folder; point it at the CSV file inside")
+        raise UserError(f"{path}: {key} is a folder; point it at the CSV file inside")
     if not stat.S_ISREG(mode):
-        raise UserError(f"{path}: data.path is not a regular file (a pipe or device?)")
+        raise UserError(f"{path}: {key} is not a regular file (a pipe or device?)")
     columns = _csv_columns(path, params, columns)
     first_row = 1  # data rows counted from 1, the first line after the header
     try:
@@ -266,6 +275,15 @@ def _checked_float32(
                 else f"{value:g} is not finite"
             )
             raise UserError(f"{path}: row {first_row + index}, column {name!r}: {problem}")
+        if task == MULTICLASS and name == target:
+            # float32 holds every whole number up to 2**24 exactly; beyond, labels would merge.
+            wrong = np.flatnonzero((values != np.round(values)) | (np.abs(values) > 2**24))
+            if wrong.size:
+                raise UserError(
+                    f"{path}: task {MULTICLASS} needs whole-number class labels up to "
+                    f"±16,777,216; column {target!r} has {values[wrong[0]]:.15g} at row "
+                    f"{first_row + int(wrong[0])}"
+                )
         checked[name] = as_float32
     if task == CLASSIFICATION:
         labels = checked[target]
@@ -273,14 +291,6 @@ def _checked_float32(
         if wrong.size:
             raise UserError(
                 f"{path}: task {CLASSIFICATION} needs a 0/1 target; column {target!r} "
-                f"has {labels[wrong[0]]:g} at row {first_row + int(wrong[0])}"
-            )
-    if task == MULTICLASS:
-        labels = checked[target]
-        wrong = np.flatnonzero(labels != np.round(labels))
-        if wrong.size:
-            raise UserError(
-                f"{path}: task {MULTICLASS} needs whole-number class labels; column {target!r} "
                 f"has {labels[wrong[0]]:g} at row {first_row + int(wrong[0])}"
             )
     return arrow_table(checked)
@@ -494,6 +504,11 @@ class ColumnStats:
 MAX_CLASSES = 1000
 
 
+def class_name(label: float) -> str:
+    """A class label as people write it: 3, not 3.0 or 1e+06."""
+    return str(int(label))
+
+
 def checked_classes(classes: dict[str, Counter[float]]) -> tuple[float, ...]:
     """A multi-class target's classes, as the train split has them, in order; refused when
     there are fewer than two or (by far) too many, or test has one that train has not."""
@@ -511,7 +526,7 @@ def checked_classes(classes: dict[str, Counter[float]]) -> tuple[float, ...]:
     unseen = sorted(set(test) - set(train))
     if unseen:
         raise UserError(
-            f"task {MULTICLASS}: class {unseen[0]:g} is in the test split but not in the "
+            f"task {MULTICLASS}: class {class_name(unseen[0])} is in the test split but not in the "
             f"train split ({test[unseen[0]]} row(s)); a model cannot learn it"
         )
     return tuple(sorted(train))

@@ -154,6 +154,10 @@ class MulticlassMetrics:
     def result(self) -> dict[str, float | None]:
         right = np.diagonal(self.confusion).astype(np.float64)
         predicted, actual = self.confusion.sum(axis=0), self.confusion.sum(axis=1)
+        # Averaged over the classes the test split has or the model predicts (scikit-learn's
+        # macro average): a class of train that neither shows does not count as a 0.
+        seen = (predicted + actual) > 0
+        right, predicted, actual = right[seen], predicted[seen], actual[seen]
         with np.errstate(invalid="ignore", divide="ignore"):  # a class never predicted: 0
             precision = np.where(predicted > 0, right / predicted, 0.0)
             recall = np.where(actual > 0, right / actual, 0.0)

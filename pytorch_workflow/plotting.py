@@ -14,6 +14,8 @@ from pytorch_workflow.errors import UserError
 from pytorch_workflow.files import atomic_write_bytes, atomic_write_text
 
 LOSS_COLUMNS = ("epoch", "train_loss", "test_loss")
+# A confusion matrix of more classes shows colours only: no counts, no tick labels.
+MAX_LABELLED_CLASSES = 20
 # A classifier's loss table adds these.
 ACCURACY_COLUMNS = ("train_accuracy", "test_accuracy")
 
@@ -135,11 +137,13 @@ def plot_confusion_matrix(
     labels = labels or [str(label) for label in classes]
     with _figure(path, figsize=(6, 5)) as plt:
         plt.imshow(counts, cmap="Blues")
-        for row in classes:
-            for column in classes:
-                plt.text(column, row, str(counts[row, column]), ha="center", va="center", size=16)
-        plt.xticks(list(classes), labels)
-        plt.yticks(list(classes), labels)
+        if len(classes) <= MAX_LABELLED_CLASSES:  # beyond, the colours alone stay readable
+            for row in classes:
+                for column in classes:
+                    text = str(counts[row, column])
+                    plt.text(column, row, text, ha="center", va="center", size=16)
+            plt.xticks(list(classes), labels)
+            plt.yticks(list(classes), labels)
         plt.xlabel("Predicted")
         plt.ylabel("Actual")
         plt.title("Confusion matrix (test split)")
@@ -189,7 +193,7 @@ def draw_evaluation(
         splits = {"Train": (train_x, train_y), "Test": (test_x, test_y)}
         plot_decision_boundary(path, classify, splits)
     elif evaluation.confusion is not None:
-        labels = [f"{label:g}" for label in features.classes] if features.classes else None
+        labels = [str(int(label)) for label in features.classes] if features.classes else None
         plot_confusion_matrix(path, evaluation.confusion, labels)
     elif len(features.names) == 1:
         plot_predictions(path, train_x[:, 0], train_y, test_x[:, 0], test_y, predictions=outputs)

@@ -26,7 +26,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import torch
 
-from pytorch_workflow.data_setup import CSV_READ_OPTIONS, numpy_column, refuse_duplicate_columns
+from pytorch_workflow.data_setup import (
+    CSV_READ_OPTIONS,
+    class_name,
+    numpy_column,
+    refuse_duplicate_columns,
+)
 from pytorch_workflow.device import resolve_device
 from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
 from pytorch_workflow.export import PROGRAM_FILE, load_program, model_from_bundle, read_card
@@ -176,7 +181,7 @@ def predict_csv(args: argparse.Namespace, bundle: Path) -> None:
 def output_names(output: str, classes: list[float] | None) -> list[str]:
     """The columns predict adds: for the card's `output` kind."""
     if classes:
-        return ["predicted", *(f"probability_{label:g}" for label in classes)]
+        return ["predicted", *(f"probability_{class_name(label)}" for label in classes)]
     return ["probability" if output == "logit" else "prediction"]
 
 
@@ -184,7 +189,7 @@ def output_texts(outputs: np.ndarray, output: str, classes: list[float] | None) 
     """The added columns' texts for a batch of outputs (n, 1) or (n, classes)."""
     if classes:
         probabilities = softmax(outputs)
-        predicted = [f"{classes[index]:g}" for index in np.argmax(outputs, axis=1)]
+        predicted = [class_name(classes[index]) for index in np.argmax(outputs, axis=1)]
         return [predicted, *(shortest_texts(column) for column in probabilities.T)]
     values = outputs.reshape(-1)
     return [shortest_texts(sigmoid(values) if output == "logit" else values)]

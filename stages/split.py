@@ -1,6 +1,12 @@
 """Stage 2, split: the first part of the rows for training, the rest for testing."""
 
-from pytorch_workflow.data_setup import ParquetTable, fitted_features, split_dataset, write_features
+from pytorch_workflow.data_setup import (
+    ParquetTable,
+    class_name,
+    fitted_features,
+    split_dataset,
+    write_features,
+)
 from pytorch_workflow.errors import exit_on_user_error
 from pytorch_workflow.files import atomic_write_json
 from pytorch_workflow.params import load_params
@@ -39,7 +45,7 @@ def main() -> None:
     if features.mean is not None:
         print(f"Standardising {', '.join(features.names)} with the train split's mean and std")
     if features.classes:
-        print(f"Classes: {', '.join(f'{label:g}' for label in features.classes)}")
+        print(f"Classes: {', '.join(map(class_name, features.classes))}")
     if note := summary.imbalance():
         print(f"note: {note}")
 

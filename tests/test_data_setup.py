@@ -19,6 +19,7 @@ from pytorch_workflow.data_setup import (
     read_features,
     row_keys,
     split_dataset,
+    write_csv_dataset,
     write_table,
 )
 from pytorch_workflow.errors import UserError
@@ -407,3 +408,68 @@ def test_pyarrow_still_imports_pandas_in_its_own_conversions():
     code = "import numpy as np, pyarrow as pa\npa.array(np.zeros(2, np.float32)).to_numpy()"
 
     assert imported(code, ("pandas",)) == ["pandas"]
+
+
+# ---- a given test split (data.test_path) ----
+
+
+def given_split(tmp_path, test_text="x,label\n5,1\n6,0\n", task="binary_classification", **params):
+    raw = tmp_path / "raw"
+    raw.mkdir(exist_ok=True)
+    (raw / "train.csv").write_text("x,label\n1,0\n2,1\n3,0\n")
+    test = raw / "test.csv"
+    if not test.exists():
+        test.write_text(test_text)
+    options = {
+        "source": "csv",
+        "path": str(raw / "train.csv"),
+        "test_path": str(test),
+        "target": "label",
+        **params,
+    }
+    dataset = tmp_path / "dataset.parquet"
+    rows = write_csv_dataset(data_params(**options), task, dataset, 1000, raw)
+    return rows, ParquetTable(dataset)
+
+
+def test_the_given_test_split_follows_train_and_the_footer_counts_its_rows(tmp_path):
+    (rows, test_rows), dataset = given_split(tmp_path)
+
+    assert (rows, test_rows, dataset.given_test_rows) == (5, 2, 2)
+    assert dataset.chunk(0)["x"].tolist() == [1, 2, 3, 5, 6]
+
+
+def test_a_given_test_split_that_dvc_links_into_its_cache_is_still_in_the_folder(tmp_path):
+    cached = tmp_path / "cache" / "ab12"
+    cached.parent.mkdir()
+    cached.write_text("x,label\n5,1\n")
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "test.csv").symlink_to(cached)
+
+    assert given_split(tmp_path)[0] == (4, 1)
+
+
+@pytest.mark.parametrize(
+    ("test_path", "message"),
+    [
+        ("elsewhere.csv", "data.test_path must be in"),
+        ("raw/train.csv", "data.test_path is data.path"),
+        ("raw/missing.csv", "raw/missing.csv: data.test_path not found"),
+    ],
+)
+def test_a_wrong_test_path_is_one_line_and_writes_nothing(tmp_path, test_path, message):
+    (tmp_path / "elsewhere.csv").write_text("x,label\n5,1\n")
+    with pytest.raises(UserError, match=message):
+        given_split(tmp_path, test_path=str(tmp_path / test_path))
+
+    assert not (tmp_path / "dataset.parquet").exists()
+
+
+def test_a_test_split_without_a_train_column_is_refused(tmp_path):
+    with pytest.raises(UserError, match=r"the test split lacks the train split's column\(s\) x"):
+        given_split(tmp_path, test_text="z,label\n5,1\n")
+
+
+def test_class_labels_beyond_float32s_whole_numbers_are_refused(tmp_path):
+    with pytest.raises(UserError, match="column 'label' has 20240101 at row 1"):
+        given_split(tmp_path, test_text="x,label\n5,20240101\n", task="multiclass_classification")

@@ -10,10 +10,18 @@ from pytorch_workflow.baselines import (
     least_squares,
     logistic_metrics,
     logistic_regression,
+    multinomial_metrics,
+    multinomial_regression,
     rounded,
     solve,
 )
-from pytorch_workflow.metrics import ClassificationMetrics, RegressionMetrics, sigmoid, softplus
+from pytorch_workflow.metrics import (
+    ClassificationMetrics,
+    MulticlassMetrics,
+    RegressionMetrics,
+    sigmoid,
+    softplus,
+)
 
 
 def chunks_of(X, y, size):
@@ -209,3 +217,70 @@ def test_the_logistic_baseline_converges_on_separable_data():
     metrics = logistic_metrics(chunks_of(X, y, 4), chunks_of(X, y, 4), 1)
 
     assert metrics["accuracy"] == 1.0 and math.isfinite(metrics["log_loss"])
+
+
+def wine():
+    """The wine table (three classes), standardised on its train rows, float32, shuffled once
+    with a fixed seed (the file is sorted by class)."""
+    from sklearn import datasets
+
+    X, y = datasets.load_wine(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(y))
+    X, y = X[order], y[order]
+    mean, std = X[:140].mean(axis=0), X[:140].std(axis=0)
+    X = ((X - mean) / std).astype(np.float32)
+    return (X[:140], y[:140]), (X[140:], y[140:])
+
+
+def test_multiclass_metrics_on_known_values():
+    metrics = MulticlassMetrics(3)
+    logits = np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
+    metrics.add(np.array([0, 1, 2, 2]), logits)
+
+    result = metrics.result()
+
+    assert metrics.confusion.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]
+    assert result["accuracy"] == 0.75
+    assert result["precision"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert result["recall"] == pytest.approx((1 + 1 + 0.5) / 3)
+    expected = np.mean([np.log(np.exp(2) + 2) - z for z in (2.0, 2.0, 0.0, 2.0)])
+    assert result["log_loss"] == pytest.approx(expected)
+
+
+def test_a_class_the_test_split_lacks_does_not_count_in_the_macro_average():
+    # Three classes in train; the test split has two, and every row is right.
+    metrics = MulticlassMetrics(3)
+    metrics.add(np.array([0, 2]), np.array([[5.0, 0.0, 0.0], [0.0, 0.0, 5.0]]))
+
+    result = metrics.result()
+
+    assert result["accuracy"] == result["precision"] == result["recall"] == result["f1"] == 1.0
+
+
+def test_the_multinomial_baseline_is_scikit_learns_logistic_regression_on_a_real_table():
+    from sklearn.linear_model import LogisticRegression
+
+    (X, y), (X_test, y_test) = wine()
+    coefficients = multinomial_regression(chunks_of(X, y, 32), X.shape[1], 3)
+    metrics = multinomial_metrics(chunks_of(X, y, 32), chunks_of(X_test, y_test, 32), 13, 3)
+
+    reference = LogisticRegression(C=1.0, tol=1e-12, max_iter=100_000, solver="newton-cholesky")
+    reference.fit(X.astype(np.float64), y)
+    # The same optimum: weights, and intercepts up to the one constant no probability sees.
+    np.testing.assert_allclose(coefficients[:-1].T, reference.coef_, rtol=0, atol=1e-5)
+    intercepts = coefficients[-1] - coefficients[-1].mean()
+    centred = reference.intercept_ - reference.intercept_.mean()
+    np.testing.assert_allclose(intercepts, centred, rtol=0, atol=1e-5)
+    probability = reference.predict_proba(X_test.astype(np.float64))
+    log_loss = -np.mean(np.log(probability[np.arange(len(y_test)), y_test]))
+    assert metrics["accuracy"] == reference.score(X_test.astype(np.float64), y_test)
+    assert metrics["log_loss"] == pytest.approx(log_loss, rel=1e-6)
+
+
+def test_a_multinomial_baseline_too_large_to_solve_is_left_out():
+    X, y = np.zeros((4, 500), dtype=np.float32), np.array([0, 1, 2, 3])
+
+    assert multinomial_metrics(chunks_of(X, y, 4), chunks_of(X, y, 4), 500, 4) == {
+        "accuracy": None,
+        "log_loss": None,
+    }
