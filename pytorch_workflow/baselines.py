@@ -137,30 +137,15 @@ def closed_form_metrics(train: Chunks, test: Chunks, features: int) -> dict[str,
     return rounded({name: result[name] for name in ("mae", "mse", "r2")})
 
 
-def logistic_regression(train: Chunks, features: int, penalty: float = 1.0) -> np.ndarray:
-    """L2-regularised logistic regression coefficients (features..., intercept), by Newton.
-
-    A step that does not lower the objective is halved, so the fit converges from zero
-    even on separable data.
-    """
-    size = features + 1
-    penalised = np.append(np.full(features, penalty), 0.0)
-    weights = np.zeros(size)
+def _newton(initial: np.ndarray, evaluate: Callable) -> np.ndarray:
+    """The minimum of a convex objective by Newton's method from `initial`: `evaluate(weights)`
+    gives its (value, gradient, hessian). A step that does not lower the value is halved, so
+    the fit converges from zero even on separable data."""
+    weights = initial
     previous: tuple[np.ndarray, float, np.ndarray] | None = None
     shrink = 1.0
     for _ in range(200):
-        objective = 0.5 * float(penalised @ (weights * weights))
-        gradient = penalised * weights
-        hessian = np.diag(penalised)
-        for X, y in _blocks(train):
-            design = np.column_stack([X, np.ones(len(y))])
-            logits = design @ weights
-            probability = sigmoid(logits)
-            objective += float(np.sum(softplus(logits) - y * logits))
-            gradient += design.T @ (probability - y)
-            # A.T @ A of one array is BLAS's symmetric product in numpy: half a general one.
-            weighted = design * np.sqrt(probability * (1.0 - probability))[:, None]
-            hessian += weighted.T @ weighted
+        objective, gradient, hessian = evaluate(weights)
         if previous is not None and objective > previous[1]:
             shrink /= 2.0
             if shrink < 1e-6:
@@ -173,6 +158,28 @@ def logistic_regression(train: Chunks, features: int, penalty: float = 1.0) -> n
             return weights
         weights = weights - step
     return weights
+
+
+def logistic_regression(train: Chunks, features: int, penalty: float = 1.0) -> np.ndarray:
+    """L2-regularised logistic regression coefficients (features..., intercept), by Newton."""
+    penalised = np.append(np.full(features, penalty), 0.0)
+
+    def evaluate(weights: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        objective = 0.5 * float(penalised @ (weights * weights))
+        gradient = penalised * weights
+        hessian = np.diag(penalised)
+        for X, y in _blocks(train):
+            design = np.column_stack([X, np.ones(len(y))])
+            logits = design @ weights
+            probability = sigmoid(logits)
+            objective += float(np.sum(softplus(logits) - y * logits))
+            gradient += design.T @ (probability - y)
+            # A.T @ A of one array is BLAS's symmetric product in numpy: half a general one.
+            weighted = design * np.sqrt(probability * (1.0 - probability))[:, None]
+            hessian += weighted.T @ weighted
+        return objective, gradient, hessian
+
+    return _newton(np.zeros(features + 1), evaluate)
 
 
 def logistic_metrics(train: Chunks, test: Chunks, features: int) -> dict[str, float | None]:
@@ -191,28 +198,26 @@ def multinomial_regression(
     with the intercepts last, by Newton's method on targets that are class indices.
 
     The intercepts can all move by one constant without changing a probability: `solve` takes
-    the minimum-norm step along that direction. A step that does not lower the objective is
-    halved, as in `logistic_regression`.
+    the minimum-norm step along that direction.
     """
     size = features + 1
-    penalised = np.append(np.full(features, penalty), 0.0)
-    weights = np.zeros((size, classes))
-    previous: tuple[np.ndarray, float, np.ndarray] | None = None
-    shrink = 1.0
-    for _ in range(200):
-        objective = 0.5 * float(np.sum(penalised[:, None] * weights * weights))
-        gradient = penalised[:, None] * weights
-        # Class-major blocks: hessian[a * size + i, b * size + j].
-        hessian = np.kron(np.eye(classes), np.diag(penalised))
+    penalised = np.tile(np.append(np.full(features, penalty), 0.0), classes)
+
+    def evaluate(flat: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        # Class-major: flat[a * size + i] is class a's coefficient of feature i.
+        weights = flat.reshape(classes, size).T
+        objective = 0.5 * float(penalised @ (flat * flat))
+        gradient = (penalised * flat).reshape(classes, size).T
+        hessian = np.diag(penalised)
         for X, y in _blocks(train):
             design = np.column_stack([X, np.ones(len(y))])
             logits = design @ weights
             log_norm = np.logaddexp.reduce(logits, axis=1)
             probability = np.exp(logits - log_norm[:, None])
-            labels = y.astype(np.int64)
-            objective += float(np.sum(log_norm - logits[np.arange(len(y)), labels]))
+            rows, labels = np.arange(len(y)), y.astype(np.int64)
+            objective += float(np.sum(log_norm - logits[rows, labels]))
             probability_minus_target = probability.copy()
-            probability_minus_target[np.arange(len(y)), labels] -= 1.0
+            probability_minus_target[rows, labels] -= 1.0
             gradient += design.T @ probability_minus_target
             for a in range(classes):
                 for b in range(a, classes):
@@ -221,18 +226,9 @@ def multinomial_regression(
                     hessian[a * size : (a + 1) * size, b * size : (b + 1) * size] += block
                     if a != b:
                         hessian[b * size : (b + 1) * size, a * size : (a + 1) * size] += block.T
-        if previous is not None and objective > previous[1]:
-            shrink /= 2.0
-            if shrink < 1e-6:
-                return previous[0]
-            weights = previous[0] - shrink * previous[2]
-            continue
-        step = solve(hessian, gradient.T.reshape(-1)).reshape(classes, size).T
-        previous, shrink = (weights, objective, step), 1.0
-        if np.max(np.abs(step)) <= 1e-10 * (1.0 + np.max(np.abs(weights))):
-            return weights
-        weights = weights - step
-    return weights
+        return objective, gradient.T.reshape(-1), hessian
+
+    return _newton(np.zeros(size * classes), evaluate).reshape(classes, size).T
 
 
 def multinomial_metrics(

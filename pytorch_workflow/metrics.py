@@ -84,9 +84,9 @@ class RegressionMetrics:
 class ClassificationMetrics:
     """Accuracy, precision, recall, F1 (class 1, threshold 0.5) and log loss over chunks."""
 
-    def __init__(self) -> None:
+    def __init__(self, classes: int = 2) -> None:
         self.count = 0
-        self.confusion = np.zeros((2, 2), dtype=np.int64)  # counts[actual, predicted]
+        self.confusion = np.zeros((classes, classes), dtype=np.int64)  # counts[actual, predicted]
         self.sum_log_loss = 0.0
 
     def add(self, actual: np.ndarray, logits: np.ndarray) -> None:
@@ -122,14 +122,9 @@ class ClassificationMetrics:
         )
 
 
-class MulticlassMetrics:
+class MulticlassMetrics(ClassificationMetrics):
     """Accuracy, macro-averaged precision, recall and F1, and log loss over chunks of (class
     index, one logit per class)."""
-
-    def __init__(self, classes: int) -> None:
-        self.count = 0
-        self.confusion = np.zeros((classes, classes), dtype=np.int64)  # counts[actual, predicted]
-        self.sum_log_loss = 0.0
 
     def add(self, actual: np.ndarray, logits: np.ndarray) -> None:
         actual = np.asarray(actual, dtype=np.int64).reshape(-1)
@@ -142,14 +137,6 @@ class MulticlassMetrics:
         # -log softmax(z)[y] = logsumexp(z) - z[y]
         chosen = np.take_along_axis(logits, actual[:, None], axis=1)[:, 0]
         self.sum_log_loss += float(np.sum(np.logaddexp.reduce(logits, axis=1) - chosen))
-
-    @property
-    def accuracy(self) -> float:
-        return int(np.trace(self.confusion)) / self.count
-
-    @property
-    def log_loss(self) -> float:
-        return self.sum_log_loss / self.count
 
     def result(self) -> dict[str, float | None]:
         right = np.diagonal(self.confusion).astype(np.float64)
