@@ -133,20 +133,24 @@ def plot_confusion_matrix(
     path: str | Path, counts: np.ndarray, labels: list[str] | None = None
 ) -> None:
     """Counts of each (actual, predicted) pair of classes, over the whole test split."""
+    with _figure(path, figsize=(6, 5)) as plt:
+        _draw_confusion(plt, counts, labels)
+
+
+def _draw_confusion(plt: Any, counts: np.ndarray, labels: list[str] | None) -> None:
     classes = range(counts.shape[0])
     labels = labels or [str(label) for label in classes]
-    with _figure(path, figsize=(6, 5)) as plt:
-        plt.imshow(counts, cmap="Blues")
-        if len(classes) <= MAX_LABELLED_CLASSES:  # beyond, the colours alone stay readable
-            for row in classes:
-                for column in classes:
-                    text = str(counts[row, column])
-                    plt.text(column, row, text, ha="center", va="center", size=16)
-            plt.xticks(list(classes), labels)
-            plt.yticks(list(classes), labels)
-        plt.xlabel("Predicted")
-        plt.ylabel("Actual")
-        plt.title("Confusion matrix (test split)")
+    plt.imshow(counts, cmap="Blues")
+    if len(classes) <= MAX_LABELLED_CLASSES:  # beyond, the colours alone stay readable
+        for row in classes:
+            for column in classes:
+                text = str(counts[row, column])
+                plt.text(column, row, text, ha="center", va="center", size=16)
+        plt.xticks(list(classes), labels)
+        plt.yticks(list(classes), labels)
+    plt.xlabel("Predicted")
+    plt.ylabel("Actual")
+    plt.title("Confusion matrix (test split)")
 
 
 # The grid of `plot_decision_boundary`: points per axis, and the margin around the data.
@@ -158,19 +162,26 @@ def plot_decision_boundary(
     path: str | Path,
     classify: Callable[[np.ndarray], np.ndarray],
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    confusion: np.ndarray | None = None,
+    labels: list[str] | None = None,
 ) -> None:
     """The course's `plot_decision_boundary`, train and test side by side: the classes that
-    `classify` gives on a grid over two features, and each split's points coloured by class."""
+    `classify` gives on a grid over two features, and each split's points coloured by class;
+    with `confusion`, the test split's confusion matrix beside them."""
     points = np.concatenate([X for X, _ in splits.values()])
     low, high = points.min(axis=0) - BOUNDARY_MARGIN, points.max(axis=0) + BOUNDARY_MARGIN
     xx, yy = np.meshgrid(*(np.linspace(low[i], high[i], BOUNDARY_GRID) for i in (0, 1)))
     regions = classify(np.column_stack((xx.ravel(), yy.ravel()))).reshape(xx.shape)
     # One colour scale for the regions and the points, whichever classes each shows.
-    labels = np.concatenate([regions.ravel(), *(y for _, y in splits.values())])
-    scale = {"vmin": labels.min(), "vmax": labels.max(), "cmap": "RdYlBu"}
-    with _figure(path, figsize=(12, 6)) as plt:
+    shown = np.concatenate([regions.ravel(), *(y for _, y in splits.values())])
+    scale = {"vmin": shown.min(), "vmax": shown.max(), "cmap": "RdYlBu"}
+    panels = len(splits) + (confusion is not None)
+    with _figure(path, figsize=(6 * panels, 6)) as plt:
+        if confusion is not None:
+            plt.subplot(1, panels, panels)
+            _draw_confusion(plt, confusion, labels)
         for number, (name, (X, y)) in enumerate(splits.items(), start=1):
-            plt.subplot(1, len(splits), number)
+            plt.subplot(1, panels, number)
             plt.title(name)
             plt.contourf(xx, yy, regions, alpha=0.7, **scale)
             plt.scatter(X[:, 0], X[:, 1], c=y, s=40, **scale)
@@ -186,14 +197,15 @@ def draw_evaluation(
     classify: Callable[[np.ndarray], np.ndarray],
 ) -> None:
     """The course's picture of what the model learned: `plot_predictions` for one feature,
-    `plot_decision_boundary` for a classifier of two; otherwise what fits the task."""
+    `plot_decision_boundary` (and the confusion matrix) for a classifier of two; otherwise
+    what fits the task."""
     train_x, train_y, _ = evaluation.train.arrays()
     test_x, test_y, outputs = evaluation.test.arrays()
+    labels = [str(int(label)) for label in features.classes] if features.classes else None
     if evaluation.confusion is not None and len(features.names) == 2:
         splits = {"Train": (train_x, train_y), "Test": (test_x, test_y)}
-        plot_decision_boundary(path, classify, splits)
+        plot_decision_boundary(path, classify, splits, evaluation.confusion, labels)
     elif evaluation.confusion is not None:
-        labels = [str(int(label)) for label in features.classes] if features.classes else None
         plot_confusion_matrix(path, evaluation.confusion, labels)
     elif len(features.names) == 1:
         plot_predictions(path, train_x[:, 0], train_y, test_x[:, 0], test_y, predictions=outputs)

@@ -125,8 +125,9 @@ def test_the_documented_sequence_of_circle_models_prints_the_course_numbers(circ
     assert list(rows)[:2] == ["wider-v2", "circle-v2"]
     assert "sorted by test accuracy" in shown
     assert shown.index("circle-v2") < shown.index("circle-v1")
-    # The decision boundary: train and test side by side, a 12 x 6 inch figure at 72 dpi.
-    assert figure[16:24] == (864).to_bytes(4, "big") + (432).to_bytes(4, "big")
+    # The decision boundary, train and test side by side, and the confusion matrix: 18 x 6 inches
+    # at 72 dpi.
+    assert figure[16:24] == (1296).to_bytes(4, "big") + (432).to_bytes(4, "big")
     train = json.loads((circles_repo / "metrics/train.json").read_text())
     assert set(train) >= {"train_loss", "train_accuracy"} and "learned" not in train
 
