@@ -9,6 +9,7 @@ split bit for bit as evaluate did, or the bundle is not published.
 
 import io
 import json
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytorch_workflow.data_setup import Features, ParquetTable
+from pytorch_workflow.data_setup import Features, ParquetTable, class_name
 from pytorch_workflow.errors import UserError, first_line
 from pytorch_workflow.files import (
     atomic_directory,
@@ -28,7 +29,7 @@ from pytorch_workflow.files import (
     sha256_of_file,
 )
 from pytorch_workflow.model_builder import build_model, constructor_options, model_classes
-from pytorch_workflow.params import CLASSIFICATION, MULTICLASS, REGRESSION, ModelParams
+from pytorch_workflow.params import CLASSIFICATION, MULTICLASS, REGRESSION, TASKS, ModelParams
 from pytorch_workflow.utils import (
     check_archive_size,
     load_model,
@@ -44,6 +45,8 @@ MAX_CARD_BYTES = 1024 * 1024
 OUTPUT_KINDS = {CLASSIFICATION: "logit", MULTICLASS: "logits", REGRESSION: "value"}
 # The installed torch's release, without its build label: "2.13.0", not "2.13.0+cpu".
 TORCH_RELEASE = torch.__version__.split("+")[0]
+# The largest float32: a card's standardisation becomes float32 buffers of the model.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class StandardizedModel(nn.Module):
@@ -181,7 +184,8 @@ def read_card(export_dir: Path) -> dict[str, Any]:
         card = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: model card not found; run `dvc repro` to export") from None
-    except (OSError, ValueError) as error:
+    # RecursionError: JSON nested deeper than the parser's recursion allows ([[[...]]]).
+    except (OSError, ValueError, RecursionError) as error:
         raise UserError(f"{path}: not a readable model card ({first_line(error)})") from None
     problem = _card_problem(card)
     if problem:
@@ -195,22 +199,28 @@ def _card_problem(card: Any) -> str | None:
     known = {name.lower() for name in model_classes()}
     if not isinstance(card.get("model"), str) or card["model"].lower() not in known:
         return f"model must be a class of model_builder: {', '.join(model_classes())}"
+    if card.get("task") not in TASKS:
+        return f"task must be one of {', '.join(TASKS)}"
     if not isinstance(card.get("model_options"), dict):
         return "model_options must be a mapping of the model's keyword arguments"
     columns = card["input"].get("columns") if isinstance(card.get("input"), dict) else None
     if not (isinstance(columns, list) and columns and all(isinstance(c, str) for c in columns)):
         return "input.columns must be a list of column names"
-    if card.get("output") not in OUTPUT_KINDS.values():
-        return f"output must be one of {', '.join(OUTPUT_KINDS.values())}"
+    if card.get("output") != OUTPUT_KINDS[card["task"]]:
+        return f"output must be {OUTPUT_KINDS[card['task']]!r} for task {card['task']}"
     classes = card.get("classes")
     if (card["output"] == "logits") != isinstance(classes, list) or (
         classes is not None
         and (
             len(classes) < 2
-            or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in classes)
+            or any(_finite(c) is None for c in classes)
+            # Each class names an output column, probability_LABEL: no two the same.
+            or len({class_name(c) for c in classes}) != len(classes)
         )
     ):
-        return "classes must list the labels of a multi-class model (logits), and only then"
+        return (
+            "classes must list the distinct labels of a multi-class model (logits), and only then"
+        )
     files = card.get("files")
     if not (isinstance(files, dict) and isinstance(files.get(STATE_DICT_FILE), str)):
         return f"files.{STATE_DICT_FILE} must hold its sha256"
@@ -220,17 +230,30 @@ def _card_problem(card: Any) -> str | None:
             return "standardization must be null or {mean, std}"
         for name in ("mean", "std"):
             values = scaling.get(name)
-            if not (
-                isinstance(values, list)
-                and len(values) == len(columns)
-                and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+            if not (isinstance(values, list) and len(values) == len(columns)) or any(
+                isinstance(v, bool) or not isinstance(v, int | float) for v in values
             ):
                 return f"standardization.{name} must hold one number per input column"
-        if not all(np.isfinite(scaling["mean"])) or not all(
-            np.isfinite(v) and v > 0 for v in scaling["std"]
+        # The model holds them as float32: each must be finite there, and a std not round to 0.
+        mean = [_finite(v) for v in scaling["mean"]]
+        std = [_finite(v) for v in scaling["std"]]
+        if any(v is None or abs(v) > FLOAT32_MAX for v in mean + std) or not all(
+            np.float32(v) > 0 for v in std
         ):
-            return "standardization needs finite means and stds > 0"
+            return "standardization needs finite float32 means and stds > 0"
     return None
+
+
+def _finite(value: Any) -> float | None:
+    """A JSON number as a finite float; None for anything else, NaN, Infinity, or an integer
+    too large for a float (JSON has no limit on digits; `float()` refuses 10**400)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def model_from_bundle(export_dir: Path) -> nn.Module:

@@ -131,12 +131,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help=f"{DEVICE_CHOICES} (default: cpu)")
     args = parser.parse_args(argv)
 
+    for option, value in (("--version", args.version), ("--stage", args.stage)):
+        check_release_name(option, value)
     with tempfile.TemporaryDirectory(prefix="predict-") as fetched:
-        if args.version or args.stage:
+        if args.version is not None or args.stage is not None:
             bundle = fetch_release(args.registry, args.version, args.stage, Path(fetched))
         else:
             bundle = args.bundle or load_paths().export_dir
         predict_csv(args, bundle)
+
+
+def check_release_name(option: str, value: str | None) -> None:
+    """Refuse an empty name (it would mean the workspace's bundle, silently) and one that
+    looks like an option (`--version=--help`): neither names a release."""
+    if value is None:
+        return
+    if not value.strip():
+        raise UserError(f"{option}: empty; give a released version (v1.2.3) or a stage (prod)")
+    if value.startswith("-"):
+        raise UserError(f"{option} {value!r}: not a version or stage name (it starts with '-')")
 
 
 def fetch_release(registry: str, version: str | None, stage: str | None, into: Path) -> Path:
@@ -155,18 +168,36 @@ def predict_csv(args: argparse.Namespace, bundle: Path) -> None:
     card = read_card(bundle)
     check_output(args.input, args.output)
     reader, sources = input_reader(args.input, card["input"]["columns"])
+    classes = card.get("classes")
+    added_names = output_names(card["output"], classes)
+    # The output would have two columns of one name, and a reader would take either.
+    taken = [name for name in reader.schema.names if name in added_names]
+    if taken:
+        raise UserError(
+            f"{args.input}: already has a column {taken[0]!r}, which predict adds; "
+            "rename that column in the input"
+        )
     device = resolve_device(args.device)
     model = load_program(bundle / PROGRAM_FILE) if args.trust_program else model_from_bundle(bundle)
     model = model.to(device)
-    classes = card.get("classes")
     rows = 0
+    first_bad, bad_rows = 0, 0  # rows the model gives inf or NaN for: the first, how many
     with atomic_path(args.output) as tmp, open(tmp, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow([*reader.schema.names, *output_names(card["output"], classes)])
+        writer.writerow([*reader.schema.names, *added_names])
         for batch in _batches(args.input, reader):
             X = torch.from_numpy(feature_matrix(args.input, batch, sources, rows + 1))
             with torch.inference_mode():
                 outputs = model(X.to(device)).cpu().numpy().reshape(batch.num_rows, -1)
+            # inf or NaN is no prediction: after the first, only count the rest, then refuse
+            # them all (raising inside atomic_path leaves no file).
+            bad = np.flatnonzero(~np.isfinite(outputs).all(axis=1))
+            if len(bad) and not first_bad:
+                first_bad = rows + 1 + int(bad[0])
+            bad_rows += len(bad)
+            if first_bad:
+                rows += batch.num_rows
+                continue
             # The input's columns exactly as they were (csv writes None as ""), then the
             # shortest text of each output.
             inputs = [column.to_pylist() for column in batch.columns]
@@ -175,6 +206,11 @@ def predict_csv(args: argparse.Namespace, bundle: Path) -> None:
             rows += batch.num_rows
         if rows == 0:
             raise UserError(f"{args.input}: has no rows")
+        if first_bad:
+            raise UserError(
+                f"{args.input}: the model gives inf or NaN for {bad_rows:,} of {rows:,} rows, "
+                f"first row {first_bad}: inputs far outside its training data, or a broken bundle"
+            )
     print(f"Wrote {rows:,} predictions to {args.output}")
 
 

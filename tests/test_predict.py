@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import predict
+from tests.conftest import REPO_ROOT, predict
 from tests.test_bad_inputs import assert_clean_failure
 
 pytestmark = pytest.mark.slow
@@ -71,8 +71,20 @@ def test_predict_refuses_folders_where_files_belong(reproduced, tmp_path):
         ("edit:input.columns=[]", "input.columns must be a list of column names"),
         (
             "edit:standardization={'mean': [0], 'std': [0]}",
-            "standardization needs finite means and stds > 0",
+            "standardization needs finite float32 means and stds > 0",
         ),
+        # A 401-digit integer: JSON allows it, float() refuses it.
+        (
+            "edit:standardization={'mean': [10**400], 'std': [1]}",
+            "standardization needs finite float32 means and stds > 0",
+        ),
+        (
+            "edit:standardization={'mean': [0], 'std': [1e-50]}",  # 0 as float32
+            "standardization needs finite float32 means and stds > 0",
+        ),
+        ("edit:task='clustering'", "task must be one of regression, binary_classification"),
+        ("edit:task=['regression']", "task must be one of regression"),
+        ("edit:output='logit'", "output must be 'value' for task regression"),
     ],
 )
 def test_a_broken_model_card_is_named(reproduced, tmp_path, card, message):
@@ -112,3 +124,95 @@ def test_a_card_that_names_another_device_still_predicts_on_the_cpu(reproduced, 
 
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.csv").read_text().startswith("x,prediction\n")
+
+
+def bundle_with_card(repo, tmp_path, **fields):
+    """A copy of the course's bundle, its model card's top-level fields changed."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(repo / "models/export", bundle)
+    card = json.loads((bundle / "model_card.json").read_text())
+    (bundle / "model_card.json").write_text(json.dumps(card | fields))
+    return bundle
+
+
+def test_a_card_nested_too_deep_to_parse_is_named(reproduced, tmp_path):
+    repo, _ = reproduced
+    bundle = bundle_with_card(repo, tmp_path)
+    (bundle / "model_card.json").write_text("[" * 100_000 + "]" * 100_000)  # under 1 MiB
+    inputs = tmp_path / "x.csv"
+    inputs.write_text("x\n0.5\n")
+
+    result = predict(repo, inputs, tmp_path / "out.csv", "--bundle", bundle)
+
+    assert_clean_failure(result, "model_card.json: not a readable model card")
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_predictions_of_inf_or_nan_are_refused_not_written(reproduced, tmp_path):
+    repo, _ = reproduced
+    # A std that float32 holds but that is all but 0: any x but the mean standardises to inf.
+    bundle = bundle_with_card(repo, tmp_path, standardization={"mean": [0], "std": [1e-45]})
+    inputs = tmp_path / "x.csv"
+    inputs.write_text("x\n0\n0.5\n1\n")
+
+    result = predict(repo, inputs, tmp_path / "out.csv", "--bundle", bundle)
+
+    assert_clean_failure(result, "the model gives inf or NaN for 2 of 3 rows, first row 2")
+    assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("card", "text", "column"),
+    [
+        ({}, "x,prediction\n0.5,1\n", "prediction"),
+        ({}, "prediction\n0.5\n", "prediction"),  # the single column, taken as x
+        (
+            {"task": "binary_classification", "output": "logit"},
+            "x,probability\n1,1\n",
+            "probability",
+        ),
+        (
+            {"task": "multiclass_classification", "output": "logits", "classes": [0, 1, 2]},
+            "x,predicted,probability_2\n1,1,1\n",
+            "predicted",
+        ),
+        (
+            {"task": "multiclass_classification", "output": "logits", "classes": [0, 1, 2]},
+            "x,probability_2\n1,1\n",
+            "probability_2",
+        ),
+    ],
+)
+def test_an_input_column_that_predict_would_add_is_refused(
+    reproduced, tmp_path, card, text, column
+):
+    repo, _ = reproduced
+    # Refused before the model is loaded: the card alone says which columns predict adds.
+    bundle = bundle_with_card(repo, tmp_path, **card)
+    inputs = tmp_path / "x.csv"
+    inputs.write_text(text)
+
+    result = predict(repo, inputs, tmp_path / "out.csv", "--bundle", bundle)
+
+    assert_clean_failure(result, f"already has a column {column!r}, which predict adds", "rename")
+    assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--version", ""], "--version: empty"),
+        (["--stage", ""], "--stage: empty"),
+        (["--version", "  "], "--version: empty"),
+        (["--version=--help"], "--version '--help': not a version or stage name"),
+        (["--stage=-prod"], "--stage '-prod': not a version or stage name"),
+    ],
+)
+def test_an_empty_or_option_like_release_name_is_refused(tmp_path, args, message):
+    inputs = tmp_path / "x.csv"
+    inputs.write_text("x\n0.5\n")
+
+    result = predict(REPO_ROOT, inputs, tmp_path / "out.csv", *args)
+
+    assert_clean_failure(result, message)
+    assert not (tmp_path / "out.csv").exists()
