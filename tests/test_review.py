@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import make, run
+from tests.conftest import make, run, workspace_files
 
 pytestmark = pytest.mark.slow
 
@@ -112,6 +112,60 @@ def test_report_refuses_an_unknown_base_in_one_line(pipeline_repo):
     assert result.stderr.startswith("error: --base no-such-branch: not a git revision")
     assert len(result.stderr.splitlines()) == 1
     assert not (pipeline_repo / "report.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("loss_csv", "problem"),
+    [
+        (b"\xff\xfeepoch,train_loss,test_loss\n", "not UTF-8 text (invalid start byte at byte 0)"),
+        (b"epoch,train_loss,test_loss\n0,0.5,0.6\n1,n/a,0.5\n", "line 3: train_loss is 'n/a'"),
+    ],
+    ids=["not-utf8", "text-in-a-number-column"],
+)
+def test_report_names_a_broken_loss_table_in_one_line(pipeline_repo, loss_csv, problem):
+    (pipeline_repo / "plots/loss.csv").write_bytes(loss_csv)
+
+    result = report(pipeline_repo)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: plots/loss.csv (workspace)")
+    assert problem in result.stderr and len(result.stderr.splitlines()) == 1
+    assert not (pipeline_repo / "report.md").exists()
+
+
+def lock_check(repo: Path) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "tools.lock_check"], repo, check=False)
+
+
+def test_lock_check_refuses_uncommitted_changes_and_rewrites_nothing(pipeline_repo):
+    params = pipeline_repo / "params.yaml"
+    params.write_text(params.read_text().replace("log_every: 10", "log_every: 20"))
+    (pipeline_repo / "predictions.csv").write_text("x,prediction\n")  # untracked: not named
+    before = workspace_files(pipeline_repo)
+
+    result = lock_check(pipeline_repo)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: uncommitted changes (params.yaml): ")
+    assert "commit or stash them first" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert workspace_files(pipeline_repo) == before
+
+
+def test_lock_check_names_the_yaml_problem_of_a_committed_lock(pipeline_repo):
+    lock = pipeline_repo / "dvc.lock"
+    lock.write_text(lock.read_text() + "  prepare: [\n")
+    run(["git", "commit", "-q", "-am", "A lock cut short"], pipeline_repo)
+
+    result = lock_check(pipeline_repo)
+
+    assert result.returncode == 2
+    assert re.fullmatch(
+        r"error: dvc\.lock is not valid YAML: expected the node content, but found "
+        r"'<stream end>' \(line \d+, column 1\): fix it, or restore a good one from git\n",
+        result.stderr,
+    )
+    assert not run(["git", "status", "--porcelain"], pipeline_repo).stdout
 
 
 def test_lock_check_passes_when_repro_changes_nothing(pipeline_repo):

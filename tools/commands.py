@@ -14,9 +14,27 @@ def output_of(*args: str) -> str:
     except FileNotFoundError:
         raise UserError(f"`{args[0]}` not found: run `make setup` and use its .venv") from None
     if result.returncode != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
-        raise UserError(f"`{' '.join(args)}` failed: {lines[-1]}")
+        raise UserError(f"`{' '.join(args)}` failed: {last_words(result.stderr or result.stdout)}")
     return result.stdout
+
+
+def last_words(output: str, limit: int = 200) -> str:
+    """What a failed git or dvc command said, in one line: its first `ERROR:` (DVC) or `fatal:`
+    (git) line where it has one, else its lines joined. Not merely the last line: DVC ends a
+    YAML error with the offending line's number and text (`  3`)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("ERROR:", "fatal:", "error:")):
+            return line[:limit]
+    return " ".join(lines)[:limit] or "no output"
+
+
+def uncommitted(shown: int = 5) -> str:
+    """The tracked files with uncommitted changes, the first `shown` of them named (`a, b and
+    3 more`), or "" in a clean working tree. Untracked files (a user's own CSV) do not count."""
+    changed = output_of("git", "status", "--porcelain", "--untracked-files=no").splitlines()
+    named = ", ".join(line[3:] for line in changed[:shown])
+    return f"{named} and {len(changed) - shown} more" if len(changed) > shown else named
 
 
 def streamed(*args: str) -> None:

@@ -10,6 +10,9 @@ Three outcomes, each said in one line:
 - it does not: `dvc status` finds a stage whose params, code or outputs the commit changed
   without rerunning it (named down to the param, `train.epochs`), or `dvc repro` changes a
   number by more than the tolerance or a file that is not a recorded number (exit 1).
+
+`dvc repro` rewrites dvc.lock, metrics/ and plots/ in the working tree, so uncommitted changes
+to tracked files are refused before anything runs (exit 2); untracked files do not count.
 """
 
 import json
@@ -19,9 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from pytorch_workflow.errors import exit_on_user_error
+from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
 from pytorch_workflow.params import PARAMS_FILE
-from tools.commands import output_of, streamed
+from tools.commands import output_of, streamed, uncommitted
 from tools.tolerance import TOLERANCE_FILE, largest_difference, load_tolerance, numbers_of
 
 # How `dvc status` describes outputs that are merely absent: a fresh clone has no data yet.
@@ -39,6 +42,8 @@ def stale_stages(absent: list[str] | None = None) -> dict[str, list[str]]:
 
     Outputs that are merely absent (a fresh clone) are not stale; they go to `absent`.
     """
+    if Path(LOCK_FILE).is_file():
+        read_lock(Path(LOCK_FILE).read_bytes(), LOCK_FILE)  # DVC names no reason for bad YAML
     status = json.loads(output_of("dvc", "status", "--json") or "{}")
     stale: dict[str, list[str]] = {}
     for stage, changes in status.items():
@@ -60,10 +65,32 @@ def stale_stages(absent: list[str] | None = None) -> dict[str, list[str]]:
     return stale
 
 
+def read_lock(data: bytes, where: str) -> dict:
+    """dvc.lock's contents, or a one-line error naming `where` and what is wrong with it."""
+    try:
+        lock = yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"{where} is not UTF-8 text ({error.reason} at byte {error.start})"
+        ) from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise UserError(
+            f"{where} is not valid YAML: {error.problem or error.context}{at}: fix it, or restore "
+            "a good one from git"
+        ) from None
+    except yaml.YAMLError as error:
+        raise UserError(f"{where} is not valid YAML: {first_line(error)}") from None
+    if lock is not None and not isinstance(lock, dict):
+        raise UserError(f"{where} holds a {type(lock).__name__}, not DVC's mapping of stages")
+    return lock or {}
+
+
 def changed_params(stage: str, sections: list[str]) -> list[str]:
     """The params whose values differ between dvc.lock's record of a stage and params.yaml, each
     named to its key (`modified train.epochs`), where DVC names only a section."""
-    lock = yaml.safe_load(Path(LOCK_FILE).read_text(encoding="utf-8")) or {}
+    lock = read_lock(Path(LOCK_FILE).read_bytes(), LOCK_FILE)
     recorded = lock.get("stages", {}).get(stage, {}).get("params", {}).get(PARAMS_FILE, {})
     current = yaml.safe_load(Path(PARAMS_FILE).read_text(encoding="utf-8")) or {}
     found = []
@@ -86,8 +113,8 @@ def _differences(recorded: object, current: object, prefix: str) -> list[str]:
 
 def changed_data() -> list[str]:
     """The outputs of the exact stages whose hashes `dvc repro` changed in dvc.lock."""
-    committed = yaml.safe_load(output_of("git", "show", f"HEAD:{LOCK_FILE}")) or {}
-    current = yaml.safe_load(Path(LOCK_FILE).read_text(encoding="utf-8")) or {}
+    committed = read_lock(output_of("git", "show", f"HEAD:{LOCK_FILE}").encode(), LOCK_FILE)
+    current = read_lock(Path(LOCK_FILE).read_bytes(), LOCK_FILE)
     changed = []
     for stage in EXACT_STAGES:
         before, after = (
@@ -140,6 +167,14 @@ def platform_difference() -> str:
 
 @exit_on_user_error
 def main() -> None:
+    # `dvc repro` below rewrites dvc.lock, metrics/ and plots/ in place: a user's uncommitted
+    # work there would be lost, and the verdict would not be the commit's.
+    changed = uncommitted()
+    if changed:
+        raise UserError(
+            f"uncommitted changes ({changed}): `make lock-check` checks the commit and reruns "
+            "the pipeline over the working tree; commit or stash them first"
+        )
     stale = stale_stages()
     if stale:
         reasons = " | ".join(f"stage '{stage}': {'; '.join(why)}" for stage, why in stale.items())

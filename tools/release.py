@@ -17,7 +17,7 @@ import re
 from pytorch_workflow.errors import UserError, exit_on_user_error
 from pytorch_workflow.export import model_from_bundle
 from pytorch_workflow.paths import artifact_name, load_paths
-from tools.commands import output_of, streamed
+from tools.commands import streamed, uncommitted
 from tools.lock_check import stale_stages
 
 # Semantic versions, as GTO expects them.
@@ -26,9 +26,8 @@ VERSION = re.compile(r"v\d+\.\d+\.\d+")
 
 def check_releasable() -> None:
     """Refuse a dirty working tree, a stale commit or a bundle that does not load."""
-    dirty = output_of("git", "status", "--porcelain", "--untracked-files=no").splitlines()
-    if dirty:
-        changed = ", ".join(line[3:] for line in dirty[:5])
+    changed = uncommitted()
+    if changed:
         raise UserError(f"uncommitted changes ({changed}): commit them first")
     missing: list[str] = []
     stale = stale_stages(missing)

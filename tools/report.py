@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pytorch_workflow.errors import UserError, exit_on_user_error
+from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
 from pytorch_workflow.files import atomic_write_bytes, atomic_write_text
 from pytorch_workflow.paths import load_paths
 from tools.commands import output_of
@@ -30,6 +30,7 @@ from tools.gate import GATE_FILE, Verdict, judge, load_allowances
 
 EXIT_REGRESSION = 1
 LOSS_ROWS = 11  # epochs shown in the loss table
+LOSS_COLUMNS = ("train_loss", "test_loss")
 
 
 def resolve_base(base: str) -> str:
@@ -93,7 +94,7 @@ def loss_section(base: str, loss_table: Path) -> str:
         "workspace": loss_table.read_bytes() if loss_table.is_file() else None,
     }
     curves = {
-        side: list(csv.DictReader(io.StringIO(data.decode())))
+        side: loss_curve(data, f"{loss_table.as_posix()} ({side})")
         for side, data in sides.items()
         if data is not None
     }
@@ -107,9 +108,34 @@ def loss_section(base: str, loss_table: Path) -> str:
         cells = [str(epoch)]
         for side in sides:
             row = curves.get(side, [])[epoch] if epoch < len(curves.get(side, [])) else None
-            cells += [f"{float(row[k]):.6g}" if row else "-" for k in ("train_loss", "test_loss")]
+            cells += [f"{loss:.6g}" for loss in row] if row else ["-"] * len(LOSS_COLUMNS)
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def loss_curve(data: bytes, where: str) -> list[tuple[float, float]]:
+    """Each epoch's train and test loss from a loss table's bytes; a table that is not UTF-8
+    CSV with a number in each loss column is a one-line error naming `where` and the line."""
+    try:
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+    except UnicodeDecodeError as error:
+        raise UserError(f"{where}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except csv.Error as error:
+        raise UserError(f"{where}: not a CSV table ({first_line(error)})") from None
+    curve = []
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        losses = []
+        for column in LOSS_COLUMNS:
+            value = row.get(column)
+            try:
+                losses.append(float(value))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                found = "missing" if value is None else repr(value[:40])
+                raise UserError(
+                    f"{where}, line {line}: {column} is {found}, not a number"
+                ) from None
+        curve.append((losses[0], losses[1]))
+    return curve
 
 
 def figures_section(base: str, report_dir: Path) -> str:
