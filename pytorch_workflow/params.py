@@ -187,6 +187,11 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         step=reader.number("data.step", above=0.0),
         noise_std=reader.number("data.noise_std", at_least=0.0),
     )
+    if data.source == "line" and task != REGRESSION:
+        raise UserError(
+            f"{path}: task: {task} needs class labels, and data.source: line makes a regression "
+            "target (y = weight * X + bias); use task: regression, or data.source: csv"
+        )
     if data.test_path is not None and data.source != "csv":
         raise UserError(f"{path}: data.test_path needs data.source: csv, got {data.source}")
     if data.source == "csv" and data.features and data.target in data.features:
