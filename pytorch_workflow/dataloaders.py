@@ -52,7 +52,8 @@ class CacheBudget:
             megabytes = math.nan
         if not math.isfinite(megabytes):
             raise UserError(f"{CACHE_ENV}={text!r}: expected a number of MiB")
-        self.left = max(0, int(megabytes * 1024 * 1024))
+        # More than a tebibyte is more than any machine here holds: no limit, in effect.
+        self.left = max(0, int(min(megabytes, 2.0**20) * 1024 * 1024))
 
     def take(self, size: int) -> bool:
         """Whether `size` more bytes fit; if they do, they are taken."""

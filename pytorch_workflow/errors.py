@@ -1,6 +1,7 @@
 """User-facing errors: one line on stderr, a non-zero exit, never a traceback."""
 
 import functools
+import re
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -25,8 +26,24 @@ def first_line(error: BaseException, limit: int = 160) -> str:
     return (text.splitlines()[0] if text else type(error).__name__)[:limit]
 
 
+# A temporary file that `files.atomic_path` writes beside an output: `.NAME.RANDOM.tmp`.
+_TEMPORARY = re.compile(r"(?:^|(?<=/))\.([^/]+)\.[^./]+\.tmp$")
+
+
+def os_refusal(error: OSError) -> str:
+    """What the machine refused (a read-only folder, a full disk, no permission), as one line:
+    the file, by the output's own name rather than its temporary one, and the OS's reason."""
+    reason = error.strerror or first_line(error)
+    if error.filename is None:
+        return reason
+    output = _TEMPORARY.sub(r"\1", str(error.filename))
+    return f"{output}: {reason}"
+
+
 def exit_on_user_error(main: F) -> F:
-    """Run `main`; turn a `UserError` into a one-line message and exit code 2."""
+    """Run `main`; turn a `UserError`, a file operation the machine refuses, or Ctrl-C into a
+    one-line message and a non-zero exit (2; 130 for Ctrl-C, as a shell reports it). Outputs
+    are written atomically, so the previous ones stay as they were."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -35,5 +52,11 @@ def exit_on_user_error(main: F) -> F:
         except UserError as error:
             print(f"error: {one_line(str(error))}", file=sys.stderr)
             sys.exit(2)
+        except OSError as error:
+            print(f"error: {one_line(os_refusal(error))}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("error: interrupted; the outputs are as they were", file=sys.stderr)
+            sys.exit(130)
 
     return wrapper  # type: ignore[return-value]

@@ -16,11 +16,14 @@ import math
 import operator
 import os
 import re
+import stat
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
 
 from pytorch_workflow.errors import UserError, first_line
 
@@ -184,6 +187,11 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         step=reader.number("data.step", above=0.0),
         noise_std=reader.number("data.noise_std", at_least=0.0),
     )
+    if data.source == "line" and task != REGRESSION:
+        raise UserError(
+            f"{path}: task: {task} needs class labels, and data.source: line makes a regression "
+            "target (y = weight * X + bias); use task: regression, or data.source: csv"
+        )
     if data.test_path is not None and data.source != "csv":
         raise UserError(f"{path}: data.test_path needs data.source: csv, got {data.source}")
     if data.source == "csv" and data.features and data.target in data.features:
@@ -283,14 +291,23 @@ def parse_device(text: str) -> tuple[str, int | None]:
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    """A small YAML file as a dict, refusing what could exhaust memory or the stack first.
+    """A small YAML file as a dict, read as DVC reads it, refusing what could exhaust memory or
+    the stack first.
+
+    DVC reads params.yaml as YAML 1.2 with ruamel.yaml, and so does this: PyYAML's YAML 1.1
+    would read `epochs: 0300` as octal 192 and `seed: 1:10` as 70 while `dvc params diff`
+    shows 300 and "1:10". Like DVC, a duplicated key is refused.
 
     YAML aliases can expand a 1 KB file into gigabytes ("billion laughs") and deep nesting can
     exhaust Python's stack, so both are refused by scanning the parser's events, which expand
-    nothing, before anything is built.
+    nothing, before anything is built. Only a regular file is read: a pipe or a device would
+    block or never end.
     """
     try:
-        size = path.stat().st_size
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):
+            raise UserError(f"{path}: not a regular file (a folder, pipe or device?)")
+        size = status.st_size
         if size > MAX_PARAMS_BYTES:
             raise UserError(
                 f"{path}: {size:,} bytes; a params file is at most {MAX_PARAMS_BYTES:,}"
@@ -300,30 +317,33 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: cannot read it ({error})") from None
+    reader = YAML(typ="safe")  # as dvc.utils.serialize.parse_yaml reads params
     try:
         depth = 0
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
+        for event in reader.parse(text):
+            if isinstance(event, AliasEvent):
                 raise UserError(
                     f"{path}: line {event.start_mark.line + 1}: YAML alias *{event.anchor}; "
                     "write the value out instead of referring to an anchor"
                 )
-            if isinstance(event, yaml.CollectionStartEvent):
+            if isinstance(event, CollectionStartEvent):
                 depth += 1
                 if depth > MAX_NESTING:
                     raise UserError(
                         f"{path}: line {event.start_mark.line + 1}: nested more than "
                         f"{MAX_NESTING} levels deep; params are sections of plain values"
                     )
-            elif isinstance(event, yaml.CollectionEndEvent):
+            elif isinstance(event, CollectionEndEvent):
                 depth -= 1
-        loaded = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as error:
+        loaded = reader.load(text)
+    except MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f" line {mark.line + 1}:" if mark else ""
         raise UserError(f"{path}:{where} YAML syntax error: {error.problem}") from None
-    except yaml.YAMLError as error:
+    except YAMLError as error:
         raise UserError(f"{path}: YAML error: {first_line(error)}") from None
+    except ValueError as error:  # an integer of more digits than Python converts
+        raise UserError(f"{path}: a value cannot be read: {first_line(error)}") from None
     if loaded is None:
         raise UserError(f"{path}: the file is empty; expected the keys {', '.join(SCHEMA)}")
     if not isinstance(loaded, dict):

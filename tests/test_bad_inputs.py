@@ -416,3 +416,50 @@ def test_killed_while_writing_leaves_no_complete_looking_file_and_repro_recovers
     run(["dvc", "repro", "--force", "prepare"], pipeline_repo)
     assert (data_dir / "dataset.parquet").read_bytes() == recovered
     assert len(pd.read_parquet(data_dir / "dataset.parquet")) == 10_000_000
+
+
+def test_ctrl_c_while_training_is_one_line_and_keeps_the_outputs(pipeline_repo):
+    set_params(pipeline_repo, train__epochs=100_000)
+    before = outputs_snapshot(pipeline_repo)
+    stage = subprocess.Popen(
+        [sys.executable, "-m", "stages.train"],
+        cwd=pipeline_repo,
+        env=tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # Interrupted once it trains: its first log line is out.
+    assert stage.stdout is not None
+    for line in stage.stdout:
+        if line.startswith("Epoch: 0"):
+            break
+    stage.send_signal(signal.SIGINT)
+    _, stderr = stage.communicate(timeout=60)
+
+    assert stage.returncode == 130
+    assert stderr.strip() == "error: interrupted; the outputs are as they were"
+    assert outputs_snapshot(pipeline_repo) == before
+
+
+def test_a_write_the_machine_refuses_is_one_line_naming_the_path(pipeline_repo):
+    # A file where the metrics folder should be: the OS refuses to make the folder, as it
+    # refuses a write to a read-only folder or a full disk (which root, running the tests,
+    # cannot be shown).
+    metrics = (pipeline_repo / "metrics").rename(pipeline_repo / "metrics-moved")
+    (pipeline_repo / "metrics").write_text("not a folder")
+
+    result = run([sys.executable, "-m", "stages.evaluate"], pipeline_repo, check=False)
+
+    assert_clean_failure(result, "error: metrics: File exists")
+    assert result.returncode == 2 and (metrics / "evaluate.json").is_file()
+
+
+def test_a_classification_task_on_the_courses_line_is_refused_before_anything_runs(
+    pipeline_repo,
+):
+    set_params(pipeline_repo, task="binary_classification", train__loss="bce")
+
+    result = run([sys.executable, "-m", "stages.prepare"], pipeline_repo, check=False)
+
+    assert_clean_failure(result, "task: binary_classification needs class labels")

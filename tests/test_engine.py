@@ -264,3 +264,9 @@ def test_splits_larger_than_the_cache_are_read_again_each_epoch(tmp_path, monkey
     assert data.chunk(0)[0] is first[0]  # kept
     assert data.chunk(1)[0] is not second[0] and torch.equal(data.chunk(1)[0], second[0])
     assert [len(batch.X) for batch in data] == [30, 30, 30, 10]
+
+
+def test_a_cache_budget_beyond_any_memory_means_no_limit(monkeypatch):
+    monkeypatch.setenv(CACHE_ENV, "1e308")
+
+    assert CacheBudget().take(10**12)

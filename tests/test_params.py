@@ -1,6 +1,7 @@
 """params.yaml: every key checked against one schema, one line naming the key for each mistake."""
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -145,8 +146,10 @@ def test_a_missing_key_is_named(tmp_path):
         ("seed: " + "[" * 30_000 + "]" * 30_000 + "\n", "nested more than 8 levels"),
         ("seed: 42\n" + "#" * 70_000 + "\n", "a params file is at most 65,536"),
         ("\xff\xfe", "cannot read it"),
+        ("seed: 42\nseed: 7\n", 'line 2: YAML syntax error: found duplicate key "seed"'),
+        ("seed: " + "9" * 5000 + "\n", "a value cannot be read: Exceeds the limit"),
     ],
-    ids=["empty", "list", "syntax", "aliases", "deep", "huge", "not-utf8"],
+    ids=["empty", "list", "syntax", "aliases", "deep", "huge", "not-utf8", "twice", "digits"],
 )
 def test_params_files_that_are_not_params_are_refused_before_parsing_them(tmp_path, text, message):
     path = tmp_path / "params.yaml"
@@ -156,3 +159,40 @@ def test_params_files_that_are_not_params_are_refused_before_parsing_them(tmp_pa
         load_params(path)
 
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def with_line(tmp_path: Path, key: str, text: str) -> Path:
+    """The course's params file with one line written by hand, as a user types it."""
+    path = write_params(tmp_path, {})
+    section, _, name = key.partition(".")
+    lines = path.read_text().splitlines()
+    inside = False
+    for number, line in enumerate(lines):
+        inside = inside or line == f"{section}:"
+        if inside and line.strip().startswith(f"{name}:"):
+            lines[number] = f"  {name}: {text}"
+            break
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_params_are_read_as_dvc_reads_them_yaml_1_2():
+    # YAML 1.1 (PyYAML) reads 0300 as octal 192 and 1:10 as 70; DVC, as 300 and "1:10".
+    from dvc.utils.serialize import parse_yaml
+
+    text = "epochs: 0300\nseed: 1:10\nflag: yes\n"
+    assert parse_yaml(text, "params.yaml") == {"epochs": 300, "seed": "1:10", "flag": "yes"}
+
+
+def test_a_number_that_yaml_1_1_reads_otherwise_means_what_dvc_shows(tmp_path):
+    assert load_params(with_line(tmp_path, "train.epochs", "0300")).train.epochs == 300
+    with pytest.raises(UserError, match=r"train.epochs must be a whole number >= 1.*got '1:10'"):
+        load_params(with_line(tmp_path, "train.epochs", "1:10"))
+
+
+def test_a_pipe_in_place_of_params_is_refused_without_reading_it(tmp_path):
+    path = tmp_path / "params.yaml"
+    os.mkfifo(path)
+
+    with pytest.raises(UserError, match="not a regular file"):
+        load_params(path)
