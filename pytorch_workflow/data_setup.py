@@ -241,9 +241,9 @@ def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> li
         features = [
             field.name
             for field in schema
-            if field.name != params.target
-            and (pa.types.is_integer(field.type) or pa.types.is_floating(field.type))
+            if field.name != params.target and _is_number_type(field.type)
         ]
+        _refuse_mistyped_numbers(path, schema, params.target)
         if not features:
             raise UserError(f"{path}: no numeric column besides the target {params.target!r}")
     else:
@@ -252,6 +252,54 @@ def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> li
         if missing:
             raise UserError(f"{path}: data.features column(s) not found: {_names(missing)}")
     return [*features, params.target]
+
+
+def _is_number_type(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind)
+
+
+def left_out_columns(path: str | Path, params: DataParams) -> list[str]:
+    """The columns that `data.features: null` leaves out of a CSV: those that are not numbers."""
+    if params.features is not None:
+        return []
+    schema = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema
+    return [
+        field.name
+        for field in schema
+        if field.name != params.target and not _is_number_type(field.type)
+    ]
+
+
+def _refuse_mistyped_numbers(path: Path, schema: pa.Schema, target: str) -> None:
+    """A column of numbers but for a few values (`1,000`, `1.O`) is a mistake, not text: pyarrow
+    types it as text and `data.features: null` would leave it out without a word."""
+    texts = [field.name for field in schema if pa.types.is_string(field.type)]
+    if not texts:
+        return
+    block = pa_csv.open_csv(
+        path,
+        read_options=CSV_READ_OPTIONS,
+        convert_options=pa_csv.ConvertOptions(include_columns=texts),
+    ).read_next_batch()
+    for name in texts:
+        given = [
+            (row, value) for row, value in enumerate(block.column(name).to_pylist(), 1) if value
+        ]
+        numbers = [_is_number(value) for _, value in given]
+        if given and sum(numbers) >= len(given) / 2:
+            row, value = given[numbers.index(False)]
+            raise UserError(
+                f"{path}: row {row}, column {name!r}: {value[:40]!r} is not a number in a column "
+                "of numbers; fix it, or list data.features to leave the column out"
+            )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _checked_float32(

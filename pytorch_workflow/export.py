@@ -10,6 +10,7 @@ split bit for bit as evaluate did, or the bundle is not published.
 import io
 import json
 import math
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -179,7 +180,10 @@ def read_card(export_dir: Path) -> dict[str, Any]:
     """The model card, checked: every field predict relies on, of the right type and size."""
     path = export_dir / CARD_FILE
     try:
-        if path.stat().st_size > MAX_CARD_BYTES:
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):  # a pipe or a device would block or never end
+            raise UserError(f"{path}: not a regular file (a folder, pipe or device?)")
+        if status.st_size > MAX_CARD_BYTES:
             raise UserError(f"{path}: larger than a model card can be ({MAX_CARD_BYTES:,} bytes)")
         card = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

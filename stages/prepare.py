@@ -1,6 +1,11 @@
 """Stage 1, prepare: make the dataset, the course's straight line or the user's CSV."""
 
-from pytorch_workflow.data_setup import line_chunks, write_csv_dataset, write_table
+from pytorch_workflow.data_setup import (
+    left_out_columns,
+    line_chunks,
+    write_csv_dataset,
+    write_table,
+)
 from pytorch_workflow.errors import exit_on_user_error
 from pytorch_workflow.params import load_params
 from pytorch_workflow.paths import load_paths
@@ -17,6 +22,11 @@ def main() -> None:
             data, params.task, paths.dataset, data.chunk_rows, paths.raw_data
         )
         print(f"Read {rows - test_rows:,} rows from {data.path}")
+        if left_out := left_out_columns(data.path, data):
+            print(
+                f"Left out the column(s) that are not numbers: {', '.join(left_out)} "
+                "(data.features lists the columns to use)"
+            )
         if test_rows:
             print(f"Read {test_rows:,} rows from {data.test_path}, the given test split")
     else:

@@ -14,6 +14,7 @@ from pytorch_workflow.data_setup import (
     arrow_table,
     course_arange,
     csv_chunks,
+    left_out_columns,
     line_chunks,
     numpy_column,
     read_features,
@@ -170,6 +171,22 @@ def test_features_default_to_every_numeric_column_but_the_target(tmp_path):
 
     assert list(table) == ["a", "b", "y"]
     assert all(values.dtype == np.float32 for values in table.values())
+
+
+@pytest.mark.parametrize("value", ['"1,000"', "1.O"])
+def test_a_column_of_numbers_with_a_typo_is_refused_not_left_out(tmp_path, value):
+    path = tmp_path / "own.csv"
+    path.write_text(f"a,area,y\n1,120.5,3.0\n2,{value},4.0\n3,99,5.0\n")
+
+    with pytest.raises(UserError, match=r"row 2, column 'area': .* is not a number in a column"):
+        read_csv(path)
+
+
+def test_the_columns_left_out_are_named(tmp_path):
+    path = tmp_path / "own.csv"
+    path.write_text("a,name,y,city\n1,p,3.0,x\n2,q,4.0,y\n")
+
+    assert left_out_columns(path, data_params(source="csv", path=str(path))) == ["name", "city"]
 
 
 def test_listed_features_are_taken_in_order(tmp_path):

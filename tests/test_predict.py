@@ -1,10 +1,13 @@
 """`python -m pytorch_workflow.predict`: careless inputs get one line and lose nothing."""
 
 import json
+import os
 import shutil
 
 import pytest
 
+from pytorch_workflow.errors import UserError
+from pytorch_workflow.export import CARD_FILE, read_card
 from tests.conftest import REPO_ROOT, predict
 from tests.test_bad_inputs import assert_clean_failure
 
@@ -216,3 +219,10 @@ def test_an_empty_or_option_like_release_name_is_refused(tmp_path, args, message
 
     assert_clean_failure(result, message)
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_pipe_in_place_of_the_model_card_is_refused_without_reading_it(tmp_path):
+    os.mkfifo(tmp_path / CARD_FILE)
+
+    with pytest.raises(UserError, match="not a regular file"):
+        read_card(tmp_path)
