@@ -218,10 +218,14 @@ def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> li
     the `wanted` columns, all of which the file must have."""
     try:
         schema = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema
+        names = schema.names
     except (pa.ArrowInvalid, OSError) as error:
         reason = _first_bad_row(path, []) or f"not a readable CSV ({first_line(error, 200)})"
         raise UserError(f"{path}: {reason}") from None
-    names = schema.names
+    except UnicodeDecodeError as error:  # pyarrow reads the bytes; its names decode as UTF-8
+        raise UserError(
+            f"{path}: the header is not UTF-8 text ({error.reason}); save it as UTF-8"
+        ) from None
     # No rows, or rows without a value: then, and only then, every column is of the null type.
     if all(pa.types.is_null(field.type) for field in schema):
         raise UserError(f"{path}: has no rows")

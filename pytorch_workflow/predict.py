@@ -59,6 +59,8 @@ def input_reader(
         )
     except (pa.ArrowInvalid, OSError) as error:
         raise UserError(f"{path}: not a readable CSV ({first_line(error)})") from None
+    except UnicodeDecodeError as error:  # pyarrow reads the bytes; its names decode as UTF-8
+        raise UserError(f"{path}: the header is not UTF-8 text ({error.reason})") from None
     refuse_duplicate_columns(path, names)
     if len(columns) == 1 and columns[0] not in names and len(names) == 1:
         return reader, {columns[0]: names[0]}

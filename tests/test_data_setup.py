@@ -189,6 +189,14 @@ def test_the_columns_left_out_are_named(tmp_path):
     assert left_out_columns(path, data_params(source="csv", path=str(path))) == ["name", "city"]
 
 
+def test_a_header_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "own.csv"
+    path.write_bytes(b"caf\xe9,y\n1,2\n")
+
+    with pytest.raises(UserError, match="the header is not UTF-8 text"):
+        read_csv(path)
+
+
 def test_listed_features_are_taken_in_order(tmp_path):
     path = tmp_path / "own.csv"
     path.write_text("a,b,c,y\n1,3,5,0\n2,4,6,1\n")
