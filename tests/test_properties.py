@@ -104,6 +104,55 @@ def test_any_value_of_any_key_is_accepted_or_refused_in_one_line(tmp_path_factor
         assert "\n" not in str(error) and str(path) in str(error)
 
 
+# Scalars that YAML 1.1 (PyYAML) and YAML 1.2 (DVC's ruamel.yaml) read differently, and their kin.
+YAML_EDGES = [
+    "0300", "1:10", "1:30:00", "1_000", "0o17", "0x1F", "0b101", "+12", ".5", "1e3", "1E3",
+    "1.0e+3", "012.5", "0.", "-0", "yes", "on", "off", "y", "~", "null", "1e-06", "0.1e1",
+]  # fmt: skip
+
+
+@SETTINGS
+@given(
+    key=st.sampled_from(["train.epochs", "train.lr", "seed", "train.log_every", "data.noise_std"]),
+    text=st.one_of(
+        st.sampled_from(YAML_EDGES), st.from_regex(r"[+-]?[0-9_:.oxbeE]{1,6}", fullmatch=True)
+    ),
+)
+def test_a_number_typed_by_hand_means_what_dvc_reads_or_is_refused(tmp_path_factory, key, text):
+    from dvc.utils.serialize import parse_yaml
+
+    section, _, name = key.partition(".")
+    path = tmp_path_factory.mktemp("params") / "params.yaml"
+    params = copy.deepcopy(COURSE_PARAMS)
+    lines = yaml.safe_dump(params, sort_keys=False).splitlines()
+    indent = "  " if name else ""
+    inside = not name
+    for number, line in enumerate(lines):
+        inside = inside or line == f"{section}:"
+        if inside and line.startswith(f"{indent}{name or section}:"):
+            lines[number] = f"{indent}{name or section}: {text}"
+            break
+    path.write_text("\n".join(lines) + "\n")
+    try:
+        dvc_reads = parse_yaml(path.read_text(), str(path))
+    except Exception:  # DVC cannot read the file: neither may the stages
+        with pytest.raises(UserError) as refused:
+            load_params(path)
+        assert "\n" not in str(refused.value)
+        return
+    shown = dvc_reads[section][name] if name else dvc_reads[section]
+
+    try:
+        loaded = load_params(path)
+    except UserError as error:
+        assert "\n" not in str(error)
+        return
+    value = getattr(getattr(loaded, section), name) if name else getattr(loaded, section)
+    # What DVC shows (and `dvc params diff` compares) is what trains; DVC keeps numbers that
+    # YAML 1.2 reads as text (`1e-06` is a float, `1:10` text) as written.
+    assert value == float(shown) if isinstance(value, float) else value == int(shown)
+
+
 CELLS = st.one_of(
     EDGE_NUMBERS.map(repr),
     st.floats().map(repr),
