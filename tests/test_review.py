@@ -219,10 +219,14 @@ def committed_elsewhere(repo: Path, relative_change: float) -> None:
     (repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
     run(["git", "commit", "-q", "-am", "Results made on another machine"], repo)
     shutil.rmtree(repo / ".dvc/cache")
+    # A fresh clone has what git keeps (metrics, plots, DVCLive's files), not what DVC caches.
+    in_git = run(["git", "ls-files"], repo).stdout.splitlines()
     for stage in ("train", "evaluate", "export"):
         for out in lock["stages"][stage]["outs"]:
             path = repo / out["path"]
-            if out.get("cache", True):
+            if not any(
+                name == out["path"] or name.startswith(out["path"] + "/") for name in in_git
+            ):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
