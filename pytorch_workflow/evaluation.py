@@ -149,19 +149,27 @@ def prediction_table(
         probabilities = softmax(outputs)
         return {
             "actual": actual.astype(np.int64),
-            "predicted": np.asarray(features.classes)[np.argmax(outputs, axis=1)].astype(np.int64),
+            "predicted": class_of(outputs, features),
             "probability": np.max(probabilities, axis=1),
         }
     if task == CLASSIFICATION:
         return {
             "actual": actual.astype(np.int64),
-            "predicted": (outputs > 0).astype(np.int64),
+            "predicted": class_of(outputs, features),
             "probability": sigmoid(outputs),
         }
     table = {"actual": actual, "predicted": outputs}
     if len(features.names) == 1:
         table = {features.names[0]: x[:, 0], **table}
     return table
+
+
+def class_of(outputs: np.ndarray, features: Features) -> np.ndarray:
+    """A classifier's class for each row of its outputs: the label of the largest of a
+    multi-class model's logits, or 1 where a binary model's logit is above 0."""
+    if features.classes:
+        return np.asarray(features.classes)[np.argmax(outputs, axis=1)].astype(np.int64)
+    return (outputs.reshape(-1) > 0).astype(np.int64)
 
 
 def predicted_classes(
@@ -172,6 +180,4 @@ def predicted_classes(
     X = np.ascontiguousarray(features.scale(raw.astype(np.float32)), dtype=np.float32)
     with torch.inference_mode():
         outputs = model(torch.from_numpy(X).to(device)).cpu().numpy()
-    if features.classes:
-        return np.asarray(features.classes)[np.argmax(outputs, axis=1)].astype(np.int64)
-    return (outputs.reshape(-1) > 0).astype(np.int64)
+    return class_of(outputs, features)

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from pytorch_workflow.data_setup import class_name
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.files import atomic_write_bytes, atomic_write_text
 
@@ -201,7 +202,7 @@ def draw_evaluation(
     what fits the task."""
     train_x, train_y, _ = evaluation.train.arrays()
     test_x, test_y, outputs = evaluation.test.arrays()
-    labels = [str(int(label)) for label in features.classes] if features.classes else None
+    labels = [class_name(label) for label in features.classes] if features.classes else None
     if evaluation.confusion is not None and len(features.names) == 2:
         splits = {"Train": (train_x, train_y), "Test": (test_x, test_y)}
         plot_decision_boundary(path, classify, splits, evaluation.confusion, labels)
