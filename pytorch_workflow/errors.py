@@ -50,13 +50,20 @@ def exit_on_user_error(main: F) -> F:
         try:
             return main(*args, **kwargs)
         except UserError as error:
-            print(f"error: {one_line(str(error))}", file=sys.stderr)
+            print(f"error: {one_line(str(error) + _experiment_hint())}", file=sys.stderr)
             sys.exit(2)
         except OSError as error:
-            print(f"error: {one_line(os_refusal(error))}", file=sys.stderr)
+            print(f"error: {one_line(os_refusal(error) + _experiment_hint())}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
             print("error: interrupted; the outputs are as they were", file=sys.stderr)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _experiment_hint() -> str:
+    """Under a failed `dvc exp run`, what it left in params.yaml and how to undo it."""
+    from pytorch_workflow.params import changes_left_by_experiment  # params imports this module
+
+    return changes_left_by_experiment()

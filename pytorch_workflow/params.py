@@ -17,6 +17,7 @@ import operator
 import os
 import re
 import stat
+import subprocess
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -317,6 +318,11 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"{path}: cannot read it ({error})") from None
+    return parse_yaml_mapping(text, path)
+
+
+def parse_yaml_mapping(text: str, path: Path) -> dict[str, Any]:
+    """`read_yaml_mapping` of a text already read; `path` names it in errors."""
     reader = YAML(typ="safe")  # as dvc.utils.serialize.parse_yaml reads params
     try:
         depth = 0
@@ -401,16 +407,7 @@ class _Reader:
 
     def _fail(self, key: str, expected: str) -> UserError:
         value = self._get(key)
-        hint = ""
-        if os.environ.get("DVC_EXP_NAME"):
-            # `dvc exp run -S` has already written the value into params.yaml and leaves it
-            # there when the run fails, where `git status` may not show it (DVC leaves a stale
-            # index entry when the size is the same): restore the committed file by its content.
-            hint = (
-                f"; dvc exp run -S left it in {self.path}: fix it, or restore the committed one "
-                f"with `git show HEAD:{self.path} > {self.path}`"
-            )
-        return UserError(f"{self.path}: {key} must be {expected}, got {_shown(value)}{hint}")
+        return UserError(f"{self.path}: {key} must be {expected}, got {_shown(value)}")
 
     def _finite(self, key: str, expected: str) -> float:
         """The value as a finite float; numbers written as strings (`1e-06`) count."""
@@ -608,3 +605,71 @@ def _like_default(value: Any, default: Any) -> Any:
     if isinstance(default, tuple) and isinstance(value, list):
         return tuple(value)
     return value
+
+
+# ---- after a failed `dvc exp run` ---------------------------------------------------------------
+
+
+def changes_left_by_experiment(path: str | Path = PARAMS_FILE) -> str:
+    """What a failed `dvc exp run` leaves in the workspace's params file, as a hint to append to
+    its error: the keys that differ from the last commit and how to go back to it; "" when the
+    run is not a workspace experiment or the file is the committed one.
+
+    `dvc exp run -S` writes its values into params.yaml before the stages run and keeps them when
+    a stage fails, and when a value has the old one's length `git status` may not show the change
+    (DVC leaves git's index entry with the file's new size and time), so the hint restores the
+    committed file by its content. A queued or `--temp` run works in a copy (DVC then sets
+    DVC_ROOT to the workspace, not to the copy it runs in) and leaves the workspace as it was.
+    """
+    root = os.environ.get("DVC_ROOT")
+    if not os.environ.get("DVC_EXP_NAME") or root is None:
+        return ""
+    if Path(root).resolve() != Path.cwd().resolve():
+        return ""
+    path = Path(path)
+    committed = subprocess.run(
+        ["git", "show", f"HEAD:{path.as_posix()}"], capture_output=True, text=True, check=False
+    )
+    try:
+        now = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+    if committed.returncode != 0 or committed.stdout == now:
+        return ""
+    try:
+        changed = _changed_keys(
+            _flattened(parse_yaml_mapping(committed.stdout, path)),
+            _flattened(read_yaml_mapping(path)),
+        )
+        where = f" in {changed}" if changed else ""
+    except UserError:  # one of the two is not a params mapping: the keys cannot be compared
+        where = ""
+    return (
+        f"; {path} differs from the last commit{where} (dvc exp run keeps its -S values and any "
+        f"edits there when a run fails): fix it, or go back to the committed file with "
+        f"`git show HEAD:{path.as_posix()} > {path.as_posix()}`"
+    )
+
+
+def _flattened(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flattened(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _changed_keys(committed: dict[str, Any], now: dict[str, Any]) -> str:
+    """The keys whose values differ, each with its committed value: `train.lr (was 0.01)`."""
+    shown = []
+    for key in sorted(committed.keys() | now.keys(), key=str):
+        if key not in now:
+            shown.append(f"{key} (was {_shown(committed[key])}, now missing)")
+        elif key not in committed:
+            shown.append(f"{key} (not in the commit)")
+        elif committed[key] != now[key] or type(committed[key]) is not type(now[key]):
+            shown.append(f"{key} (was {_shown(committed[key])})")
+    return ", ".join(shown)
