@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pyarrow as pa
@@ -209,7 +210,7 @@ def csv_chunks(
             first_row += batch.num_rows
     except pa.ArrowInvalid as error:
         raise UserError(
-            f"{path}: {_first_bad_row(path, columns) or first_line(error, 200)}"
+            f"{path}: {first_bad_row(path, columns) or first_line(error, 200)}"
         ) from None
 
 
@@ -220,7 +221,7 @@ def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> li
         schema = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema
         names = schema.names
     except (pa.ArrowInvalid, OSError) as error:
-        reason = _first_bad_row(path, []) or f"not a readable CSV ({first_line(error, 200)})"
+        reason = first_bad_row(path, []) or f"not a readable CSV ({first_line(error, 200)})"
         raise UserError(f"{path}: {reason}") from None
     except UnicodeDecodeError as error:  # pyarrow reads the bytes; its names decode as UTF-8
         raise UserError(
@@ -348,11 +349,13 @@ def _checked_float32(
     return arrow_table(checked)
 
 
-def _first_bad_row(path: Path, columns: list[str]) -> str | None:
-    """Where the CSV stops being numbers, found by reading it again row by row (errors only)."""
+def first_bad_row(path: Path, columns: list[str]) -> str | None:
+    """Where the CSV stops being numbers, found by reading it again row by row (errors only).
+    A line longer than pyarrow's block is named as such: pyarrow cannot read it, and reading it
+    whole could take all the memory (a 1 GB header)."""
     try:
         with open(path, newline="", encoding="utf-8", errors="replace") as file:
-            reader = csv.reader(file)
+            reader = csv.reader(_lines_within(file, CSV_READ_OPTIONS.block_size))
             header = next(reader)
             index = {name: header.index(name) for name in columns}
             for row_number, row in enumerate(reader, start=1):
@@ -364,9 +367,27 @@ def _first_bad_row(path: Path, columns: list[str]) -> str | None:
                         float(value)
                     except ValueError:
                         return f"row {row_number}, column {name!r}: {value[:40]!r} is not a number"
+    except _LineTooLongError as error:
+        return str(error)
     except (OSError, StopIteration, csv.Error, ValueError):
         return None
     return None
+
+
+class _LineTooLongError(Exception):
+    pass
+
+
+def _lines_within(file: TextIO, limit: int) -> Iterator[str]:
+    """The file's lines, stopping at the first one longer than `limit` characters."""
+    for number, line in enumerate(iter(lambda: file.readline(limit + 1), ""), start=1):
+        if len(line) > limit:
+            what = "the header (line 1)" if number == 1 else f"line {number}"
+            raise _LineTooLongError(
+                f"{what} is longer than {limit >> 20} MiB; a CSV line is read in blocks of "
+                "that size (is it a CSV with one row per line?)"
+            )
+        yield line
 
 
 def refuse_duplicate_columns(path: Path, names: list[str]) -> None:

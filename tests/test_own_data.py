@@ -198,3 +198,15 @@ def test_a_csv_value_beyond_float32_is_named_with_its_row_and_column(pipeline_re
     assert_clean_failure(
         result, "data/raw/big.csv: row 3, column 'a': 1e+39 is beyond float32's range"
     )
+
+
+def test_a_csv_header_longer_than_a_block_is_refused_in_bounded_memory(pipeline_repo):
+    # pyarrow reads a CSV in 4 MiB blocks and cannot read a longer header; reading such a line
+    # whole to find the problem could take all the memory (a 1 GB header): it is refused unread.
+    header = ",".join(f"c{i}" for i in range(600_000))
+    (pipeline_repo / "data/raw/wide.csv").write_text(f"{header},y\n" + "1," * 600_000 + "2\n")
+    set_params(pipeline_repo, data__source="csv", data__path="data/raw/wide.csv")
+
+    result = run([sys.executable, "-m", "stages.prepare"], pipeline_repo, check=False)
+
+    assert_clean_failure(result, "data/raw/wide.csv: the header (line 1) is longer than 4 MiB")
