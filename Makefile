@@ -7,7 +7,7 @@ PIP := "$(BIN)/python" -m pip install --quiet --disable-pip-version-check
 export PATH := $(BIN):$(PATH)
 
 .PHONY: setup setup-s3 setup-test repro test test-fast lint format experiments report \
-	lock-check release benchmark benchmark-quick own-data-results reproducibility-results \
+	lock-check release benchmark benchmark-quick own-data-results reproducibility-results wide-tables \
 	clean-venv
 
 setup: $(VENV)/.installed
@@ -96,6 +96,10 @@ own-data-results: setup-test
 # table of docs/reproducibility.md.
 reproducibility-results: setup-test
 	python benchmarks/reproducibility.py
+
+# Runs the stages on tables of 100 to 10,000 feature columns: writes the table of docs/scale.md.
+wide-tables: setup
+	python benchmarks/wide_tables.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -95,6 +95,16 @@ def alternate(sides: dict[str, callable], rounds: int) -> dict[str, list[tuple[f
     return results
 
 
+def write_section(doc: Path, marker: str, lines: list[str]) -> None:
+    """Replace what lies between `marker` and the next `<!-- end -->` in `doc` with `lines`."""
+    end = "<!-- end -->"
+    text = doc.read_text()
+    pattern = re.compile(re.escape(marker) + ".*?" + re.escape(end), re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"{doc.name} has no {marker} ... {end} section")
+    doc.write_text(pattern.sub(lambda _: "\n".join([marker, *lines, end]), text))
+
+
 def median(runs: list[tuple[float, int]]) -> float:
     return statistics.median(seconds for seconds, _ in runs)
 

@@ -16,7 +16,6 @@ the declared tolerance (`tolerances.yaml`). Exits 1 if any number is outside it.
 import argparse
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -26,12 +25,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks.pipeline_benchmark import commit, environment  # noqa: E402
+from benchmarks.pipeline_benchmark import commit, environment, write_section  # noqa: E402
 from tests.test_reproducibility import MACHINES, OWN_DATA  # noqa: E402
 from tools.tolerance import largest_difference, load_tolerance, recorded_in  # noqa: E402
 
 DOC = REPO / "docs/reproducibility.md"
-END = "<!-- end -->"
 CPU_SECTION = "<!-- reproducibility: written by benchmarks/reproducibility.py -->"
 DEVICE_SECTION = (
     "<!-- reproducibility on a GPU: written by benchmarks/reproducibility.py --device -->"
@@ -133,14 +131,6 @@ def measured_on(device: str | None) -> str:
     return f"torch {version}; {where}"
 
 
-def write_section(marker: str, table: list[str]) -> None:
-    text = DOC.read_text()
-    pattern = re.compile(re.escape(marker) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise SystemExit(f"{DOC.name} has no {marker} ... {END} section")
-    DOC.write_text(pattern.sub(lambda _: "\n".join([marker, *table, END]), text))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", help="a GPU to compare with this machine's CPU: cuda, cuda:1")
@@ -178,7 +168,7 @@ def main() -> int:
         "|---|---|---|---|",
         *rows,
     ]
-    write_section(CPU_SECTION if device is None else DEVICE_SECTION, table)
+    write_section(DOC, CPU_SECTION if device is None else DEVICE_SECTION, table)
     print("\n".join(table))
     return 0 if agree else 1
 

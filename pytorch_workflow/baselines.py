@@ -39,11 +39,21 @@ SIGNIFICANT_DIGITS = 10
 _DEPENDENT = 1e-10
 # Differences below the float32 resolution of the targets are rounding, not fit.
 _FLOAT32_RESOLUTION = 2.0**-23
-# The multinomial baseline's Newton step solves a dense system of (features + 1) * classes
-# unknowns: beyond this many, it is left out (null) rather than fill memory.
-MAX_MULTINOMIAL_UNKNOWNS = 2000
+# Each baseline solves a dense system of `unknowns(...)` unknowns (the Newton baselines about ten
+# times), in O(unknowns³) time and O(unknowns²) memory: beyond this many it is left out (null)
+# rather than cost many times the training (measured in docs/scale.md).
+MAX_BASELINE_UNKNOWNS = 2000
 # float64 values per block of rows: the float64 copies of a wide chunk stay at 32 MiB each.
 _BLOCK_VALUES = 2**22
+
+
+def unknowns(features: int, outputs: int) -> int:
+    """The size of a baseline's system: a coefficient per feature and an intercept per output."""
+    return (features + 1) * outputs
+
+
+def left_out(features: int, outputs: int) -> bool:
+    return unknowns(features, outputs) > MAX_BASELINE_UNKNOWNS
 
 
 def rounded(metrics: dict[str, float | None]) -> dict[str, float | None]:
@@ -121,11 +131,14 @@ def least_squares(train: Chunks, features: int) -> np.ndarray:
 
 
 def closed_form_metrics(train: Chunks, test: Chunks, features: int) -> dict[str, float | None]:
-    """The closed-form fit's test MAE, MSE and R², to SIGNIFICANT_DIGITS.
+    """The closed-form fit's test MAE, MSE and R², to SIGNIFICANT_DIGITS; null beyond
+    MAX_BASELINE_UNKNOWNS.
 
     On a line without noise the fit is exact and its errors are the float32 rounding of the
     targets (about 1e-8): those are reported as an exact fit, MSE and MAE 0 and R² 1.
     """
+    if left_out(features, 1):
+        return {"mae": None, "mse": None, "r2": None}
     coefficients = least_squares(train, features)
     metrics = RegressionMetrics()
     for X, y in test():
@@ -183,7 +196,10 @@ def logistic_regression(train: Chunks, features: int, penalty: float = 1.0) -> n
 
 
 def logistic_metrics(train: Chunks, test: Chunks, features: int) -> dict[str, float | None]:
-    """The logistic baseline's test accuracy and its log loss to SIGNIFICANT_DIGITS."""
+    """The logistic baseline's test accuracy and its log loss to SIGNIFICANT_DIGITS; null beyond
+    MAX_BASELINE_UNKNOWNS."""
+    if left_out(features, 1):
+        return {"accuracy": None, "log_loss": None}
     coefficients = logistic_regression(train, features)
     metrics = ClassificationMetrics()
     for X, y in test():
@@ -235,8 +251,8 @@ def multinomial_metrics(
     train: Chunks, test: Chunks, features: int, classes: int
 ) -> dict[str, float | None]:
     """The multinomial baseline's test accuracy and its log loss to SIGNIFICANT_DIGITS; null
-    beyond MAX_MULTINOMIAL_UNKNOWNS."""
-    if (features + 1) * classes > MAX_MULTINOMIAL_UNKNOWNS:
+    beyond MAX_BASELINE_UNKNOWNS."""
+    if left_out(features, classes):
         return {"accuracy": None, "log_loss": None}
     coefficients = multinomial_regression(train, features, classes)
     metrics = MulticlassMetrics(classes)

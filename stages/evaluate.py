@@ -8,7 +8,7 @@ from pytorch_workflow.params import load_params
 # Checked before torch is imported (about two seconds), so a typo fails at once.
 PARAMS = exit_on_user_error(load_params)()
 
-from pytorch_workflow import plotting
+from pytorch_workflow import baselines, plotting
 from pytorch_workflow.data_setup import ParquetTable, read_features
 from pytorch_workflow.device import describe, resolve_device, use_repeatable_kernels
 from pytorch_workflow.evaluation import evaluate, predicted_classes, prediction_table
@@ -53,6 +53,12 @@ def main() -> None:
         if not isinstance(value, dict)
     ]
     print("Test metrics: " + ", ".join(shown))
+    if baselines.left_out(len(features.names), features.outputs):
+        unknowns = baselines.unknowns(len(features.names), features.outputs)
+        print(
+            f"The linear baseline is left out (null): it would solve for {unknowns:,} unknowns, "
+            f"more than {baselines.MAX_BASELINE_UNKNOWNS:,} (docs/scale.md)"
+        )
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Test metrics and the linear baselines: known values, chunk by chunk, against scikit-learn."""
 
 import math
+from functools import partial
 
 import numpy as np
 import pytest
 
 from pytorch_workflow.baselines import (
+    MAX_BASELINE_UNKNOWNS,
     closed_form_metrics,
     least_squares,
     logistic_metrics,
@@ -14,6 +16,7 @@ from pytorch_workflow.baselines import (
     multinomial_regression,
     rounded,
     solve,
+    unknowns,
 )
 from pytorch_workflow.metrics import (
     ClassificationMetrics,
@@ -277,10 +280,16 @@ def test_the_multinomial_baseline_is_scikit_learns_logistic_regression_on_a_real
     assert metrics["log_loss"] == pytest.approx(log_loss, rel=1e-6)
 
 
-def test_a_multinomial_baseline_too_large_to_solve_is_left_out():
-    X, y = np.zeros((4, 500), dtype=np.float32), np.array([0, 1, 2, 3])
+@pytest.mark.parametrize(
+    ("baseline", "features", "outputs", "left_out"),
+    [
+        (closed_form_metrics, 2000, 1, {"mae": None, "mse": None, "r2": None}),
+        (logistic_metrics, 2000, 1, {"accuracy": None, "log_loss": None}),
+        (partial(multinomial_metrics, classes=4), 500, 4, {"accuracy": None, "log_loss": None}),
+    ],
+)
+def test_a_baseline_too_large_to_solve_is_left_out(baseline, features, outputs, left_out):
+    assert unknowns(features, outputs) > MAX_BASELINE_UNKNOWNS  # 2,001 and 2,004
+    X, y = np.zeros((4, features), dtype=np.float32), np.array([0, 1, 2, 3])
 
-    assert multinomial_metrics(chunks_of(X, y, 4), chunks_of(X, y, 4), 500, 4) == {
-        "accuracy": None,
-        "log_loss": None,
-    }
+    assert baseline(chunks_of(X, y, 4), chunks_of(X, y, 4), features) == left_out
