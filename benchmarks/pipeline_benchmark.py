@@ -80,7 +80,10 @@ def clone(into: Path, revision: str = "HEAD", **params) -> Path:
     values = yaml.safe_load(path.read_text())
     for dotted, value in params.items():
         section, _, key = dotted.partition("__")
-        values[section][key] = value
+        if key:
+            values[section][key] = value
+        else:
+            values[section] = value
     path.write_text(yaml.safe_dump(values, sort_keys=False))
     return into
 
