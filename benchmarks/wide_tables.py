@@ -71,7 +71,7 @@ def measure(workdir: Path, rows: int, features: int, task: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--features", type=int, nargs="+", default=[100, 2000, 10000])
+    parser.add_argument("--features", type=int, nargs="+", default=[100, 1999, 10000])
     parser.add_argument("--rows", type=int, default=2500)
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args()
