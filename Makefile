@@ -97,7 +97,8 @@ own-data-results: setup-test
 reproducibility-results: setup-test
 	python benchmarks/reproducibility.py
 
-# Runs the stages on tables of 100, 1,999 (the widest with a linear baseline) and 10,000 columns: writes the table of docs/scale.md.
+# Runs the stages on tables of 100, 1,999 (the widest with a linear baseline) and 10,000
+# feature columns: writes the table of docs/scale.md.
 wide-tables: setup
 	python benchmarks/wide_tables.py
 
