@@ -645,8 +645,8 @@ def changes_left_by_experiment(path: str | Path = PARAMS_FILE) -> str:
     except UserError:  # one of the two is not a params mapping: the keys cannot be compared
         where = ""
     return (
-        f"; {path} differs from the last commit{where} (dvc exp run keeps its -S values and any "
-        f"edits there when a run fails): fix it, or go back to the committed file with "
+        f"; a failed dvc exp run leaves {path} as it ran, which differs from the last commit"
+        f"{where}: fix it, or restore the committed file with "
         f"`git show HEAD:{path.as_posix()} > {path.as_posix()}`"
     )
 

@@ -340,7 +340,7 @@ def test_dvc_repro_stops_at_the_bad_param(pipeline_repo):
     assert "Traceback" not in result.stderr + result.stdout
 
 
-UNDO = "go back to the committed file with `git show HEAD:params.yaml > params.yaml`"
+UNDO = "restore the committed file with `git show HEAD:params.yaml > params.yaml`"
 
 
 def test_dvc_exp_run_with_a_bad_value_fails_naming_it_and_how_to_undo_it(pipeline_repo):
@@ -376,14 +376,14 @@ def test_a_failed_dvc_exp_run_in_a_copy_gives_no_undo_hint_for_the_untouched_wor
     committed = (pipeline_repo / "params.yaml").read_text()
     copy = run(["dvc", "exp", "run", "--temp", "-S", "seed=-1"], pipeline_repo, check=False)
     assert_clean_failure(copy, "seed must be a whole number >= 0")
-    assert "differs from the last commit" not in copy.stderr
+    assert "leaves params.yaml as it ran" not in copy.stderr
     assert (pipeline_repo / "params.yaml").read_text() == committed
 
     # Outside an experiment a bad value is only named.
     (pipeline_repo / "params.yaml").write_text(committed.replace("seed: 42", "seed: -1"))
     plain = run(["dvc", "repro"], pipeline_repo, check=False)
     assert "seed must be a whole number" in plain.stderr
-    assert "differs from the last commit" not in plain.stderr
+    assert "leaves params.yaml as it ran" not in plain.stderr
 
 
 def test_dvc_exp_run_with_an_unknown_key_is_refused_by_dvc_first(pipeline_repo):
