@@ -39,15 +39,15 @@ def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
     return torch.device("cuda", index)
 
 
-def use_repeatable_kernels(device: torch.device) -> None:
-    """torch's documented switches for the same bits on every run: one CPU thread and
-    deterministic algorithms (docs/reproducibility.md).
+def use_repeatable_kernels(device: torch.device, threads: int) -> None:
+    """torch's documented switches for the same bits on every run: a fixed number of CPU
+    threads and deterministic algorithms (docs/reproducibility.md).
 
-    torch splits a large sum across its CPU threads, so the thread count would change the last
-    bits of every loss from one machine to the next; one thread is also no slower on the
-    course's element-wise work, and runs side by side do not fight over the cores.
+    torch splits a large sum into one piece per thread, so the thread count sets the order of
+    its additions: fixed by `threads` in params.yaml rather than by the machine's cores, the
+    same params give the same bits on a machine of any core count.
     """
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     if device.type == "cuda":
         # cuBLAS needs this set before its first call to give the same bits on every run.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

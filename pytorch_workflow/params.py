@@ -29,6 +29,7 @@ from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEv
 from pytorch_workflow.errors import UserError, first_line
 
 PARAMS_FILE = "params.yaml"
+MAX_THREADS = 1024
 
 # ---- vocabularies -----------------------------------------------------------------------------
 
@@ -137,6 +138,7 @@ class TrainParams:
 class Params:
     seed: int
     device: str
+    threads: int
     task: str
     data: DataParams
     split: SplitParams
@@ -153,6 +155,7 @@ def _keys(section: type) -> tuple[str, ...]:
 SCHEMA: dict[str, tuple[str, ...]] = {
     "seed": (),
     "device": (),
+    "threads": (),
     "task": (),
     "data": _keys(DataParams),
     "split": _keys(SplitParams),
@@ -241,6 +244,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     params = Params(
         seed=reader.integer("seed", at_least=0, at_most=2**32 - 1),
         device=reader.device("device"),
+        threads=reader.integer("threads", at_least=1, at_most=MAX_THREADS),
         task=task,
         data=data,
         split=split,

@@ -23,7 +23,7 @@ def main() -> None:
     params = PARAMS
     paths = load_paths()
     device = resolve_device(params.device)
-    use_repeatable_kernels(device)
+    use_repeatable_kernels(device, params.threads)
     print(f"Using device: {describe(device)}")
 
     # Every input is checked before any output is written.

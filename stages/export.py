@@ -21,7 +21,7 @@ def main() -> None:
     params = PARAMS
     paths = load_paths()
     device = resolve_device(params.device)
-    use_repeatable_kernels(device)
+    use_repeatable_kernels(device, params.threads)
 
     features = read_features(paths.features)
     test = ParquetTable(paths.test, features.columns)

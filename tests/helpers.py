@@ -21,6 +21,7 @@ from pytorch_workflow.params import DataParams, SplitParams, TrainParams
 COURSE_PARAMS = {
     "seed": 42,
     "device": "cpu",
+    "threads": 2,
     "task": "regression",
     "data": {
         "source": "line",

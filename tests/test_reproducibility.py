@@ -169,3 +169,25 @@ def test_each_machine_really_switches_kernels(tmp_path, machine, capability):
     assert shown[0] == capability
     if machine == "no SIMD, one thread":
         assert shown[1] in ("False", "None")
+
+
+# 100,000 rows of a noisy line: torch splits the sums over 80,000 train rows among threads.
+SPLIT_BY_THREADS = ["data.step=0.00001", "data.noise_std=0.1", "train.loss=mse", "train.epochs=5"]
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset to take cores away")
+def test_the_thread_count_in_params_not_the_machines_cores_sets_the_bits(course_repo, tmp_path):
+    two_threads = repro_on(course_repo, {}, tmp_path / "two" / "repo", SPLIT_BY_THREADS, "train")
+    first = outputs(two_threads)
+    # The same params on a machine of one core: torch runs the two threads on it.
+    one_core = ["taskset", "--cpu-list", "0", "dvc", "repro", "--force", "--single-item", "train"]
+    run(one_core, two_threads)
+    assert outputs(two_threads) == first
+
+    three_threads = repro_on(
+        course_repo, {}, tmp_path / "three" / "repo", [*SPLIT_BY_THREADS, "threads=3"], "train"
+    )
+    _, difference, outside = largest_difference(
+        recorded_in(two_threads), recorded_in(three_threads), load_tolerance()
+    )
+    assert difference > 0 and outside == []  # other last bits, within the tolerance
