@@ -631,12 +631,12 @@ def changes_left_by_experiment(path: str | Path = PARAMS_FILE) -> str:
     if Path(root).resolve() != Path.cwd().resolve():
         return ""
     path = Path(path)
-    committed = subprocess.run(
-        ["git", "show", f"HEAD:{path.as_posix()}"], capture_output=True, text=True, check=False
-    )
     try:
+        committed = subprocess.run(
+            ["git", "show", f"HEAD:{path.as_posix()}"], capture_output=True, text=True, check=False
+        )
         now = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError):  # no git; the file is gone or not text
         return ""
     if committed.returncode != 0 or committed.stdout == now:
         return ""
@@ -676,4 +676,5 @@ def _changed_keys(committed: dict[str, Any], now: dict[str, Any]) -> str:
             shown.append(f"{key} (not in the commit)")
         elif committed[key] != now[key] or type(committed[key]) is not type(now[key]):
             shown.append(f"{key} (was {_shown(committed[key])})")
-    return ", ".join(shown)
+    more = f" and {len(shown) - 8} more" if len(shown) > 8 else ""
+    return ", ".join(shown[:8]) + more
