@@ -99,7 +99,7 @@ reproducibility-results: setup-test
 
 # Runs the stages on tables of 100, 1,999 (the widest with a linear baseline) and 10,000
 # feature columns: writes the table of docs/scale.md.
-wide-tables: setup
+wide-tables: setup-test
 	python benchmarks/wide_tables.py
 
 clean-venv:

@@ -26,8 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.pipeline_benchmark import STAGES, clone, commit, timed, write_section
 from pytorch_workflow.baselines import MAX_BASELINE_UNKNOWNS
 
-REPO = Path(__file__).resolve().parents[1]
-DOC = REPO / "docs/scale.md"
+DOC = Path(__file__).resolve().parents[1] / "docs/scale.md"
 SECTION = "<!-- wide tables: written by benchmarks/wide_tables.py -->"
 TASKS = {"regression": "mse", "binary_classification": "bce"}
 
@@ -71,7 +70,10 @@ def measure(workdir: Path, rows: int, features: int, task: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--features", type=int, nargs="+", default=[100, 1999, 10000])
+    widest_with_a_baseline = MAX_BASELINE_UNKNOWNS - 1
+    parser.add_argument(
+        "--features", type=int, nargs="+", default=[100, widest_with_a_baseline, 10_000]
+    )
     parser.add_argument("--rows", type=int, default=2500)
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args()

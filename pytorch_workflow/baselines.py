@@ -53,6 +53,7 @@ def unknowns(features: int, outputs: int) -> int:
 
 
 def left_out(features: int, outputs: int) -> bool:
+    """Whether a baseline of this size is left out (null): beyond MAX_BASELINE_UNKNOWNS."""
     return unknowns(features, outputs) > MAX_BASELINE_UNKNOWNS
 
 

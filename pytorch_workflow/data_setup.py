@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 import pyarrow as pa
@@ -350,12 +349,13 @@ def _checked_float32(
 
 
 def first_bad_row(path: Path, columns: list[str]) -> str | None:
-    """Where the CSV stops being numbers, found by reading it again row by row (errors only).
-    A line longer than pyarrow's block is named as such: pyarrow cannot read it, and reading it
-    whole could take all the memory (a 1 GB header)."""
+    """Where the CSV stops being numbers, found by reading it again row by row (errors only)."""
+    too_long = first_overlong_line(path)
+    if too_long:
+        return too_long
     try:
         with open(path, newline="", encoding="utf-8", errors="replace") as file:
-            reader = csv.reader(_lines_within(file, CSV_READ_OPTIONS.block_size))
+            reader = csv.reader(file)
             header = next(reader)
             index = {name: header.index(name) for name in columns}
             for row_number, row in enumerate(reader, start=1):
@@ -367,27 +367,27 @@ def first_bad_row(path: Path, columns: list[str]) -> str | None:
                         float(value)
                     except ValueError:
                         return f"row {row_number}, column {name!r}: {value[:40]!r} is not a number"
-    except _LineTooLongError as error:
-        return str(error)
     except (OSError, StopIteration, csv.Error, ValueError):
         return None
     return None
 
 
-class _LineTooLongError(Exception):
-    pass
-
-
-def _lines_within(file: TextIO, limit: int) -> Iterator[str]:
-    """The file's lines, stopping at the first one longer than `limit` characters."""
-    for number, line in enumerate(iter(lambda: file.readline(limit + 1), ""), start=1):
-        if len(line) > limit:
-            what = "the header (line 1)" if number == 1 else f"line {number}"
-            raise _LineTooLongError(
-                f"{what} is longer than {limit >> 20} MiB; a CSV line is read in blocks of "
-                "that size (is it a CSV with one row per line?)"
-            )
-        yield line
+def first_overlong_line(path: Path) -> str | None:
+    """The first line longer than pyarrow's block, which pyarrow cannot read, found without
+    holding more than a block: read whole, such a line (a 1 GB header) could fill the memory."""
+    limit = CSV_READ_OPTIONS.block_size
+    try:
+        with open(path, "rb") as file:
+            for number, line in enumerate(iter(lambda: file.readline(limit + 1), b"")):
+                if len(line) > limit:
+                    what = f"row {number}" if number else "the header"
+                    return (
+                        f"{what} is longer than {limit >> 20} MiB, the block in which a CSV is "
+                        "read (is it a CSV with one row per line?)"
+                    )
+    except OSError:
+        return None
+    return None
 
 
 def refuse_duplicate_columns(path: Path, names: list[str]) -> None:

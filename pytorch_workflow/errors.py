@@ -63,7 +63,11 @@ def exit_on_user_error(main: F) -> F:
 
 
 def _experiment_hint() -> str:
-    """Under a failed `dvc exp run`, what it left in params.yaml and how to undo it."""
-    from pytorch_workflow.params import changes_left_by_experiment  # params imports this module
+    """Under a failed `dvc exp run`, what it left in params.yaml and how to undo it. A training
+    process under torchrun leaves it to the train stage that started it, which repeats its
+    error: the hint is added once."""
+    # Both modules import this one.
+    from pytorch_workflow.distributed import in_torchrun
+    from pytorch_workflow.params import undo_hint_after_failed_experiment
 
-    return changes_left_by_experiment()
+    return "" if in_torchrun() else undo_hint_after_failed_experiment()

@@ -614,10 +614,10 @@ def _like_default(value: Any, default: Any) -> Any:
 # ---- after a failed `dvc exp run` ---------------------------------------------------------------
 
 
-def changes_left_by_experiment(path: str | Path = PARAMS_FILE) -> str:
+def undo_hint_after_failed_experiment(path: str | Path = PARAMS_FILE) -> str:
     """What a failed `dvc exp run` leaves in the workspace's params file, as a hint to append to
-    its error: the keys that differ from the last commit and how to go back to it; "" when the
-    run is not a workspace experiment or the file is the committed one.
+    its error: the keys that differ from the last commit and how to restore it; "" when the run
+    is not a workspace experiment or no key differs.
 
     `dvc exp run -S` writes its values into params.yaml before the stages run and keeps them when
     a stage fails, and when a value has the old one's length `git status` may not show the change
@@ -630,28 +630,29 @@ def changes_left_by_experiment(path: str | Path = PARAMS_FILE) -> str:
         return ""
     if Path(root).resolve() != Path.cwd().resolve():
         return ""
+    # `./` makes git read the file beside the stage, also in a DVC project in a subfolder.
+    committed_file = f"HEAD:./{Path(path).as_posix()}"
+    try:
+        shown = subprocess.run(
+            ["git", "show", committed_file], capture_output=True, encoding="utf-8", check=False
+        )
+    except (OSError, UnicodeDecodeError):  # no git; a committed file that is not text
+        return ""
+    if shown.returncode != 0:
+        return ""
     path = Path(path)
     try:
-        committed = subprocess.run(
-            ["git", "show", f"HEAD:{path.as_posix()}"], capture_output=True, text=True, check=False
+        changed = _changed_keys_shown(
+            _flattened(parse_yaml_mapping(shown.stdout, path)), _flattened(read_yaml_mapping(path))
         )
-        now = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):  # no git; the file is gone or not text
-        return ""
-    if committed.returncode != 0 or committed.stdout == now:
-        return ""
-    try:
-        changed = _changed_keys(
-            _flattened(parse_yaml_mapping(committed.stdout, path)),
-            _flattened(read_yaml_mapping(path)),
-        )
-        where = f" in {changed}" if changed else ""
+        if not changed:  # comments or layout only
+            return ""
+        what = f" ({changed})"
     except UserError:  # one of the two is not a params mapping: the keys cannot be compared
-        where = ""
+        what = ""
     return (
-        f"; a failed dvc exp run leaves {path} as it ran, which differs from the last commit"
-        f"{where}: fix it, or restore the committed file with "
-        f"`git show HEAD:{path.as_posix()} > {path.as_posix()}`"
+        f"; dvc exp run left {path} changed from the last commit{what}: edit it, or restore the "
+        f"committed file with `git show {committed_file} > {path}`"
     )
 
 
@@ -666,15 +667,19 @@ def _flattened(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _changed_keys(committed: dict[str, Any], now: dict[str, Any]) -> str:
-    """The keys whose values differ, each with its committed value: `train.lr (was 0.01)`."""
+# An error stays one readable line: the keys beyond these are counted, not named.
+_KEYS_SHOWN = 8
+
+
+def _changed_keys_shown(committed: dict[str, Any], now: dict[str, Any]) -> str:
+    """The keys whose values differ, each with its committed value: `train.lr, was 0.01`."""
     shown = []
     for key in sorted(committed.keys() | now.keys(), key=str):
         if key not in now:
-            shown.append(f"{key} (was {_shown(committed[key])}, now missing)")
+            shown.append(f"{key}, was {_shown(committed[key])}, now missing")
         elif key not in committed:
-            shown.append(f"{key} (not in the commit)")
+            shown.append(f"{key}, not in the commit")
         elif committed[key] != now[key] or type(committed[key]) is not type(now[key]):
-            shown.append(f"{key} (was {_shown(committed[key])})")
-    more = f" and {len(shown) - 8} more" if len(shown) > 8 else ""
-    return ", ".join(shown[:8]) + more
+            shown.append(f"{key}, was {_shown(committed[key])}")
+    more = f"; and {len(shown) - _KEYS_SHOWN} more" if len(shown) > _KEYS_SHOWN else ""
+    return "; ".join(shown[:_KEYS_SHOWN]) + more

@@ -29,7 +29,7 @@ import torch
 from pytorch_workflow.data_setup import (
     CSV_READ_OPTIONS,
     class_name,
-    first_bad_row,
+    first_overlong_line,
     numpy_column,
     refuse_duplicate_columns,
 )
@@ -59,7 +59,7 @@ def input_reader(
             convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
         )
     except (pa.ArrowInvalid, OSError) as error:
-        reason = first_bad_row(path, []) or f"not a readable CSV ({first_line(error)})"
+        reason = first_overlong_line(path) or f"not a readable CSV ({first_line(error)})"
         raise UserError(f"{path}: {reason}") from None
     except UnicodeDecodeError as error:  # pyarrow reads the bytes; its names decode as UTF-8
         raise UserError(f"{path}: the header is not UTF-8 text ({error.reason})") from None
@@ -239,7 +239,7 @@ def _batches(path: Path, reader: pa_csv.CSVStreamingReader):
     try:
         yield from reader
     except pa.ArrowInvalid as error:
-        reason = first_bad_row(path, []) or f"not a readable CSV ({first_line(error)})"
+        reason = first_overlong_line(path) or f"not a readable CSV ({first_line(error)})"
         raise UserError(f"{path}: {reason}") from None
 
 

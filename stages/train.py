@@ -41,7 +41,7 @@ from pytorch_workflow.utils import save_model
 
 def train(params: Params, paths: Paths) -> None:
     device = resolve_device(params.device, distributed.local_rank())
-    # The stage's threads are shared among its processes.
+    # `threads` is the stage's, so that more processes do not crowd more threads on the cores.
     use_repeatable_kernels(device, max(1, params.threads // params.train.processes))
     processes = distributed.start_process_group(device) if distributed.in_torchrun() else 1
     # The first process on each machine logs and writes: every process holds the same model.

@@ -340,18 +340,18 @@ def test_dvc_repro_stops_at_the_bad_param(pipeline_repo):
     assert "Traceback" not in result.stderr + result.stdout
 
 
-UNDO = "restore the committed file with `git show HEAD:params.yaml > params.yaml`"
+UNDO = "restore the committed file with `git show HEAD:./params.yaml > params.yaml`"
 
 
 def test_dvc_exp_run_with_a_bad_value_fails_naming_it_and_how_to_undo_it(pipeline_repo):
     committed = (pipeline_repo / "params.yaml").read_text()
     result = run(["dvc", "exp", "run", "-S", "seed=-1"], pipeline_repo, check=False)
 
-    assert_clean_failure(result, "seed must be a whole number >= 0", "in seed (was 42)", UNDO)
+    assert_clean_failure(result, "seed must be a whole number >= 0", "(seed, was 42)", UNDO)
     # DVC keeps the value in params.yaml (and, as "seed: 42" and "seed: -1" have the same size,
     # leaves git's index believing the file unchanged); the hint's command restores it.
     assert "seed: -1" in (pipeline_repo / "params.yaml").read_text()
-    run(["sh", "-c", "git show HEAD:params.yaml > params.yaml"], pipeline_repo)
+    run(["sh", "-c", "git show HEAD:./params.yaml > params.yaml"], pipeline_repo)
     assert (pipeline_repo / "params.yaml").read_text() == committed
     run(["dvc", "exp", "run", "-S", "train.epochs=101", "train"], pipeline_repo)  # runs again
 
@@ -360,14 +360,14 @@ def test_a_failed_dvc_exp_run_names_every_key_it_leaves_changed_whatever_failed(
     params_file = pipeline_repo / "params.yaml"
     # A value refused only together with another key (a check across fields).
     across = run(["dvc", "exp", "run", "-S", "data.end=0.0"], pipeline_repo, check=False)
-    assert_clean_failure(across, "data.end must be greater than data.start", "in data.end (was 1")
+    assert_clean_failure(across, "data.end must be greater than data.start", "(data.end, was 1")
     assert UNDO in across.stderr
-    run(["sh", "-c", "git show HEAD:params.yaml > params.yaml"], pipeline_repo)
+    run(["sh", "-c", "git show HEAD:./params.yaml > params.yaml"], pipeline_repo)
 
     # An edit by hand is named too: going back to the commit would drop it.
     params_file.write_text(params_file.read_text().replace("epochs: 100", "epochs: 150"))
     edited = run(["dvc", "exp", "run", "-S", "seed=-1"], pipeline_repo, check=False)
-    assert_clean_failure(edited, "in seed (was 42), train.epochs (was 100)", UNDO)
+    assert_clean_failure(edited, "(seed, was 42; train.epochs, was 100)", UNDO)
 
 
 def test_a_failed_dvc_exp_run_in_a_copy_gives_no_undo_hint_for_the_untouched_workspace(
@@ -376,14 +376,14 @@ def test_a_failed_dvc_exp_run_in_a_copy_gives_no_undo_hint_for_the_untouched_wor
     committed = (pipeline_repo / "params.yaml").read_text()
     copy = run(["dvc", "exp", "run", "--temp", "-S", "seed=-1"], pipeline_repo, check=False)
     assert_clean_failure(copy, "seed must be a whole number >= 0")
-    assert "leaves params.yaml as it ran" not in copy.stderr
+    assert "changed from the last commit" not in copy.stderr
     assert (pipeline_repo / "params.yaml").read_text() == committed
 
     # Outside an experiment a bad value is only named.
     (pipeline_repo / "params.yaml").write_text(committed.replace("seed: 42", "seed: -1"))
     plain = run(["dvc", "repro"], pipeline_repo, check=False)
     assert "seed must be a whole number" in plain.stderr
-    assert "leaves params.yaml as it ran" not in plain.stderr
+    assert "changed from the last commit" not in plain.stderr
 
 
 def test_dvc_exp_run_with_an_unknown_key_is_refused_by_dvc_first(pipeline_repo):

@@ -2,6 +2,7 @@
 
 import copy
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from pytorch_workflow.params import (
     TASKS,
     load_params,
     parse_device,
+    undo_hint_after_failed_experiment,
 )
 from tests.conftest import DEFAULTS, REPO_ROOT
 from tests.helpers import COURSE_DATA, COURSE_PARAMS, COURSE_SPLIT, COURSE_TRAIN
@@ -196,3 +198,56 @@ def test_a_pipe_in_place_of_params_is_refused_without_reading_it(tmp_path):
 
     with pytest.raises(UserError, match="not a regular file"):
         load_params(path)
+
+
+# ---- the hint after a failed `dvc exp run` ------------------------------------------------------
+
+
+@pytest.fixture
+def experiment_workspace(tmp_path, monkeypatch):
+    """A git repository with the course's params committed, as a workspace `dvc exp run` runs in."""
+    text = yaml.safe_dump(COURSE_PARAMS, sort_keys=False)
+    (tmp_path / "params.yaml").write_text(text)
+    for command in (["init", "-q"], ["add", "params.yaml"], ["commit", "-qm", "params"]):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *command], cwd=tmp_path, check=True
+        )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-1")
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    return tmp_path / "params.yaml", text
+
+
+def test_the_undo_hint_names_each_changed_key_with_its_committed_value(experiment_workspace):
+    path, text = experiment_workspace
+    assert undo_hint_after_failed_experiment() == ""  # as committed
+    path.write_text(text + "# a comment\n")
+    assert undo_hint_after_failed_experiment() == ""  # no key differs
+
+    path.write_text(text.replace("seed: 42", "seed: 7").replace("epochs: 100", "epochs: 5"))
+    assert undo_hint_after_failed_experiment() == (
+        "; dvc exp run left params.yaml changed from the last commit (seed, was 42; "
+        "train.epochs, was 100): edit it, or restore the committed file with "
+        "`git show HEAD:./params.yaml > params.yaml`"
+    )
+    values = copy.deepcopy(COURSE_PARAMS)
+    values["data"] = {key: 1 for key in values["data"]}
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    assert "; and " in undo_hint_after_failed_experiment()  # too many to name in one line
+
+    path.write_text("seed: [")  # not YAML: the keys cannot be compared, the file still differs
+    assert "changed from the last commit: edit it" in undo_hint_after_failed_experiment()
+
+
+def test_no_undo_hint_where_the_workspace_was_not_changed_or_git_is_missing(
+    experiment_workspace, monkeypatch, tmp_path
+):
+    path, text = experiment_workspace
+    path.write_text(text.replace("seed: 42", "seed: 7"))
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path / "elsewhere"))  # a queued run's copy
+    assert undo_hint_after_failed_experiment() == ""
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setenv("PATH", "")  # no git
+    assert undo_hint_after_failed_experiment() == ""
+    monkeypatch.delenv("DVC_EXP_NAME")  # not an experiment
+    assert undo_hint_after_failed_experiment() == ""

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
         ("a,b\n1,2\n", "expected column(s) x; missing x"),
         ("x\n", "has no rows"),
         ("", "not a readable CSV"),
-        ("x\n1\n" + "2," * 2_500_000 + "3\n", "line 3 is longer than 4 MiB"),
+        ("x\n1\n" + "2," * 2_500_000 + "3\n", "row 2 is longer than 4 MiB"),
     ],
 )
 def test_predict_names_the_problem_in_the_input_csv(reproduced, tmp_path, text, message):

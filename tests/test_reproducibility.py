@@ -11,6 +11,7 @@ and 4) was checked by hand under emulation (docs/reproducibility.md): no environ
 makes an x86-64 CPU sum in 4 lanes.
 """
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -180,7 +181,8 @@ def test_the_thread_count_in_params_not_the_machines_cores_sets_the_bits(course_
     two_threads = repro_on(course_repo, {}, tmp_path / "two" / "repo", SPLIT_BY_THREADS, "train")
     first = outputs(two_threads)
     # The same params on a machine of one core: torch runs the two threads on it.
-    one_core = ["taskset", "--cpu-list", "0", "dvc", "repro", "--force", "--single-item", "train"]
+    core = str(min(os.sched_getaffinity(0)))
+    one_core = ["taskset", "--cpu-list", core, "dvc", "repro", "--force", "--single-item", "train"]
     run(one_core, two_threads)
     assert outputs(two_threads) == first
 
