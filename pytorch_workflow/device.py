@@ -55,6 +55,10 @@ def use_repeatable_kernels(device: torch.device, threads: int) -> None:
 
 
 def describe(device: torch.device) -> str:
+    """The device as the log names it: a GPU's model, the CPU's threads (`threads` in params)."""
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        threads = torch.get_num_threads()
+        return f"cpu ({threads} thread{'s' if threads > 1 else ''})"
     return str(device)

@@ -68,7 +68,7 @@ def test_two_processes_agree_with_one_and_write_the_same_bytes_again(chunked, tm
     first = files(repo)
     run(["dvc", "repro", "--force", "--single-item", "train"], repo)
 
-    assert "Using device: cpu, 2 processes" in result.stdout
+    assert "Using device: cpu (1 thread), 2 processes" in result.stdout
     assert files(repo) == first
     assert json.loads((repo / "metrics/train.json").read_text())["processes"] == 2
     # DistributedDataParallel averages the processes' gradients: the sums are grouped
@@ -104,7 +104,7 @@ def test_the_course_on_two_processes_splits_its_one_chunk(reproduced, tmp_path):
     result = run(["dvc", "repro"], repo)
 
     _, _, outside = largest_difference(recorded(reproduced[0]), recorded(repo), load_tolerance())
-    assert "Using device: cpu, 2 processes" in result.stdout
+    assert "Using device: cpu (1 thread), 2 processes" in result.stdout
     assert outside == []
 
 
@@ -133,7 +133,7 @@ def test_two_machines_on_loopback_train_together_and_each_writes_the_model(chunk
     _, errors = other.communicate(timeout=120)
 
     assert other.returncode == 0, errors
-    assert "Using device: cpu, 2 processes" in result.stdout
+    assert "Using device: cpu (2 threads), 2 processes" in result.stdout
     two_processes = clone_copy(chunked, tmp_path / "two")
     set_params(two_processes, train__processes=2)
     run([sys.executable, "-m", "stages.train"], two_processes)
