@@ -204,7 +204,7 @@ def csv_chunks(
             ),
         )
         for batch in reader:
-            table = pa.Table.from_batches([batch]).select(columns)
+            table = pa.Table.from_batches([batch])  # its columns in the order of `columns`
             yield _checked_float32(path, table, first_row, task, params.target)
             first_row += batch.num_rows
     except pa.ArrowInvalid as error:
@@ -230,12 +230,13 @@ def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> li
     if all(pa.types.is_null(field.type) for field in schema):
         raise UserError(f"{path}: has no rows")
     refuse_duplicate_columns(path, names)
-    if params.target not in names:
+    present = set(names)
+    if params.target not in present:
         raise UserError(
             f"{path}: data.target column {params.target!r} not found; columns: {_names(names)}"
         )
     if wanted is not None:
-        missing = [name for name in wanted if name not in names]
+        missing = [name for name in wanted if name not in present]
         if missing:
             raise UserError(
                 f"{path}: the test split lacks the train split's column(s) {_names(missing)}"
@@ -252,7 +253,7 @@ def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> li
             raise UserError(f"{path}: no numeric column besides the target {params.target!r}")
     else:
         features = list(params.features)
-        missing = [name for name in features if name not in names]
+        missing = [name for name in features if name not in present]
         if missing:
             raise UserError(f"{path}: data.features column(s) not found: {_names(missing)}")
     return [*features, params.target]
@@ -290,7 +291,7 @@ def _refuse_mistyped_numbers(path: Path, schema: pa.Schema, target: str) -> None
             (row, value) for row, value in enumerate(block.column(name).to_pylist(), 1) if value
         ]
         numbers = [_is_number(value) for _, value in given]
-        if given and sum(numbers) >= len(given) / 2:
+        if given and False in numbers and sum(numbers) >= len(given) / 2:
             row, value = given[numbers.index(False)]
             raise UserError(
                 f"{path}: row {row}, column {name!r}: {value[:40]!r} is not a number in a column "
@@ -299,9 +300,10 @@ def _refuse_mistyped_numbers(path: Path, schema: pa.Schema, target: str) -> None
 
 
 def _is_number(text: str) -> bool:
+    """Whether pyarrow reads the text as a number (Python's `float` also takes `1_000`, ` 2`)."""
     try:
-        float(text)
-    except ValueError:
+        pa.scalar(text).cast(pa.float64())
+    except pa.ArrowInvalid:
         return False
     return True
 
@@ -310,33 +312,35 @@ def _checked_float32(
     path: Path, table: pa.Table, first_row: int, task: str, target: str
 ) -> pa.Table:
     """The table as float32, refusing missing, infinite and float32-overflowing values."""
-    checked = {}
-    for name in table.column_names:
-        values = numpy_column(table[name])  # nulls come out as NaN
-        with np.errstate(over="ignore"):  # too large for float32: found just below
-            as_float32 = values.astype(np.float32)
-        bad = ~np.isfinite(as_float32)
-        if bad.any():
-            index = int(np.flatnonzero(bad)[0])
-            value = values[index]
-            problem = (
-                "is empty or not a number"
-                if np.isnan(value)
-                else f"{value:g} is beyond float32's range (±3.4e38)"
-                if math.isfinite(value)
-                else f"{value:g} is not finite"
+    names = table.column_names
+    # All columns at once (a wide table has thousands), column by column in memory.
+    values = np.column_stack([numpy_column(table[name]) for name in names])  # nulls as NaN
+    with np.errstate(over="ignore"):  # too large for float32: found just below
+        as_float32 = values.astype(np.float32, order="F")
+    bad = ~np.isfinite(as_float32)
+    if bad.any():
+        column = int(np.flatnonzero(bad.any(axis=0))[0])  # the first column with one, as named
+        index = int(np.flatnonzero(bad[:, column])[0])
+        value, name = values[index, column], names[column]
+        problem = (
+            "is empty or not a number"
+            if np.isnan(value)
+            else f"{value:g} is beyond float32's range (±3.4e38)"
+            if math.isfinite(value)
+            else f"{value:g} is not finite"
+        )
+        raise UserError(f"{path}: row {first_row + index}, column {name!r}: {problem}")
+    if task == MULTICLASS and target in names:
+        labels = values[:, names.index(target)]
+        # float32 holds every whole number up to 2**24 exactly; beyond, labels would merge.
+        wrong = np.flatnonzero((labels != np.round(labels)) | (np.abs(labels) > 2**24))
+        if wrong.size:
+            raise UserError(
+                f"{path}: task {MULTICLASS} needs whole-number class labels up to "
+                f"±16,777,216; column {target!r} has {labels[wrong[0]]:.15g} at row "
+                f"{first_row + int(wrong[0])}"
             )
-            raise UserError(f"{path}: row {first_row + index}, column {name!r}: {problem}")
-        if task == MULTICLASS and name == target:
-            # float32 holds every whole number up to 2**24 exactly; beyond, labels would merge.
-            wrong = np.flatnonzero((values != np.round(values)) | (np.abs(values) > 2**24))
-            if wrong.size:
-                raise UserError(
-                    f"{path}: task {MULTICLASS} needs whole-number class labels up to "
-                    f"±16,777,216; column {target!r} has {values[wrong[0]]:.15g} at row "
-                    f"{first_row + int(wrong[0])}"
-                )
-        checked[name] = as_float32
+    checked = {name: as_float32[:, place] for place, name in enumerate(names)}
     if task == CLASSIFICATION:
         labels = checked[target]
         wrong = np.flatnonzero((labels != 0) & (labels != 1))
@@ -357,7 +361,8 @@ def first_bad_row(path: Path, columns: list[str]) -> str | None:
         with open(path, newline="", encoding="utf-8", errors="replace") as file:
             reader = csv.reader(file)
             header = next(reader)
-            index = {name: header.index(name) for name in columns}
+            places = {name: place for place, name in enumerate(header)}
+            index = {name: places[name] for name in columns}
             for row_number, row in enumerate(reader, start=1):
                 if len(row) != len(header):
                     return f"row {row_number} has {len(row)} fields; the header has {len(header)}"
@@ -391,7 +396,7 @@ def first_overlong_line(path: Path) -> str | None:
 
 
 def refuse_duplicate_columns(path: Path, names: list[str]) -> None:
-    duplicated = sorted({name for name in names if names.count(name) > 1})
+    duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicated:
         raise UserError(f"{path}: column name(s) used twice: {', '.join(duplicated)}")
 
@@ -488,12 +493,15 @@ class ParquetTable:
             schema = self._file.schema_arrow
         except Exception as error:  # pyarrow raises several types for a damaged file
             raise self._unreadable(error) from None
-        self.columns = list(columns) if columns is not None else list(schema.names)
-        missing = [name for name in self.columns if name not in schema.names]
+        # Each of `schema.names` and `schema.field` goes through every column: looked up once
+        # here, a table of 10,000 columns is checked in milliseconds instead of seconds.
+        types = dict(zip(schema.names, schema.types, strict=True))
+        self.columns = list(columns) if columns is not None else list(types)
+        missing = [name for name in self.columns if name not in types]
         if missing:
             raise UserError(f"{self.path}: missing column(s) {', '.join(missing)}")
         for name in self.columns:
-            kind = schema.field(name).type
+            kind = types[name]
             if not pa.types.is_floating(kind):
                 raise UserError(f"{self.path}: column {name} is not numeric ({kind})")
         self.rows = self._file.metadata.num_rows

@@ -66,7 +66,8 @@ def input_reader(
     refuse_duplicate_columns(path, names)
     if len(columns) == 1 and columns[0] not in names and len(names) == 1:
         return reader, {columns[0]: names[0]}
-    missing = [column for column in columns if column not in names]
+    present = set(names)
+    missing = [column for column in columns if column not in present]
     if missing:
         raise UserError(
             f"{path}: expected column(s) {', '.join(columns)}; missing {', '.join(missing)}"
