@@ -313,7 +313,8 @@ def _checked_float32(
 ) -> pa.Table:
     """The table as float32, refusing missing, infinite and float32-overflowing values."""
     names = table.column_names
-    # All columns at once (a wide table has thousands), column by column in memory.
+    # All columns at once (a wide table has thousands), in column-major order so that each
+    # column stays one contiguous vector for the Parquet writer.
     values = np.column_stack([numpy_column(table[name]) for name in names])  # nulls as NaN
     with np.errstate(over="ignore"):  # too large for float32: found just below
         as_float32 = values.astype(np.float32, order="F")
@@ -372,7 +373,7 @@ def first_bad_row(path: Path, columns: list[str]) -> str | None:
                         float(value)
                     except ValueError:
                         return f"row {row_number}, column {name!r}: {value[:40]!r} is not a number"
-    except (OSError, StopIteration, csv.Error, ValueError):
+    except (OSError, StopIteration, csv.Error, ValueError, KeyError):
         return None
     return None
 
