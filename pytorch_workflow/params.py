@@ -643,7 +643,7 @@ def undo_hint_after_failed_experiment(path: str | Path = PARAMS_FILE) -> str:
     path = Path(path)
     try:
         changed = _changed_keys_shown(
-            _flattened(parse_yaml_mapping(shown.stdout, path)), _flattened(read_yaml_mapping(path))
+            parse_yaml_mapping(shown.stdout, path), read_yaml_mapping(path)
         )
         if not changed:  # comments or layout only
             return ""
@@ -656,15 +656,25 @@ def undo_hint_after_failed_experiment(path: str | Path = PARAMS_FILE) -> str:
     )
 
 
-def _flattened(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in raw.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flattened(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
+# A key that one of two params mappings lacks.
+ABSENT = object()
+
+
+def changed_values(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """Each innermost key whose value differs between two params mappings, dotted
+    (`train.epochs`), with its value before and after (ABSENT where a side lacks it)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [
+            change
+            for key in sorted(before.keys() | after.keys(), key=str)
+            for change in changed_values(
+                before.get(key, ABSENT),
+                after.get(key, ABSENT),
+                f"{prefix}.{key}" if prefix else key,
+            )
+        ]
+    same = before == after and type(before) is type(after)
+    return [] if same else [(prefix, before, after)]
 
 
 # An error stays one readable line: the keys beyond these are counted, not named.
@@ -673,13 +683,11 @@ _KEYS_SHOWN = 8
 
 def _changed_keys_shown(committed: dict[str, Any], now: dict[str, Any]) -> str:
     """The keys whose values differ, each with its committed value: `train.lr, was 0.01`."""
-    shown = []
-    for key in sorted(committed.keys() | now.keys(), key=str):
-        if key not in now:
-            shown.append(f"{key}, was {_shown(committed[key])}, now missing")
-        elif key not in committed:
-            shown.append(f"{key}, not in the commit")
-        elif committed[key] != now[key] or type(committed[key]) is not type(now[key]):
-            shown.append(f"{key}, was {_shown(committed[key])}")
+    shown = [
+        f"{key}, not in the commit"
+        if was is ABSENT
+        else f"{key}, was {_shown(was)}" + (", now missing" if value is ABSENT else "")
+        for key, was, value in changed_values(committed, now)
+    ]
     more = f"; and {len(shown) - _KEYS_SHOWN} more" if len(shown) > _KEYS_SHOWN else ""
     return "; ".join(shown[:_KEYS_SHOWN]) + more

@@ -95,6 +95,18 @@ def predict(repo: Path, *args: str | Path, check: bool = False) -> subprocess.Co
     return run(command, repo, check=check)
 
 
+def start_stage(stage: str, repo: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A stage started as `python -m stages.STAGE`, its output piped as text, left running."""
+    return subprocess.Popen(
+        [sys.executable, "-m", f"stages.{stage}"],
+        cwd=repo,
+        env=env or tool_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def imported(code: str, modules: tuple[str, ...], cwd: Path = REPO_ROOT) -> list[str]:
     """Which of `modules` a fresh Python has imported after running `code` in `cwd`."""
     probe = f"import sys\n{code}\nprint(*[m for m in {modules!r} if m in sys.modules])"

@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import run, tool_env
+from tests.conftest import run, start_stage, tool_env
 
 pytestmark = pytest.mark.slow
 
@@ -450,14 +450,7 @@ def test_killed_while_writing_leaves_no_complete_looking_file_and_repro_recovers
 def test_ctrl_c_while_training_is_one_line_and_keeps_the_outputs(pipeline_repo):
     set_params(pipeline_repo, train__epochs=100_000)
     before = outputs_snapshot(pipeline_repo)
-    stage = subprocess.Popen(
-        [sys.executable, "-m", "stages.train"],
-        cwd=pipeline_repo,
-        env=tool_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    stage = start_stage("train", pipeline_repo)
     # Interrupted once it trains: its first log line is out.
     assert stage.stdout is not None
     for line in stage.stdout:

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import clone_copy, run, tool_env
+from tests.conftest import clone_copy, run, start_stage, tool_env
 from tests.test_bad_inputs import assert_clean_failure, set_params
 from tools.tolerance import largest_difference, load_tolerance, numbers_of
 
@@ -121,14 +121,7 @@ def test_two_machines_on_loopback_train_together_and_each_writes_the_model(chunk
     for repo in (first, second):
         (repo / "models/model.pt").unlink()
     # The second machine runs the stage itself; the first runs it through dvc repro.
-    other = subprocess.Popen(
-        [sys.executable, "-m", "stages.train"],
-        cwd=second,
-        env={**tool_env(), **rendezvous},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    other = start_stage("train", second, env={**tool_env(), **rendezvous})
     result = run(["dvc", "repro", "train"], first, env={**tool_env(), **rendezvous})
     _, errors = other.communicate(timeout=120)
 
@@ -147,14 +140,7 @@ def test_a_process_that_dies_fails_the_stage_in_one_line_and_writes_nothing(chun
     repo = clone_copy(chunked, tmp_path / "repo")
     set_params(repo, train__processes=2, train__epochs=100_000)
     before = files(repo)
-    stage = subprocess.Popen(
-        [sys.executable, "-m", "stages.train"],
-        cwd=repo,
-        env=tool_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    stage = start_stage("train", repo)
     deadline = time.monotonic() + 120
     victim = None
     while victim is None:

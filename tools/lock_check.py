@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
-from pytorch_workflow.params import PARAMS_FILE
+from pytorch_workflow.params import PARAMS_FILE, changed_values, read_yaml_mapping
 from tools.commands import output_of, streamed, uncommitted
 from tools.tolerance import TOLERANCE_FILE, largest_difference, load_tolerance, numbers_of
 
@@ -92,23 +92,13 @@ def changed_params(stage: str, sections: list[str]) -> list[str]:
     named to its key (`modified train.epochs`), where DVC names only a section."""
     lock = read_lock(Path(LOCK_FILE).read_bytes(), LOCK_FILE)
     recorded = lock.get("stages", {}).get(stage, {}).get("params", {}).get(PARAMS_FILE, {})
-    current = yaml.safe_load(Path(PARAMS_FILE).read_text(encoding="utf-8")) or {}
+    current = read_yaml_mapping(Path(PARAMS_FILE))  # as DVC reads it
     found = []
     for section in sections:
         top = section.split(".")[0]
-        keys = _differences(recorded.get(top), current.get(top), top)
-        found += keys or [f"modified {section}"]
+        keys = changed_values(recorded.get(top), current.get(top), top)
+        found += [f"modified {key}" for key, _, _ in keys] or [f"modified {section}"]
     return found
-
-
-def _differences(recorded: object, current: object, prefix: str) -> list[str]:
-    if isinstance(recorded, dict) and isinstance(current, dict):
-        return [
-            change
-            for key in sorted(set(recorded) | set(current), key=str)
-            for change in _differences(recorded.get(key), current.get(key), f"{prefix}.{key}")
-        ]
-    return [] if recorded == current else [f"modified {prefix}"]
 
 
 def changed_data() -> list[str]:
