@@ -164,8 +164,7 @@ def run_recipe(table: Table, classification: bool, workdir: Path) -> tuple[Path,
     started = time.perf_counter()
     subprocess.run(command, cwd=repo, env=environment(), check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started
-    train = pd.read_parquet(repo / "data/train.parquet")
-    test = pd.read_parquet(repo / "data/test.parquet")
+    train, test = splits(repo)
     return repo, seconds, len(train) + len(test), train.shape[1] - 1
 
 
@@ -173,13 +172,19 @@ def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def splits(repo: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The train and test rows of the dataset, as data/split.parquet records them."""
+    dataset = pd.read_parquet(repo / "data/dataset.parquet")
+    in_train = pd.read_parquet(repo / "data/split.parquet")["train"]
+    return dataset[in_train].reset_index(drop=True), dataset[~in_train].reset_index(drop=True)
+
+
 def standardised_splits(repo: Path) -> tuple[pd.DataFrame, ...]:
     """Train and test features scaled as the model sees them, and the targets (the textbook
     way: least squares and logistic regression on standardised features)."""
     features = read_json(repo / "data/features.json")
     x, y = features["features"], features["target"]
-    train = pd.read_parquet(repo / "data/train.parquet")
-    test = pd.read_parquet(repo / "data/test.parquet")
+    train, test = splits(repo)
 
     def scale(frame: pd.DataFrame) -> pd.DataFrame:
         return (frame[x].astype("float64") - features["mean"]) / features["std"]

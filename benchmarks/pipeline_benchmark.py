@@ -306,10 +306,16 @@ def main() -> None:
         f"| **2 processes of 1 thread / 1 process of 2 threads (`threads: 2`), per epoch** "
         f"| | | {r:.2f} | | |"
     )
+    # Each stage's share of the marginal cost: its seconds less its seconds at 50 rows, over
+    # the script's seconds less the script's at 50 rows.
+    script_rows = huge_course[0] - median(small["course"])
     for stage, (seconds, rss) in huge_stages.items():
         ok = rss <= 1e9
+        at_50 = small_stages[stage][0]
+        share = (seconds - at_50) / script_rows
         lines.append(
-            f"| {stage}, {huge_rows:,} rows | {seconds:.2f} | {rss / 1e6:,.0f} | | <= 1,000 MB "
+            f"| {stage}, {huge_rows:,} rows (50 rows: {at_50:.2f} s; ratio: its rows' seconds / "
+            f"the script's) | {seconds:.2f} | {rss / 1e6:,.0f} | {share:.2f} | <= 1,000 MB "
             f"| {'yes' if ok else '**no**'} |"
         )
     lines.append(

@@ -7,6 +7,7 @@ whatever the number of rows. No torch here: the data stages stay light.
 
 import contextlib
 import csv
+import itertools
 import json
 import math
 import os
@@ -38,6 +39,8 @@ pa.set_memory_pool(pa.system_memory_pool())
 
 # The footer key of the dataset that counts its last rows that are a given test split.
 GIVEN_TEST_ROWS = "pytorch_workflow.given_test_rows"
+# The split file's footer: how many train rows each of its row groups has (a JSON list).
+TRAIN_ROWS = "pytorch_workflow.train_rows"
 # The column of data/test_predictions.parquet: the model's raw output for each test row.
 OUTPUT_COLUMN = "output"
 
@@ -110,6 +113,17 @@ def numpy_column(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     longer imports pandas for these conversions: then both can go.
     """
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    if column.type == pa.bool_() and not any(chunk.null_count for chunk in chunks):
+        # Arrow packs booleans eight to a byte, the first in the lowest bit.
+        bits = [
+            np.unpackbits(
+                np.frombuffer(chunk.buffers()[1], np.uint8),
+                count=chunk.offset + len(chunk),
+                bitorder="little",
+            )[chunk.offset :].view(bool)
+            for chunk in chunks
+        ]
+        return np.concatenate(bits) if bits else np.empty(0, bool)
     dtype = _FLOAT_DTYPES.get(column.type)
     if dtype is None or any(chunk.null_count for chunk in chunks):
         return column.to_numpy(zero_copy_only=False)
@@ -126,9 +140,16 @@ def numpy_column(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def arrow_table(columns: dict[str, np.ndarray]) -> pa.Table:
-    """A table of 1-d numeric numpy arrays, built from their buffers (see `numpy_column`)."""
+    """A table of 1-d numeric or boolean numpy arrays, built from their buffers (see
+    `numpy_column`)."""
     arrays = {}
     for name, values in columns.items():
+        if values.ndim == 1 and values.dtype == np.bool_:
+            packed = np.packbits(values, bitorder="little")
+            arrays[name] = pa.Array.from_buffers(
+                pa.bool_(), len(values), [None, pa.py_buffer(packed)]
+            )
+            continue
         if values.ndim != 1 or values.dtype.kind not in "fiu" or not values.dtype.isnative:
             arrays[name] = pa.array(values)  # not a plain vector of numbers: pyarrow's own way
             continue
@@ -411,12 +432,13 @@ def _names(names: list[str]) -> str:
 
 
 class TableWriter:
-    """Appends float32 chunks to a Parquet file in row groups of `chunk_rows`, atomically.
+    """Appends chunks to a Parquet file in row groups of `chunk_rows` (None: each chunk one row
+    group), atomically.
 
     Nothing appears at `path` until the block ends without an error.
     """
 
-    def __init__(self, path: str | Path, chunk_rows: int) -> None:
+    def __init__(self, path: str | Path, chunk_rows: int | None) -> None:
         self.path = Path(path)
         self.chunk_rows = chunk_rows
         self.rows = 0
@@ -441,6 +463,10 @@ class TableWriter:
 
     def append(self, table: pa.Table) -> None:
         self.appended += table.num_rows
+        if self.chunk_rows is None:
+            if table.num_rows:
+                self._write(table)
+            return
         if self._pending is not None:
             table = pa.concat_tables([self._pending, table])
         while table.num_rows >= self.chunk_rows:
@@ -460,7 +486,7 @@ class TableWriter:
                 compression="none",
                 write_statistics=False,
             )
-        self._writer.write_table(table, row_group_size=self.chunk_rows)
+        self._writer.write_table(table, row_group_size=table.num_rows)
         self.rows += table.num_rows
 
     def __exit__(self, kind, error, traceback) -> None:
@@ -487,13 +513,8 @@ class ParquetTable:
 
     def __init__(self, path: str | Path, columns: Iterable[str] | None = None) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise UserError(f"{self.path}: file not found; run `dvc repro` to make it")
-        try:
-            self._file = pq.ParquetFile(self.path)
-            schema = self._file.schema_arrow
-        except Exception as error:  # pyarrow raises several types for a damaged file
-            raise self._unreadable(error) from None
+        self._file = open_parquet(self.path)
+        schema = self._file.schema_arrow
         # Each of `schema.names` and `schema.field` goes through every column: looked up once
         # here, a table of 10,000 columns is checked in milliseconds instead of seconds.
         types = dict(zip(schema.names, schema.types, strict=True))
@@ -515,19 +536,13 @@ class ParquetTable:
         for group in range(self._file.num_row_groups):
             self.offsets.append(self.offsets[-1] + self._file.metadata.row_group(group).num_rows)
 
-    def _unreadable(self, error: Exception) -> UserError:
-        return UserError(f"{self.path}: not a readable Parquet file ({first_line(error, 200)})")
-
     @property
     def num_chunks(self) -> int:
         return len(self.offsets) - 1
 
     def chunk(self, index: int) -> dict[str, np.ndarray]:
         """Row group `index` as float32 arrays, checked for NaN and infinite values."""
-        try:
-            table = self._file.read_row_group(index, columns=self.columns)
-        except Exception as error:
-            raise self._unreadable(error) from None
+        table = read_row_group(self._file, self.path, index, self.columns)
         arrays = {}
         for name in self.columns:
             values = numpy_column(table[name]).astype(np.float32, copy=False)
@@ -544,7 +559,34 @@ class ParquetTable:
         return map(self.chunk, range(self.num_chunks))
 
 
+def open_parquet(path: Path) -> pq.ParquetFile:
+    """A Parquet file of the pipeline's, opened; missing or damaged, one line that says so."""
+    if not path.is_file():
+        raise UserError(f"{path}: file not found; run `dvc repro` to make it")
+    try:
+        file = pq.ParquetFile(path)
+        file.schema_arrow  # noqa: B018 (a damaged footer fails here)
+    except Exception as error:  # pyarrow raises several types for a damaged file
+        raise _unreadable(path, error) from None
+    return file
+
+
+def read_row_group(file: pq.ParquetFile, path: Path, index: int, columns: list[str]) -> pa.Table:
+    try:
+        return file.read_row_group(index, columns=columns)
+    except Exception as error:
+        raise _unreadable(path, error) from None
+
+
+def _unreadable(path: Path, error: Exception) -> UserError:
+    return UserError(f"{path}: not a readable Parquet file ({first_line(error, 200)})")
+
+
 # ---- the split ---------------------------------------------------------------------------------
+
+SIDES = ("train", "test")
+# The split file's one column: for each row of the dataset, whether it is a train row.
+SPLIT_COLUMN = "train"
 
 
 @dataclass
@@ -567,7 +609,7 @@ class ColumnStats:
         means = np.array([np.mean(column, dtype=np.float64) for column in values])
         m2 = np.array(
             [
-                np.sum(np.square(column.astype(np.float64) - mean))
+                _sum_of_squares(column.astype(np.float64), mean)
                 for column, mean in zip(values, means, strict=True)
             ]
         )
@@ -580,6 +622,12 @@ class ColumnStats:
     @property
     def std(self) -> np.ndarray:
         return np.sqrt(self.m2 / self.count)
+
+
+def _sum_of_squares(values: np.ndarray, mean: float) -> float:
+    """The sum of squared deviations from `mean`, computed in place in `values` (float64)."""
+    values -= mean
+    return float(np.sum(np.square(values, out=values)))
 
 
 # A multi-class target with more classes than this is a regression target by mistake.
@@ -659,15 +707,10 @@ class SplitSummary:
 
 
 def split_dataset(
-    dataset: ParquetTable,
-    params: SplitParams,
-    task: str,
-    seed: int,
-    chunk_rows: int,
-    train_path: Path,
-    test_path: Path,
+    dataset: ParquetTable, params: SplitParams, task: str, seed: int, split_path: Path
 ) -> tuple[SplitSummary, ColumnStats]:
-    """Stream the dataset into train and test files in one pass.
+    """Decide in one pass which rows of the dataset are train rows, and record it in
+    `split_path`: the rows stay in the dataset, and `read_split` gives each side.
 
     Returns what the split did and the train split's column statistics (for standardising).
     """
@@ -677,24 +720,122 @@ def split_dataset(
         select = _selector(dataset, params, seed, dataset.rows - dataset.given_test_rows)
     else:
         select = _selector(dataset, params, seed, train_rows(params.train_fraction, dataset.rows))
-    stats = {side: ColumnStats.empty(len(dataset.columns)) for side in ("train", "test")}
-    classes: dict[str, Counter[float]] = {"train": Counter(), "test": Counter()}
-    with TableWriter(train_path, chunk_rows) as train, TableWriter(test_path, chunk_rows) as test:
+    stats = {side: ColumnStats.empty(len(dataset.columns)) for side in SIDES}
+    classes: dict[str, Counter[float]] = {side: Counter() for side in SIDES}
+    train_counts: list[int] = []
+    with TableWriter(split_path, None) as writer:  # row groups as in the dataset
         for index in range(dataset.num_chunks):
             columns = dataset.chunk(index)
             in_train = select(index, columns[target])
-            for side, writer, mask in (("train", train, in_train), ("test", test, ~in_train)):
-                picked = {name: values[mask] for name, values in columns.items()}
+            writer.append(arrow_table({SPLIT_COLUMN: in_train}))
+            train_counts.append(int(in_train.sum()))
+            for side, mask in zip(SIDES, (in_train, ~in_train), strict=True):
+                if not mask.any():
+                    continue
+                picked = columns if mask.all() else {n: v[mask] for n, v in columns.items()}
                 stats[side].add(list(picked.values()))
                 if task == MULTICLASS:
                     labels, counts = np.unique(picked[target], return_counts=True)
                     classes[side].update(dict(zip(labels.tolist(), counts.tolist(), strict=True)))
-                if mask.any():
-                    writer.append(arrow_table(picked))
-        if task == MULTICLASS:  # checked before the files are written
+        rows = {side: stats[side].count for side in SIDES}
+        if not all(rows.values()):  # checked before the file is written, as the classes are
+            raise UserError(
+                f"split: an empty split ({rows['train']:,} train, {rows['test']:,} test rows)"
+            )
+        if task == MULTICLASS:
             checked_classes(classes)
-    summary = SplitSummary({"train": train.rows, "test": test.rows}, stats, task, classes)
-    return summary, stats["train"]
+        writer.footer[TRAIN_ROWS] = json.dumps(train_counts)
+    return SplitSummary(rows, stats, task, classes), stats["train"]
+
+
+class SplitTable:
+    """One side of the split: the dataset's rows that the split file gives it, in the dataset's
+    order, read as a `ParquetTable` is, one chunk (a row group of the dataset) at a time."""
+
+    def __init__(
+        self,
+        dataset: ParquetTable,
+        split: pq.ParquetFile,
+        split_path: Path,
+        side: str,
+        rows: list[int],
+    ) -> None:
+        self.path = dataset.path
+        self.columns = dataset.columns
+        self.side = side
+        self._dataset, self._split, self._split_path = dataset, split, split_path
+        # The dataset's row groups that hold rows of this side, and whether they hold only them.
+        self._groups = [group for group, count in enumerate(rows) if count]
+        self._whole = [
+            rows[group] == dataset.offsets[group + 1] - dataset.offsets[group]
+            for group in self._groups
+        ]
+        self.offsets = [0, *itertools.accumulate(rows[group] for group in self._groups)]
+        self.rows = self.offsets[-1]
+        if self.rows == 0:
+            raise UserError(f"{split_path}: the {side} split has no rows; run `dvc repro`")
+
+    @property
+    def num_chunks(self) -> int:
+        return len(self._groups)
+
+    def chunk(self, index: int) -> dict[str, np.ndarray]:
+        """This side's rows of the dataset's row group, as float32 arrays (see ParquetTable)."""
+        group = self._groups[index]
+        columns = self._dataset.chunk(group)
+        if self._whole[index]:
+            return columns
+        in_side = split_mask(self._split, self._split_path, group)
+        if self.side == "test":
+            in_side = ~in_side
+        if np.count_nonzero(in_side) != self.offsets[index + 1] - self.offsets[index]:
+            raise UserError(
+                f"{self._split_path}: its footer's row counts do not match its rows; run `dvc repro`"
+            )
+        return {name: values[in_side] for name, values in columns.items()}
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return map(self.chunk, range(self.num_chunks))
+
+
+def read_split(
+    dataset_path: Path, split_path: Path, columns: Iterable[str] | None = None
+) -> tuple[SplitTable, SplitTable]:
+    """The train and test sides of the dataset, as the split stage recorded them."""
+    dataset = ParquetTable(dataset_path, columns)
+    split = open_parquet(split_path)
+    groups = [split.metadata.row_group(g).num_rows for g in range(split.num_row_groups)]
+    lengths = [end - start for start, end in itertools.pairwise(dataset.offsets)]
+    try:
+        train = json.loads((split.metadata.metadata or {})[TRAIN_ROWS.encode()])
+    except (KeyError, ValueError):
+        train = None
+    if (
+        split.schema_arrow.names != [SPLIT_COLUMN]
+        or groups != lengths
+        or not isinstance(train, list)
+        or len(train) != len(lengths)
+        or not all(
+            type(n) is int and 0 <= n <= length for n, length in zip(train, lengths, strict=True)
+        )
+    ):
+        raise UserError(
+            f"{split_path}: not the split of {dataset_path} (its rows do not line up); run "
+            "`dvc repro`"
+        )
+    test = [length - count for length, count in zip(lengths, train, strict=True)]
+    return (
+        SplitTable(dataset, split, split_path, "train", train),
+        SplitTable(dataset, split, split_path, "test", test),
+    )
+
+
+def split_mask(split: pq.ParquetFile, split_path: Path, group: int) -> np.ndarray:
+    """Which rows of the dataset's row group `group` are train rows."""
+    column = read_row_group(split, split_path, group, [SPLIT_COLUMN]).column(0)
+    if column.type != pa.bool_() or column.null_count:
+        raise UserError(f"{split_path}: column {SPLIT_COLUMN} is not true/false; run `dvc repro`")
+    return numpy_column(column)
 
 
 def _selector(
@@ -706,6 +847,8 @@ def _selector(
     share of each class. With `shuffle`: the rows whose seeded random keys are the smallest, an
     exact count drawn without holding a permutation of every row in memory.
     """
+    if not params.shuffle and not params.stratify:  # the course's: the first train_size rows
+        return lambda index, _: np.arange(*dataset.offsets[index : index + 2]) < train_size
     # The passes over the rows below need only the target: read only its column.
     targets = ParquetTable(dataset.path, dataset.columns[-1:])
     # The number of train rows of each group: of each class, or of all rows (None).

@@ -1,9 +1,9 @@
 """The course's `create_dataloaders`: a split's rows as a `torch.utils.data.DataLoader`.
 
-A split is a Parquet file of row groups (chunks). The dataset streams them: a chunk is decoded
-into tensors when it is needed and kept between epochs while the memory budget allows
-(`$PYTORCH_WORKFLOW_CACHE_MB`, 256 by default), so a split larger than memory still trains in
-bounded memory. Results do not depend on the budget.
+A split is read a chunk at a time: a row group of the dataset, its rows on this side. The
+dataset streams them: a chunk is decoded into tensors when it is needed and kept between epochs
+while the memory budget allows (`$PYTORCH_WORKFLOW_CACHE_MB`, 256 by default), so a split larger
+than memory still trains in bounded memory. Results do not depend on the budget.
 
 Each item is a `Batch`: this process's rows of one step. With the course's whole-split step
 (`train.batch_size: null`) the step is the whole split, and each chunk is one piece of it; with
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from pytorch_workflow.data_setup import Features, ParquetTable
+from pytorch_workflow.data_setup import Features, SplitTable
 from pytorch_workflow.distributed import process_rank
 from pytorch_workflow.errors import UserError
 
@@ -68,7 +68,7 @@ class SplitDataset(IterableDataset):
 
     def __init__(
         self,
-        table: ParquetTable,
+        table: SplitTable,
         features: Features,
         device: torch.device,
         budget: CacheBudget,
@@ -168,8 +168,8 @@ class SplitDataset(IterableDataset):
 
 
 def create_dataloaders(
-    train: ParquetTable,
-    test: ParquetTable,
+    train: SplitTable,
+    test: SplitTable,
     features: Features,
     device: torch.device,
     batch_size: int | None = None,

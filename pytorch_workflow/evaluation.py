@@ -12,7 +12,7 @@ from torch import nn
 from pytorch_workflow import baselines
 from pytorch_workflow.data_setup import (
     Features,
-    ParquetTable,
+    SplitTable,
     TableWriter,
     arrow_table,
     output_columns,
@@ -72,9 +72,7 @@ class Evaluation:
     confusion: np.ndarray | None  # counts[actual, predicted] for a classifier
 
 
-def scaled_chunks(
-    table: ParquetTable, features: Features
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def scaled_chunks(table: SplitTable, features: Features) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(standardised X (n, k), y (n,)) for each chunk of a split: float32, and a multi-class
     target as class indices."""
     for columns in table:
@@ -87,8 +85,8 @@ def scaled_chunks(
 
 def evaluate(
     model: nn.Module,
-    train: ParquetTable,
-    test: ParquetTable,
+    train: SplitTable,
+    test: SplitTable,
     features: Features,
     task: str,
     device: torch.device,
@@ -104,7 +102,7 @@ def evaluate(
     test_sample, train_sample = Sample(plot_rows(test.rows)), Sample(plot_rows(train.rows))
     columns_out = output_columns(features.outputs)
     model.eval()
-    with TableWriter(outputs_path, test.offsets[1]) as writer:  # row groups as in the test file
+    with TableWriter(outputs_path, None) as writer:  # a row group for each chunk of the split
         for columns in test:
             raw = np.column_stack([columns[name] for name in features.names])
             y = columns[features.target]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytorch_workflow.data_setup import Features, ParquetTable, class_name
+from pytorch_workflow.data_setup import Features, ParquetTable, SplitTable, class_name
 from pytorch_workflow.errors import UserError, first_line
 from pytorch_workflow.files import (
     atomic_directory,
@@ -116,7 +116,7 @@ class Bundle:
     task: str
     features: Features
     checkpoint: Path
-    test: ParquetTable  # the test split, raw features
+    test: SplitTable  # the test split, raw features
     evaluated: ParquetTable  # what evaluate got from the model for each test row
     provenance: dict[str, Any]  # params, metrics, device and hashes of the inputs
     device: torch.device  # where evaluate ran: the check runs there too

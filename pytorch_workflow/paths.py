@@ -19,8 +19,7 @@ LIVE_FILES = ("metrics.json", "plots/metrics/train_loss.tsv", "plots/metrics/tes
 class Paths:
     raw_data: Path  # the folder of the CSVs that the prepare stage depends on
     dataset: Path
-    train: Path
-    test: Path
+    split: Path  # which rows of the dataset are train rows
     features: Path
     split_metrics: Path
     model: Path

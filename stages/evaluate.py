@@ -9,7 +9,7 @@ from pytorch_workflow.params import load_params
 PARAMS = exit_on_user_error(load_params)()
 
 from pytorch_workflow import baselines, plotting
-from pytorch_workflow.data_setup import ParquetTable, read_features
+from pytorch_workflow.data_setup import read_features, read_split
 from pytorch_workflow.device import describe, resolve_device, use_repeatable_kernels
 from pytorch_workflow.evaluation import evaluate, predicted_classes, prediction_table
 from pytorch_workflow.files import atomic_write_json
@@ -28,8 +28,7 @@ def main() -> None:
 
     # Every input is checked before any output is written.
     features = read_features(paths.features)
-    train = ParquetTable(paths.train, features.columns)
-    test = ParquetTable(paths.test, features.columns)
+    train, test = read_split(paths.dataset, paths.split, features.columns)
     loaded_model = build_model(
         params.model, in_features=len(features.names), out_features=features.outputs
     )

@@ -8,7 +8,7 @@ PARAMS = exit_on_user_error(load_params)()
 
 import json
 
-from pytorch_workflow.data_setup import ParquetTable, output_columns, read_features
+from pytorch_workflow.data_setup import ParquetTable, output_columns, read_features, read_split
 from pytorch_workflow.device import resolve_device, use_repeatable_kernels
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.export import Bundle, export_bundle
@@ -24,11 +24,12 @@ def main() -> None:
     use_repeatable_kernels(device, params.threads)
 
     features = read_features(paths.features)
-    test = ParquetTable(paths.test, features.columns)
+    _, test = read_split(paths.dataset, paths.split, features.columns)
     evaluated = ParquetTable(paths.test_predictions, output_columns(features.outputs))
     if evaluated.offsets != test.offsets:
         raise UserError(
-            f"{paths.test_predictions}: its rows do not line up with {paths.test}; run `dvc repro`"
+            f"{paths.test_predictions}: its rows do not line up with the test split; run "
+            "`dvc repro`"
         )
     try:
         metrics = json.loads(paths.evaluate_metrics.read_text(encoding="utf-8"))
@@ -48,8 +49,7 @@ def main() -> None:
             "metrics": metrics,
             "device": str(device),
             "sha256": {
-                name: sha256_of_file(getattr(paths, name))
-                for name in ("dataset", "train", "test", "model")
+                name: sha256_of_file(getattr(paths, name)) for name in ("dataset", "split", "model")
             },
         },
         device=device,

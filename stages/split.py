@@ -1,4 +1,7 @@
-"""Stage 2, split: the first part of the rows for training, the rest for testing."""
+"""Stage 2, split: the first part of the rows for training, the rest for testing.
+
+The rows stay in the dataset; data/split.parquet records which of them are train rows.
+"""
 
 from pytorch_workflow.data_setup import (
     ParquetTable,
@@ -20,13 +23,7 @@ def main() -> None:
 
     dataset = ParquetTable(paths.dataset)
     summary, train_stats = split_dataset(
-        dataset,
-        params.split,
-        params.task,
-        params.seed,
-        params.data.chunk_rows,
-        paths.train,
-        paths.test,
+        dataset, params.split, params.task, params.seed, paths.split
     )
     # Fitted on the train split only, so nothing about the test split leaks into training.
     features = fitted_features(

@@ -32,7 +32,7 @@ if __name__ == "__main__" and launching:
 from contextlib import nullcontext
 
 from pytorch_workflow import engine, records
-from pytorch_workflow.data_setup import ParquetTable, read_features
+from pytorch_workflow.data_setup import read_features, read_split
 from pytorch_workflow.dataloaders import create_dataloaders
 from pytorch_workflow.device import describe, resolve_device, use_repeatable_kernels
 from pytorch_workflow.model_builder import build_model
@@ -51,8 +51,7 @@ def train(params: Params, paths: Paths) -> None:
 
     features = read_features(paths.features)
     train_dataloader, test_dataloader = create_dataloaders(
-        ParquetTable(paths.train, features.columns),
-        ParquetTable(paths.test, features.columns),
+        *read_split(paths.dataset, paths.split, features.columns),
         features,
         device,
         params.train.batch_size,

@@ -275,7 +275,7 @@ def assert_pull_refused_the_corrupted_model(
     assert not (clone / "models/model.pt").exists()
     assert not (clone / "models/export").exists()
     pulled = workspace_files(clone)
-    assert "data/train.parquet" in pulled
+    assert "data/dataset.parquet" in pulled
     expected = workspace_files(source)
     assert pulled == {path: data for path, data in expected.items() if path in pulled}
     cached = [path.read_bytes() for path in (clone / ".dvc/cache").rglob("*") if path.is_file()]

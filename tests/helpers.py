@@ -3,12 +3,14 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from pytorch_workflow.data_setup import (
     ParquetTable,
     fitted_features,
     line_chunks,
+    read_split,
     split_dataset,
     write_table,
 )
@@ -89,20 +91,19 @@ def table_file(
     return ParquetTable(path)
 
 
+def split_side(repo: Path, side: str) -> pd.DataFrame:
+    """The train or test rows of a repo's dataset, as data/split.parquet records them."""
+    train = pd.read_parquet(repo / "data/split.parquet")["train"].to_numpy()
+    rows = train if side == "train" else ~train
+    return pd.read_parquet(repo / "data/dataset.parquet")[rows].reset_index(drop=True)
+
+
 def course_split(
     folder: Path, data: DataParams = COURSE_DATA, split: SplitParams = COURSE_SPLIT, seed=42
 ):
     """The dataset made and split as the prepare and split stages do: (train, test, features)."""
     write_table(folder / "dataset.parquet", line_chunks(data, seed), data.chunk_rows)
     dataset = ParquetTable(folder / "dataset.parquet")
-    _, stats = split_dataset(
-        dataset,
-        split,
-        "regression",
-        seed,
-        data.chunk_rows,
-        folder / "train.parquet",
-        folder / "test.parquet",
-    )
+    _, stats = split_dataset(dataset, split, "regression", seed, folder / "split.parquet")
     features = fitted_features(dataset.columns, stats, data.standardize)
-    return ParquetTable(folder / "train.parquet"), ParquetTable(folder / "test.parquet"), features
+    return *read_split(folder / "dataset.parquet", folder / "split.parquet"), features

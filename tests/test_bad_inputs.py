@@ -186,23 +186,26 @@ def write_parquet(path: Path, table: pd.DataFrame) -> None:
     table.to_parquet(path, index=False)
 
 
-def remove_train(repo: Path) -> None:
-    (repo / "data/train.parquet").unlink()
+def remove_split(repo: Path) -> None:
+    (repo / "data/split.parquet").unlink()
 
 
-def empty_train(repo: Path) -> None:
-    replace_file(repo / "data/train.parquet", b"")
+def empty_split(repo: Path) -> None:
+    replace_file(repo / "data/split.parquet", b"")
 
 
-def truncate_test(repo: Path) -> None:
-    replace_file(repo / "data/test.parquet", (repo / "data/test.parquet").read_bytes()[:100])
+def split_of_another_dataset(repo: Path) -> None:
+    write_parquet(repo / "data/split.parquet", pd.DataFrame({"train": [True, False]}))
+
+
+def truncate_dataset(repo: Path) -> None:
+    replace_file(repo / "data/dataset.parquet", (repo / "data/dataset.parquet").read_bytes()[:100])
 
 
 def nan_in_train(repo: Path) -> None:
-    write_parquet(
-        repo / "data/train.parquet",
-        pd.DataFrame({"x": [0.0, 0.1], "y": [0.3, float("nan")]}, dtype="float32"),
-    )
+    dataset = pd.read_parquet(repo / "data/dataset.parquet")
+    dataset.loc[1, "y"] = float("nan")
+    write_parquet(repo / "data/dataset.parquet", dataset)
 
 
 def text_in_dataset(repo: Path) -> None:
@@ -215,8 +218,9 @@ def one_row_dataset(repo: Path) -> None:
     )
 
 
-def no_target_in_test(repo: Path) -> None:
-    write_parquet(repo / "data/test.parquet", pd.DataFrame({"x": [0.5]}, dtype="float32"))
+def no_target_in_dataset(repo: Path) -> None:
+    dataset = pd.read_parquet(repo / "data/dataset.parquet")
+    write_parquet(repo / "data/dataset.parquet", dataset[["x"]])
 
 
 def zero_std_features(repo: Path) -> None:
@@ -237,17 +241,22 @@ def truncated_metrics(repo: Path) -> None:
 @pytest.mark.parametrize(
     ("stage", "damage", "message"),
     [
-        ("train", remove_train, "data/train.parquet: file not found"),
-        ("train", empty_train, "data/train.parquet: not a readable Parquet file"),
-        ("evaluate", truncate_test, "data/test.parquet: not a readable Parquet file"),
+        ("train", remove_split, "data/split.parquet: file not found"),
+        ("train", empty_split, "data/split.parquet: not a readable Parquet file"),
+        (
+            "evaluate",
+            split_of_another_dataset,
+            "data/split.parquet: not the split of data/dataset.parquet",
+        ),
+        ("evaluate", truncate_dataset, "data/dataset.parquet: not a readable Parquet file"),
         (
             "train",
             nan_in_train,
-            "data/train.parquet: column y has a NaN or infinite value at row 1",
+            "data/dataset.parquet: column y has a NaN or infinite value at row 1",
         ),
         ("split", text_in_dataset, "data/dataset.parquet: column x is not numeric"),
         ("split", one_row_dataset, "leaves an empty split of 1 rows"),
-        ("evaluate", no_target_in_test, "data/test.parquet: missing column(s) y"),
+        ("evaluate", no_target_in_dataset, "data/dataset.parquet: missing column(s) y"),
         (
             "train",
             zero_std_features,

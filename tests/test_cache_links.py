@@ -20,7 +20,7 @@ from tests.conftest import remote_object, run
 pytestmark = pytest.mark.slow
 
 # One output of each kind the stages cache: a model, a table, a file in a directory output.
-MODEL, TABLE, EXPORTED = "models/model.pt", "data/train.parquet", "models/export/model_card.json"
+MODEL, TABLE, EXPORTED = "models/model.pt", "data/dataset.parquet", "models/export/model_card.json"
 
 
 def md5_of(path: Path) -> str:

@@ -181,5 +181,5 @@ def test_bad_class_labels_fail_in_one_line_and_write_nothing(circles_repo, train
 
     assert_clean_failure(result, message)
     after = outputs_snapshot(circles_repo)
-    split_outputs = ("data/train.parquet", "data/test.parquet", "data/features.json")
+    split_outputs = ("data/split.parquet", "data/features.json")
     assert [after.get(name) for name in split_outputs] == [before.get(n) for n in split_outputs]

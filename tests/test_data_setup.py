@@ -18,6 +18,7 @@ from pytorch_workflow.data_setup import (
     line_chunks,
     numpy_column,
     read_features,
+    read_split,
     row_keys,
     split_dataset,
     write_csv_dataset,
@@ -288,17 +289,9 @@ def test_a_csv_larger_than_a_block_streams_in_order(tmp_path):
 
 def split(tmp_path, columns, params, task="regression", seed=7, chunk_rows=1000):
     dataset = table_file(tmp_path / "dataset.parquet", columns, chunk_rows)
-    summary, _ = split_dataset(
-        dataset,
-        params,
-        task,
-        seed,
-        chunk_rows,
-        tmp_path / "train.parquet",
-        tmp_path / "test.parquet",
-    )
-    read = {side: ParquetTable(tmp_path / f"{side}.parquet") for side in ("train", "test")}
-    return summary, {side: np.concatenate([c["x"] for c in t]) for side, t in read.items()}
+    summary, _ = split_dataset(dataset, params, task, seed, tmp_path / "split.parquet")
+    read = read_split(tmp_path / "dataset.parquet", tmp_path / "split.parquet")
+    return summary, {t.side: np.concatenate([c["x"] for c in t]) for t in read}
 
 
 def test_the_split_takes_the_first_eighty_percent_for_training(tmp_path):
@@ -319,6 +312,35 @@ def test_a_shuffled_split_has_the_exact_count_and_does_not_depend_on_chunks(tmp_
     assert np.array_equal(np.sort(np.concatenate(list(sides.values()))), np.arange(1000))
     keys = row_keys(7, 0, 1000)
     assert np.array_equal(sides["train"], np.flatnonzero(keys <= np.sort(keys)[799]))
+
+
+def test_the_split_records_which_rows_are_train_rows_and_copies_none(tmp_path):
+    columns = {"x": np.arange(1000), "y": np.zeros(1000)}
+
+    split(tmp_path, columns, split_params(shuffle=True), chunk_rows=37)
+    train, test = read_split(tmp_path / "dataset.parquet", tmp_path / "split.parquet")
+    recorded = pq.read_table(tmp_path / "split.parquet")
+
+    assert recorded.column_names == ["train"] and recorded["train"].type == pa.bool_()
+    assert recorded.num_rows == 1000
+    # A bit a row: a fraction of the dataset it splits.
+    size = {name: (tmp_path / f"{name}.parquet").stat().st_size for name in ("split", "dataset")}
+    assert size["split"] < size["dataset"] / 3
+    # A chunk of each side is its rows of a row group of the dataset (27 groups of 37 rows, and
+    # one of 1): most groups hold rows of both sides.
+    assert train.num_chunks <= 28 and test.num_chunks <= 28 < train.num_chunks + test.num_chunks
+    assert np.diff(train.offsets).sum() == 800 and train.offsets == [
+        0,
+        *np.cumsum([len(chunk["x"]) for chunk in train]).tolist(),
+    ]
+
+
+def test_a_split_file_of_another_dataset_is_refused(tmp_path):
+    split(tmp_path / "a", {"x": np.arange(100), "y": np.zeros(100)}, split_params(), chunk_rows=50)
+    split(tmp_path / "b", {"x": np.arange(100), "y": np.zeros(100)}, split_params(), chunk_rows=40)
+
+    with pytest.raises(UserError, match=r"split\.parquet: not the split of .*; run `dvc repro`"):
+        read_split(tmp_path / "a/dataset.parquet", tmp_path / "b/split.parquet")
 
 
 def test_a_shuffled_split_is_seeded(tmp_path):
@@ -403,8 +425,13 @@ def test_numpy_column_reads_slices_chunks_and_empty_columns_as_to_numpy_does():
     assert numpy_column(table["b"]).dtype == np.float64
     assert np.array_equal(numpy_column(chunked), chunked.to_numpy())
     assert numpy_column(table["a"].slice(4, 0)).shape == (0,)
+    # Booleans are packed eight to a byte, in Arrow's order.
+    flags = np.arange(13) % 3 == 0
+    packed = arrow_table({"b": flags})["b"]
+    assert packed.to_pylist() == flags.tolist()
+    assert np.array_equal(numpy_column(packed.slice(5)), flags[5:])
     # What is not a plain vector of numbers goes through pyarrow's own conversion.
-    assert arrow_table({"b": np.array([True, False])})["b"].to_pylist() == [True, False]
+    assert arrow_table({"s": np.array(["a", "b"])})["s"].to_pylist() == ["a", "b"]
 
 
 def test_numpy_column_turns_nulls_into_nan_and_reads_other_types_through_pyarrow():

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO_ROOT, predict, run
-from tests.helpers import table_file
+from tests.helpers import split_side, table_file
 from tests.test_bad_inputs import assert_clean_failure, set_params
 
 pytestmark = pytest.mark.slow
@@ -39,10 +39,6 @@ def use_table(repo: Path, name: str, frame: pd.DataFrame) -> str:
 
 def metrics_of(repo: Path) -> dict:
     return json.loads((repo / "metrics/evaluate.json").read_text())
-
-
-def split_of(repo: Path, side: str) -> pd.DataFrame:
-    return pd.read_parquet(repo / f"data/{side}.parquet")
 
 
 def run_up_to_evaluate(repo: Path, heading: str, *settings: str) -> subprocess.CompletedProcess:
@@ -68,7 +64,7 @@ def test_the_regression_recipe_reaches_the_closed_form_on_a_correlated_real_tabl
     metrics = metrics_of(pipeline_repo)
     assert metrics["mse_over_closed_form"] <= 1.001
     # The closed form itself is scikit-learn's least squares on the same split.
-    train, test = split_of(pipeline_repo, "train"), split_of(pipeline_repo, "test")
+    train, test = split_side(pipeline_repo, "train"), split_side(pipeline_repo, "test")
     fit = LinearRegression().fit(train.drop(columns="target"), train["target"])
     reference = np.mean((fit.predict(test.drop(columns="target")) - test["target"]) ** 2)
     assert metrics["closed_form"]["mse"] == pytest.approx(reference, rel=1e-6)
@@ -93,7 +89,7 @@ def test_the_classification_recipe_is_as_good_as_logistic_regression_on_a_real_t
     assert_as_good_as_logistic_regression(metrics)
     # The baseline is scikit-learn's default logistic regression on the same standardised split.
     features = json.loads((pipeline_repo / "data/features.json").read_text())
-    train, test = split_of(pipeline_repo, "train"), split_of(pipeline_repo, "test")
+    train, test = split_side(pipeline_repo, "train"), split_side(pipeline_repo, "test")
 
     def scale(frame):
         return (frame[features["features"]] - features["mean"]) / features["std"]
@@ -161,9 +157,11 @@ def test_the_readme_example_is_the_regression_recipe_and_predicts(pipeline_repo)
 
 
 def test_a_constant_test_target_leaves_r2_undefined_and_evaluate_still_reports(pipeline_repo):
-    test_split = pipeline_repo / "data/test.parquet"
-    x = pd.read_parquet(test_split)["x"].to_numpy()
-    table_file(test_split, {"x": x, "y": np.full(len(x), 7.0)})  # one target value
+    dataset = pd.read_parquet(pipeline_repo / "data/dataset.parquet")
+    in_train = pd.read_parquet(pipeline_repo / "data/split.parquet")["train"]
+    dataset.loc[~in_train, "y"] = 7.0  # one target value in the test split
+    (pipeline_repo / "data/dataset.parquet").unlink()  # not through a link into DVC's cache
+    table_file(pipeline_repo / "data/dataset.parquet", dataset.to_dict("series"))
 
     result = run([sys.executable, "-m", "stages.evaluate"], pipeline_repo)
 

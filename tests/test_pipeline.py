@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import COURSE_LOG, predict, run
+from tests.helpers import split_side
 
 pytestmark = pytest.mark.slow
 
@@ -113,7 +114,7 @@ def test_longer_experiment_lowers_test_loss_and_reruns_only_train_onwards(pipeli
 def test_the_exported_program_runs_without_this_repository(reproduced, tmp_path):
     repo, _ = reproduced
     bundle = repo / "models/export"
-    test_x = pd.read_parquet(repo / "data/test.parquet")["x"]
+    test_x = split_side(repo, "test")["x"]
     evaluated = pd.read_parquet(repo / "data/test_predictions.parquet")["output"]
     script = (
         "import json, sys, torch\n"
@@ -137,7 +138,7 @@ def test_the_exported_program_runs_without_this_repository(reproduced, tmp_path)
     card = json.loads((bundle / "model_card.json").read_text())
     assert card["model"] == "linear_regression" and card["device"] == "cpu"
     assert card["parameters"] == {"weights": [1], "bias": [1]}
-    assert set(card["sha256"]) == {"dataset", "train", "test", "model"}
+    assert set(card["sha256"]) == {"dataset", "split", "model"}
     assert card["metrics"] == json.loads((repo / "metrics/evaluate.json").read_text())
 
 

@@ -228,8 +228,7 @@ def test_any_csv_goes_through_prepare_and_split_or_is_refused_in_one_line(
     changed = {name for name in after if before.get(name) != after[name]}
     allowed = {
         "data/dataset.parquet",
-        "data/train.parquet",
-        "data/test.parquet",
+        "data/split.parquet",
         "data/features.json",
         "metrics/split.json",
     }

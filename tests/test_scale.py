@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import imported, run, tool_env
+from tests.helpers import split_side
 from tests.test_bad_inputs import set_params
 
 pytestmark = pytest.mark.slow
@@ -42,11 +43,8 @@ def test_a_million_rows_in_small_chunks_run_end_to_end_with_small_plot_tables(pi
 
     run(["dvc", "repro"], pipeline_repo)
 
-    train = pd.read_parquet(pipeline_repo / "data/train.parquet")
-    assert (
-        len(train) == 800_000
-        and len(pd.read_parquet(pipeline_repo / "data/test.parquet")) == 200_000
-    )
+    sides = {side: split_side(pipeline_repo, side) for side in ("train", "test")}
+    assert (len(sides["train"]), len(sides["test"])) == (800_000, 200_000)
     assert len(pd.read_csv(pipeline_repo / "plots/predictions.csv")) == 2000
     assert len(pd.read_csv(pipeline_repo / "plots/loss.csv")) == 5
     # Mini-batches make many more steps per epoch than the course's single one.
