@@ -2,7 +2,8 @@
 
 Tables are float32 Parquet files, features first and the target last. They are written and read
 one row group of `data.chunk_rows` rows at a time, so a stage holds about one chunk in memory
-whatever the number of rows. No torch here: the data stages stay light.
+whatever the number of rows. The split is one more file beside the dataset: a true/false column,
+row for row, that says which rows are train rows. No torch here: the data stages stay light.
 """
 
 import contextlib
@@ -108,8 +109,8 @@ def numpy_column(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     Workaround: pyarrow's own conversions (`to_numpy`, `pa.array`, `pa.table` of numpy arrays)
     go through its pandas layer, which imports pandas wherever it is installed: 0.3 to 0.9 s of
     start-up in each stage (upstream: apache/arrow#26926, to_numpy's pandas conversion path). A
-    floating-point column without nulls is read from its data buffer here instead, and
-    `arrow_table` builds tables from buffers. tests/test_data_setup.py fails once pyarrow no
+    floating-point or boolean column without nulls is read from its data buffer here instead,
+    and `arrow_table` builds tables from buffers. tests/test_data_setup.py fails once pyarrow no
     longer imports pandas for these conversions: then both can go.
     """
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
@@ -675,12 +676,12 @@ class SplitSummary:
         if self.task == MULTICLASS:
             return {
                 side: {"rows": self.rows[side], "classes": len(self.classes[side])}
-                for side in ("train", "test")
+                for side in SIDES
             }
         name = "class_1_share" if self.task == CLASSIFICATION else "target_mean"
         return {
             side: {"rows": self.rows[side], name: float(self.stats[side].mean[-1])}
-            for side in ("train", "test")
+            for side in SIDES
         }
 
     def class_labels(self) -> tuple[float, ...] | None:
@@ -740,7 +741,8 @@ def split_dataset(
         rows = {side: stats[side].count for side in SIDES}
         if not all(rows.values()):  # checked before the file is written, as the classes are
             raise UserError(
-                f"split: an empty split ({rows['train']:,} train, {rows['test']:,} test rows)"
+                f"{dataset.path}: the split leaves {rows['train']:,} train and {rows['test']:,} "
+                "test rows; both need some (split.train_fraction, data.test_path)"
             )
         if task == MULTICLASS:
             checked_classes(classes)
@@ -750,7 +752,11 @@ def split_dataset(
 
 class SplitTable:
     """One side of the split: the dataset's rows that the split file gives it, in the dataset's
-    order, read as a `ParquetTable` is, one chunk (a row group of the dataset) at a time."""
+    order, read as a `ParquetTable` is, one chunk (a row group of the dataset) at a time.
+
+    A row group that holds rows of both sides (every group of a shuffled or stratified split)
+    is read whole and cut to this side's rows.
+    """
 
     def __init__(
         self,
@@ -758,19 +764,19 @@ class SplitTable:
         split: pq.ParquetFile,
         split_path: Path,
         side: str,
-        rows: list[int],
+        group_rows: list[int],
     ) -> None:
         self.path = dataset.path
         self.columns = dataset.columns
         self.side = side
         self._dataset, self._split, self._split_path = dataset, split, split_path
         # The dataset's row groups that hold rows of this side, and whether they hold only them.
-        self._groups = [group for group, count in enumerate(rows) if count]
+        self._groups = [group for group, count in enumerate(group_rows) if count]
         self._whole = [
-            rows[group] == dataset.offsets[group + 1] - dataset.offsets[group]
+            group_rows[group] == dataset.offsets[group + 1] - dataset.offsets[group]
             for group in self._groups
         ]
-        self.offsets = [0, *itertools.accumulate(rows[group] for group in self._groups)]
+        self.offsets = [0, *itertools.accumulate(group_rows[group] for group in self._groups)]
         self.rows = self.offsets[-1]
         if self.rows == 0:
             raise UserError(f"{split_path}: the {side} split has no rows; run `dvc repro`")
@@ -785,12 +791,13 @@ class SplitTable:
         columns = self._dataset.chunk(group)
         if self._whole[index]:
             return columns
-        in_side = split_mask(self._split, self._split_path, group)
-        if self.side == "test":
+        in_side = train_mask(self._split, self._split_path, group)
+        if self.side != "train":
             in_side = ~in_side
         if np.count_nonzero(in_side) != self.offsets[index + 1] - self.offsets[index]:
             raise UserError(
-                f"{self._split_path}: its footer's row counts do not match its rows; run `dvc repro`"
+                f"{self._split_path}: its footer's row counts do not match its rows; run "
+                "`dvc repro`"
             )
         return {name: values[in_side] for name, values in columns.items()}
 
@@ -804,37 +811,50 @@ def read_split(
     """The train and test sides of the dataset, as the split stage recorded them."""
     dataset = ParquetTable(dataset_path, columns)
     split = open_parquet(split_path)
-    groups = [split.metadata.row_group(g).num_rows for g in range(split.num_row_groups)]
-    lengths = [end - start for start, end in itertools.pairwise(dataset.offsets)]
-    try:
-        train = json.loads((split.metadata.metadata or {})[TRAIN_ROWS.encode()])
-    except (KeyError, ValueError):
-        train = None
-    if (
-        split.schema_arrow.names != [SPLIT_COLUMN]
-        or groups != lengths
-        or not isinstance(train, list)
-        or len(train) != len(lengths)
-        or not all(
-            type(n) is int and 0 <= n <= length for n, length in zip(train, lengths, strict=True)
-        )
-    ):
+    if split.schema_arrow.names != [SPLIT_COLUMN] or split.schema_arrow.types != [pa.bool_()]:
+        problem = f"not one true/false column named {SPLIT_COLUMN}"
+    else:
+        problem = _split_problem(split, dataset)
+    if problem:
         raise UserError(
-            f"{split_path}: not the split of {dataset_path} (its rows do not line up); run "
-            "`dvc repro`"
+            f"{split_path}: not the split of {dataset_path} ({problem}); run `dvc repro`"
         )
-    test = [length - count for length, count in zip(lengths, train, strict=True)]
+    train_counts = json.loads(split.metadata.metadata[TRAIN_ROWS.encode()])
+    lengths = [end - start for start, end in itertools.pairwise(dataset.offsets)]
+    test_counts = [length - count for length, count in zip(lengths, train_counts, strict=True)]
     return (
-        SplitTable(dataset, split, split_path, "train", train),
-        SplitTable(dataset, split, split_path, "test", test),
+        SplitTable(dataset, split, split_path, "train", train_counts),
+        SplitTable(dataset, split, split_path, "test", test_counts),
     )
 
 
-def split_mask(split: pq.ParquetFile, split_path: Path, group: int) -> np.ndarray:
+def _split_problem(split: pq.ParquetFile, dataset: ParquetTable) -> str:
+    """Why the split file cannot be the dataset's, or "": its row groups must be the dataset's,
+    and its footer must count each group's train rows."""
+    lengths = [end - start for start, end in itertools.pairwise(dataset.offsets)]
+    split_lengths = [split.metadata.row_group(g).num_rows for g in range(split.num_row_groups)]
+    if split_lengths != lengths:
+        return "its rows do not line up with the dataset's"
+    try:
+        counts = json.loads((split.metadata.metadata or {})[TRAIN_ROWS.encode()])
+    except KeyError:
+        return "its footer does not count the train rows"
+    except (ValueError, RecursionError):
+        counts = None
+    if (
+        not isinstance(counts, list)
+        or len(counts) != len(lengths)
+        or not all(type(n) is int and 0 <= n <= m for n, m in zip(counts, lengths, strict=True))
+    ):
+        return "its footer's count of the train rows is damaged"
+    return ""
+
+
+def train_mask(split: pq.ParquetFile, split_path: Path, group: int) -> np.ndarray:
     """Which rows of the dataset's row group `group` are train rows."""
     column = read_row_group(split, split_path, group, [SPLIT_COLUMN]).column(0)
-    if column.type != pa.bool_() or column.null_count:
-        raise UserError(f"{split_path}: column {SPLIT_COLUMN} is not true/false; run `dvc repro`")
+    if column.null_count:
+        raise UserError(f"{split_path}: column {SPLIT_COLUMN} has empty values; run `dvc repro`")
     return numpy_column(column)
 
 

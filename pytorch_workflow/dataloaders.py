@@ -1,9 +1,9 @@
 """The course's `create_dataloaders`: a split's rows as a `torch.utils.data.DataLoader`.
 
-A split is read a chunk at a time: a row group of the dataset, its rows on this side. The
-dataset streams them: a chunk is decoded into tensors when it is needed and kept between epochs
-while the memory budget allows (`$PYTORCH_WORKFLOW_CACHE_MB`, 256 by default), so a split larger
-than memory still trains in bounded memory. Results do not depend on the budget.
+A split is read a chunk at a time: a row group of the dataset, its rows on this side.
+`SplitDataset` streams them: a chunk is decoded into tensors when it is needed and kept between
+epochs while the memory budget allows (`$PYTORCH_WORKFLOW_CACHE_MB`, 256 by default), so a split
+larger than memory still trains in bounded memory. Results do not depend on the budget.
 
 Each item is a `Batch`: this process's rows of one step. With the course's whole-split step
 (`train.batch_size: null`) the step is the whole split, and each chunk is one piece of it; with

@@ -28,8 +28,8 @@ def main() -> None:
     evaluated = ParquetTable(paths.test_predictions, output_columns(features.outputs))
     if evaluated.offsets != test.offsets:
         raise UserError(
-            f"{paths.test_predictions}: its rows do not line up with the test split; run "
-            "`dvc repro`"
+            f"{paths.test_predictions}: its rows do not line up with the test split of "
+            f"{paths.split}; run `dvc repro`"
         )
     try:
         metrics = json.loads(paths.evaluate_metrics.read_text(encoding="utf-8"))

@@ -50,8 +50,10 @@ def train(params: Params, paths: Paths) -> None:
     log(f"Using device: {describe(device)}" + (f", {processes} processes" if processes > 1 else ""))
 
     features = read_features(paths.features)
+    train, test = read_split(paths.dataset, paths.split, features.columns)
     train_dataloader, test_dataloader = create_dataloaders(
-        *read_split(paths.dataset, paths.split, features.columns),
+        train,
+        test,
         features,
         device,
         params.train.batch_size,

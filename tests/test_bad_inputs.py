@@ -198,6 +198,10 @@ def split_of_another_dataset(repo: Path) -> None:
     write_parquet(repo / "data/split.parquet", pd.DataFrame({"train": [True, False]}))
 
 
+def split_without_counts(repo: Path) -> None:
+    write_parquet(repo / "data/split.parquet", pd.DataFrame({"train": [True] * 40 + [False] * 10}))
+
+
 def truncate_dataset(repo: Path) -> None:
     replace_file(repo / "data/dataset.parquet", (repo / "data/dataset.parquet").read_bytes()[:100])
 
@@ -247,6 +251,11 @@ def truncated_metrics(repo: Path) -> None:
             "evaluate",
             split_of_another_dataset,
             "data/split.parquet: not the split of data/dataset.parquet",
+        ),
+        (
+            "export",
+            split_without_counts,
+            "data/split.parquet: not the split of data/dataset.parquet (its footer does not count",
         ),
         ("evaluate", truncate_dataset, "data/dataset.parquet: not a readable Parquet file"),
         (

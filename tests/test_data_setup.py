@@ -1,6 +1,8 @@
 """The data: the course's line, the user's CSV, Parquet chunks and the split (no torch)."""
 
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -319,27 +321,70 @@ def test_the_split_records_which_rows_are_train_rows_and_copies_none(tmp_path):
 
     split(tmp_path, columns, split_params(shuffle=True), chunk_rows=37)
     train, test = read_split(tmp_path / "dataset.parquet", tmp_path / "split.parquet")
-    recorded = pq.read_table(tmp_path / "split.parquet")
+    recorded = pq.ParquetFile(tmp_path / "split.parquet")
+    bits = recorded.read().column("train").to_numpy()
 
-    assert recorded.column_names == ["train"] and recorded["train"].type == pa.bool_()
-    assert recorded.num_rows == 1000
+    keys = row_keys(7, 0, 1000)
+    expected = keys <= np.sort(keys)[799]
+    assert recorded.schema_arrow.types == [pa.bool_()] and np.array_equal(bits, expected)
+    # Row groups as in the dataset (27 of 37 rows and one of 1), the train rows of each counted
+    # in the footer.
+    groups = [recorded.metadata.row_group(g).num_rows for g in range(recorded.num_row_groups)]
+    dataset_groups = np.diff(ParquetTable(tmp_path / "dataset.parquet").offsets).tolist()
+    assert groups == [37] * 27 + [1] == dataset_groups
+    footer = json.loads(recorded.metadata.metadata[b"pytorch_workflow.train_rows"])
+    assert footer == [int(expected[start : start + 37].sum()) for start in range(0, 1000, 37)]
+    # Each side reads its rows from the dataset, in the dataset's order.
+    assert np.array_equal(np.concatenate([c["x"] for c in train]), np.flatnonzero(expected))
+    assert np.array_equal(np.concatenate([c["x"] for c in test]), np.flatnonzero(~expected))
+    assert train.offsets == [0, *np.cumsum([len(chunk["x"]) for chunk in train]).tolist()]
     # A bit a row: a fraction of the dataset it splits.
     size = {name: (tmp_path / f"{name}.parquet").stat().st_size for name in ("split", "dataset")}
     assert size["split"] < size["dataset"] / 3
-    # A chunk of each side is its rows of a row group of the dataset (27 groups of 37 rows, and
-    # one of 1): most groups hold rows of both sides.
-    assert train.num_chunks <= 28 and test.num_chunks <= 28 < train.num_chunks + test.num_chunks
-    assert np.diff(train.offsets).sum() == 800 and train.offsets == [
-        0,
-        *np.cumsum([len(chunk["x"]) for chunk in train]).tolist(),
-    ]
+
+
+def write_split_file(path: Path, column: pa.Array, footer: bytes | None, group_rows: int) -> None:
+    table = pa.table({"train": column})
+    if footer is not None:
+        table = table.replace_schema_metadata({"pytorch_workflow.train_rows": footer})
+    path.unlink()
+    pq.write_table(table, path, row_group_size=group_rows)
+
+
+@pytest.mark.parametrize(
+    ("column", "footer", "message"),
+    [
+        (pa.array([True] * 8 + [False] * 2), None, "its footer does not count the train rows"),
+        (pa.array([1] * 8 + [0] * 2, pa.int8()), b"[5, 3]", "not one true/false column"),
+        (pa.array([True] * 8 + [False] * 2), b"[5,", "count of the train rows is damaged"),
+        (pa.array([True] * 8 + [False] * 2), b"[" * 100_000, "count of the train rows is damaged"),
+        (pa.array([True] * 8 + [False] * 2), b"[5, 6]", "count of the train rows is damaged"),
+    ],
+    ids=["no counts", "not true/false", "torn counts", "nested counts", "too many"],
+)
+def test_a_damaged_split_file_is_named_with_its_problem(tmp_path, column, footer, message):
+    split(tmp_path, {"x": np.arange(10), "y": np.zeros(10)}, split_params(), chunk_rows=5)
+    write_split_file(tmp_path / "split.parquet", column, footer, 5)
+
+    with pytest.raises(UserError, match=f"split.parquet: not the split of .*{message}"):
+        read_split(tmp_path / "dataset.parquet", tmp_path / "split.parquet")
+
+
+def test_a_split_whose_counts_disagree_with_its_bits_is_refused_when_read(tmp_path):
+    split(tmp_path, {"x": np.arange(10), "y": np.zeros(10)}, split_params(), chunk_rows=5)
+    bits = pa.array([True, False, True, False, True] + [False] * 5)
+    write_split_file(tmp_path / "split.parquet", bits, b"[2, 0]", 5)
+
+    train, _ = read_split(tmp_path / "dataset.parquet", tmp_path / "split.parquet")
+    with pytest.raises(UserError, match="footer's row counts do not match its rows"):
+        train.chunk(0)
 
 
 def test_a_split_file_of_another_dataset_is_refused(tmp_path):
     split(tmp_path / "a", {"x": np.arange(100), "y": np.zeros(100)}, split_params(), chunk_rows=50)
     split(tmp_path / "b", {"x": np.arange(100), "y": np.zeros(100)}, split_params(), chunk_rows=40)
 
-    with pytest.raises(UserError, match=r"split\.parquet: not the split of .*; run `dvc repro`"):
+    with pytest.raises(UserError, match=r"split\.parquet: not the split of .*line up"):
         read_split(tmp_path / "a/dataset.parquet", tmp_path / "b/split.parquet")
 
 
@@ -425,11 +470,12 @@ def test_numpy_column_reads_slices_chunks_and_empty_columns_as_to_numpy_does():
     assert numpy_column(table["b"]).dtype == np.float64
     assert np.array_equal(numpy_column(chunked), chunked.to_numpy())
     assert numpy_column(table["a"].slice(4, 0)).shape == (0,)
-    # Booleans are packed eight to a byte, in Arrow's order.
-    flags = np.arange(13) % 3 == 0
+    # Booleans are packed eight to a byte, in Arrow's order, and read back from any offset.
+    flags = np.arange(29) % 3 == 0
     packed = arrow_table({"b": flags})["b"]
     assert packed.to_pylist() == flags.tolist()
-    assert np.array_equal(numpy_column(packed.slice(5)), flags[5:])
+    pieces = pa.chunked_array([packed.chunk(0).slice(9, 11), packed.chunk(0).slice(3, 2)])
+    assert np.array_equal(numpy_column(pieces), np.concatenate([flags[9:20], flags[3:5]]))
     # What is not a plain vector of numbers goes through pyarrow's own conversion.
     assert arrow_table({"s": np.array(["a", "b"])})["s"].to_pylist() == ["a", "b"]
 
@@ -448,7 +494,15 @@ def test_the_data_functions_round_trip_a_parquet_file_without_importing_pandas(t
         "x = np.arange(5, dtype=np.float32)\n"
         f"write_table({str(tmp_path / 't.parquet')!r}, [arrow_table({{'x': x, 'y': x}})], 2)\n"
         f"chunk = ParquetTable({str(tmp_path / 't.parquet')!r}).chunk(1)\n"
-        "assert chunk['x'].tolist() == [2.0, 3.0]"
+        "assert chunk['x'].tolist() == [2.0, 3.0]\n"
+        "from pathlib import Path\n"
+        "from pytorch_workflow.data_setup import read_split, split_dataset\n"
+        "from pytorch_workflow.params import SplitParams\n"
+        f"folder = Path({str(tmp_path)!r})\n"
+        "split_dataset(ParquetTable(folder / 't.parquet'), SplitParams(0.4, True, False), "
+        "'regression', 0, folder / 'split.parquet')\n"
+        "train, test = read_split(folder / 't.parquet', folder / 'split.parquet')\n"
+        "assert train.rows == 2 and test.chunk(0)['y'].dtype == np.float32"
     )
 
     assert imported(code, ("pandas",)) == []
@@ -465,7 +519,13 @@ def test_pyarrow_still_imports_pandas_in_its_own_conversions():
 # ---- a given test split (data.test_path) ----
 
 
-def given_split(tmp_path, test_text="x,label\n5,1\n6,0\n", task="binary_classification", **params):
+def given_split(
+    tmp_path,
+    test_text="x,label\n5,1\n6,0\n",
+    task="binary_classification",
+    chunk_rows=1000,
+    **params,
+):
     raw = tmp_path / "raw"
     raw.mkdir(exist_ok=True)
     (raw / "train.csv").write_text("x,label\n1,0\n2,1\n3,0\n")
@@ -480,7 +540,7 @@ def given_split(tmp_path, test_text="x,label\n5,1\n6,0\n", task="binary_classifi
         **params,
     }
     dataset = tmp_path / "dataset.parquet"
-    rows = write_csv_dataset(data_params(**options), task, dataset, 1000, raw)
+    rows = write_csv_dataset(data_params(**options), task, dataset, chunk_rows, raw)
     return rows, ParquetTable(dataset)
 
 
@@ -489,6 +549,17 @@ def test_the_given_test_split_follows_train_and_the_footer_counts_its_rows(tmp_p
 
     assert (rows, test_rows, dataset.given_test_rows) == (5, 2, 2)
     assert dataset.chunk(0)["x"].tolist() == [1, 2, 3, 5, 6]
+
+
+def test_a_given_test_split_that_starts_inside_a_row_group_is_the_test_side(tmp_path):
+    _, dataset = given_split(tmp_path, chunk_rows=2)  # groups: 1 2 | 3 5 | 6
+    split_dataset(dataset, split_params(), "binary_classification", 42, tmp_path / "split.parquet")
+
+    train, test = read_split(tmp_path / "dataset.parquet", tmp_path / "split.parquet")
+
+    assert [chunk["x"].tolist() for chunk in train] == [[1, 2], [3]]
+    assert [chunk["x"].tolist() for chunk in test] == [[5], [6]]
+    assert (train.offsets, test.offsets) == ([0, 2, 3], [0, 1, 2])
 
 
 def test_a_given_test_split_that_dvc_links_into_its_cache_is_still_in_the_folder(tmp_path):
