@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from pytorch_workflow import engine
-from pytorch_workflow.data_setup import Features
+from pytorch_workflow.data_setup import Features, ParquetTable, read_split, split_dataset
 from pytorch_workflow.dataloaders import CACHE_ENV, CacheBudget, SplitDataset, create_dataloaders
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.model_builder import build_model
 from tests.conftest import COURSE_LOG
-from tests.helpers import course_split, data_params, table_file, train_params
+from tests.helpers import course_split, data_params, split_params, table_file, train_params
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
@@ -108,6 +108,31 @@ def test_shuffled_mini_batches_are_seeded(tmp_path):
     assert run(1) == run(1)
     assert run(1) != run(2)
     assert run(None) != run(1)  # in order, not shuffled
+
+
+def test_a_shuffled_splits_uneven_chunks_give_every_row_once_to_one_of_two_processes(tmp_path):
+    rows = np.arange(100, dtype=np.float32)
+    table_file(tmp_path / "dataset.parquet", {"x": rows, "y": rows}, chunk_rows=30)
+    dataset = ParquetTable(tmp_path / "dataset.parquet")
+    split_dataset(dataset, split_params(shuffle=True), "regression", 7, tmp_path / "split.parquet")
+    train, _ = read_split(tmp_path / "dataset.parquet", tmp_path / "split.parquet")
+    assert len(set(np.diff(train.offsets).tolist())) > 1  # chunks of several sizes
+
+    seen, shares = [], []
+    for rank in (0, 1):
+        data = SplitDataset(train, Features(("x",), "y"), CPU, CacheBudget())
+        data.rank, data.world_size = rank, 2  # as under torchrun with two processes
+        pieces = list(data)
+        seen += [b.y for b in pieces if b.share]
+        shares.append([b.share for b in pieces])
+
+    assert sorted(torch.cat(seen).reshape(-1).tolist()) == sorted(
+        np.concatenate([chunk["y"] for chunk in train]).tolist()
+    )
+    # Both processes step on every piece, each weighing its rows' share of the whole step; over
+    # the two processes (whose gradients DistributedDataParallel averages) the shares add up to 2.
+    assert len(shares[0]) == len(shares[1]) == train.num_chunks
+    assert sum(shares[0]) + sum(shares[1]) == pytest.approx(2.0)
 
 
 def test_mini_batches_cover_every_row_once_across_chunks(tmp_path):
