@@ -98,8 +98,10 @@ def alternate(sides: dict[str, callable], rounds: int) -> dict[str, list[tuple[f
     for index in range(rounds):
         order = list(sides) if index % 2 == 0 else list(reversed(sides))
         for name in order:
-            results[name].append(sides[name]())
-            print(f"  {name}: {results[name][-1][0]:.2f} s", file=sys.stderr)
+            done = sides[name]()
+            results[name].append(done)
+            seconds = sum(s for s, _ in done.values()) if isinstance(done, dict) else done[0]
+            print(f"  {name}: {seconds:.2f} s", file=sys.stderr)
     return results
 
 
@@ -141,6 +143,17 @@ def stages_one_by_one(repo: Path) -> dict[str, tuple[float, int]]:
     """Each stage by itself, as `dvc repro --single-item` runs it: seconds and peak memory."""
     return {
         stage: timed(["dvc", "repro", "--single-item", "--force", stage], repo) for stage in STAGES
+    }
+
+
+def stage_medians(runs: list[dict[str, tuple[float, int]]]) -> dict[str, tuple[float, int]]:
+    """Each stage's median seconds over runs of `stages_one_by_one`, and its largest peak."""
+    return {
+        stage: (
+            statistics.median(run[stage][0] for run in runs),
+            max(run[stage][1] for run in runs),
+        )
+        for stage in STAGES
     }
 
 
@@ -216,12 +229,22 @@ def main() -> None:
             },
             rounds,
         )
-        print(f"4. {huge_rows:,} rows, 3 epochs, once; the same stages at 50 rows", file=sys.stderr)
-        small_stages = stages_one_by_one(clone(work / "small-stages", train__epochs=3))
+        print(f"4. {huge_rows:,} rows, 3 epochs; the same stages at 50 rows", file=sys.stderr)
+        small_repo = clone(work / "small-stages", train__epochs=3)
         repo = clone(work / "huge", data__step=float(huge), data__end=huge_end, train__epochs=3)
-        huge_stages = stages_one_by_one(repo)
+        huge_runs = alternate(
+            {
+                "stages at 50 rows": lambda: stages_one_by_one(small_repo),
+                "stages": lambda: stages_one_by_one(repo),
+                "course": course_run(work, "--step", huge, "--end", str(huge_end), "--epochs", "3"),
+            },
+            rounds,
+        )
+        small_stages, huge_stages = (
+            stage_medians(huge_runs[n]) for n in ("stages at 50 rows", "stages")
+        )
+        huge_course = (median(huge_runs["course"]), peak(huge_runs["course"]))
         disk = disk_use(repo)
-        huge_course = course_run(work, "--step", huge, "--end", str(huge_end), "--epochs", "3")()
 
     total = sum(seconds for seconds, _ in huge_stages.values())
     quick = " --quick" if args.quick else ""
