@@ -37,7 +37,13 @@ RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS,
 
 def timed(command: list[str], cwd: Path, env: dict | None = None) -> tuple[float, int]:
     """Seconds and peak resident bytes of the largest process of one command (in a child shell,
-    so earlier, larger processes of this one do not count)."""
+    so earlier, larger processes of this one do not count).
+
+    The files that earlier commands wrote are flushed to disk first: the kernel would otherwise
+    write them back while this command runs, and charge one side's writing to the other (the
+    course's script, which writes nothing, ran 50 % slower right after the 100M-row stages).
+    """
+    os.sync()
     probe = (
         "import resource, subprocess, sys, time\n"
         "start = time.perf_counter()\n"
