@@ -39,9 +39,8 @@ def timed(command: list[str], cwd: Path, env: dict | None = None) -> tuple[float
     """Seconds and peak resident bytes of the largest process of one command (in a child shell,
     so earlier, larger processes of this one do not count).
 
-    The files that earlier commands wrote are flushed to disk first: the kernel would otherwise
-    write them back while this command runs, and charge one side's writing to the other (the
-    course's script, which writes nothing, ran 50 % slower right after the 100M-row stages).
+    The files that earlier commands wrote are flushed to disk first, so that no command runs
+    while the kernel writes back another's files.
     """
     os.sync()
     probe = (
