@@ -509,7 +509,27 @@ def write_table(path: str | Path, chunks: Iterable[pa.Table], chunk_rows: int) -
     return writer.rows
 
 
-class ParquetTable:
+class Chunks:
+    """A table read a chunk at a time: `offsets` are where its chunks start, and its end."""
+
+    offsets: list[int]
+
+    @property
+    def num_chunks(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def chunk_lengths(self) -> list[int]:
+        return [end - start for start, end in itertools.pairwise(self.offsets)]
+
+    def chunk(self, index: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return map(self.chunk, range(self.num_chunks))
+
+
+class ParquetTable(Chunks):
     """A float32 table in a Parquet file, read one row group (a chunk) at a time."""
 
     def __init__(self, path: str | Path, columns: Iterable[str] | None = None) -> None:
@@ -537,10 +557,6 @@ class ParquetTable:
         for group in range(self._file.num_row_groups):
             self.offsets.append(self.offsets[-1] + self._file.metadata.row_group(group).num_rows)
 
-    @property
-    def num_chunks(self) -> int:
-        return len(self.offsets) - 1
-
     def chunk(self, index: int) -> dict[str, np.ndarray]:
         """Row group `index` as float32 arrays, checked for NaN and infinite values."""
         table = read_row_group(self._file, self.path, index, self.columns)
@@ -555,9 +571,6 @@ class ParquetTable:
                 )
             arrays[name] = values
         return arrays
-
-    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        return map(self.chunk, range(self.num_chunks))
 
 
 def open_parquet(path: Path) -> pq.ParquetFile:
@@ -750,7 +763,7 @@ def split_dataset(
     return SplitSummary(rows, stats, task, classes), stats["train"]
 
 
-class SplitTable:
+class SplitTable(Chunks):
     """One side of the split: the dataset's rows that the split file gives it, in the dataset's
     order, read as a `ParquetTable` is, one chunk (a row group of the dataset) at a time.
 
@@ -772,18 +785,12 @@ class SplitTable:
         self._dataset, self._split, self._split_path = dataset, split, split_path
         # The dataset's row groups that hold rows of this side, and whether they hold only them.
         self._groups = [group for group, count in enumerate(group_rows) if count]
-        self._whole = [
-            group_rows[group] == dataset.offsets[group + 1] - dataset.offsets[group]
-            for group in self._groups
-        ]
+        lengths = dataset.chunk_lengths
+        self._whole = [group_rows[group] == lengths[group] for group in self._groups]
         self.offsets = [0, *itertools.accumulate(group_rows[group] for group in self._groups)]
         self.rows = self.offsets[-1]
         if self.rows == 0:
             raise UserError(f"{split_path}: the {side} split has no rows; run `dvc repro`")
-
-    @property
-    def num_chunks(self) -> int:
-        return len(self._groups)
 
     def chunk(self, index: int) -> dict[str, np.ndarray]:
         """This side's rows of the dataset's row group, as float32 arrays (see ParquetTable)."""
@@ -801,9 +808,6 @@ class SplitTable:
             )
         return {name: values[in_side] for name, values in columns.items()}
 
-    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        return map(self.chunk, range(self.num_chunks))
-
 
 def read_split(
     dataset_path: Path, split_path: Path, columns: Iterable[str] | None = None
@@ -811,34 +815,32 @@ def read_split(
     """The train and test sides of the dataset, as the split stage recorded them."""
     dataset = ParquetTable(dataset_path, columns)
     split = open_parquet(split_path)
-    if split.schema_arrow.names != [SPLIT_COLUMN] or split.schema_arrow.types != [pa.bool_()]:
-        problem = f"not one true/false column named {SPLIT_COLUMN}"
-    else:
-        problem = _split_problem(split, dataset)
+    problem, train_counts = _train_counts(split, dataset)
     if problem:
         raise UserError(
             f"{split_path}: not the split of {dataset_path} ({problem}); run `dvc repro`"
         )
-    train_counts = json.loads(split.metadata.metadata[TRAIN_ROWS.encode()])
-    lengths = [end - start for start, end in itertools.pairwise(dataset.offsets)]
-    test_counts = [length - count for length, count in zip(lengths, train_counts, strict=True)]
+    test_counts = [
+        length - count for length, count in zip(dataset.chunk_lengths, train_counts, strict=True)
+    ]
     return (
         SplitTable(dataset, split, split_path, "train", train_counts),
         SplitTable(dataset, split, split_path, "test", test_counts),
     )
 
 
-def _split_problem(split: pq.ParquetFile, dataset: ParquetTable) -> str:
-    """Why the split file cannot be the dataset's, or "": its row groups must be the dataset's,
-    and its footer must count each group's train rows."""
-    lengths = [end - start for start, end in itertools.pairwise(dataset.offsets)]
-    split_lengths = [split.metadata.row_group(g).num_rows for g in range(split.num_row_groups)]
-    if split_lengths != lengths:
-        return "its rows do not line up with the dataset's"
+def _train_counts(split: pq.ParquetFile, dataset: ParquetTable) -> tuple[str, list[int]]:
+    """The train rows of each row group, as the split file's footer counts them, or why the
+    file cannot be the dataset's split (its column, its row groups, its footer): (why, counts)."""
+    if split.schema_arrow.names != [SPLIT_COLUMN] or split.schema_arrow.types != [pa.bool_()]:
+        return f"not one true/false column named {SPLIT_COLUMN}", []
+    lengths = dataset.chunk_lengths
+    if [split.metadata.row_group(g).num_rows for g in range(split.num_row_groups)] != lengths:
+        return "its rows do not line up with the dataset's", []
     try:
         counts = json.loads((split.metadata.metadata or {})[TRAIN_ROWS.encode()])
     except KeyError:
-        return "its footer does not count the train rows"
+        return "its footer does not count the train rows", []
     except (ValueError, RecursionError):
         counts = None
     if (
@@ -846,8 +848,8 @@ def _split_problem(split: pq.ParquetFile, dataset: ParquetTable) -> str:
         or len(counts) != len(lengths)
         or not all(type(n) is int and 0 <= n <= m for n, m in zip(counts, lengths, strict=True))
     ):
-        return "its footer's count of the train rows is damaged"
-    return ""
+        return "its footer's count of the train rows is damaged", []
+    return "", counts
 
 
 def train_mask(split: pq.ParquetFile, split_path: Path, group: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Stage 2, split: the first part of the rows for training, the rest for testing.
 
-The rows stay in the dataset; data/split.parquet records which of them are train rows.
+The rows stay in the dataset; the split file records which of them are train rows.
 """
 
 from pytorch_workflow.data_setup import (
