@@ -51,7 +51,18 @@ def use_repeatable_kernels(device: torch.device, threads: int) -> None:
     if device.type == "cuda":
         # cuBLAS needs this set before its first call to give the same bits on every run.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
+    use_deterministic_algorithms()
+
+
+def use_deterministic_algorithms() -> None:
+    """`torch.use_deterministic_algorithms(True)` for the eager code the stages run.
+
+    Since pytorch/pytorch#165950 that function also sets the flag of torch's compiler, and so
+    imports the compiler (about a second in every stage that does not train). torch's other
+    documented interface to the same switch, `set_deterministic_debug_mode("error")`, sets it
+    for eager code alone; the pipeline compiles nothing.
+    """
+    torch.set_deterministic_debug_mode("error")
 
 
 def describe(device: torch.device) -> str:

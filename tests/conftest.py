@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -96,7 +97,8 @@ def predict(repo: Path, *args: str | Path, check: bool = False) -> subprocess.Co
 
 
 def start_stage(stage: str, repo: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """A stage started as `python -m stages.STAGE`, its output piped as text, left running."""
+    """A stage started as `python -m stages.STAGE`, its output piped as text, left running,
+    and interruptible by Ctrl-C (SIGINT) as in a terminal."""
     return subprocess.Popen(
         [sys.executable, "-m", f"stages.{stage}"],
         cwd=repo,
@@ -104,7 +106,14 @@ def start_stage(stage: str, repo: Path, env: dict[str, str] | None = None) -> su
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_interrupted_by_ctrl_c,
     )
+
+
+def _interrupted_by_ctrl_c() -> None:
+    # A test run started in the background (`make test &` in a script) ignores SIGINT, and a
+    # process inherits that: Python then never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def imported(code: str, modules: tuple[str, ...], cwd: Path = REPO_ROOT) -> list[str]:
