@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -35,9 +36,17 @@ FEW_EPOCHS, MANY_EPOCHS = EPOCH_COUNTS = (20, 100)
 RSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
 
 
-def timed(command: list[str], cwd: Path, env: dict | None = None) -> tuple[float, int]:
-    """Seconds and peak resident bytes of the largest process of one command (in a child shell,
-    so earlier, larger processes of this one do not count).
+class Run(NamedTuple):
+    """One timed command."""
+
+    seconds: float
+    peak: int  # resident bytes of its largest process
+    kernel: float  # CPU seconds its processes spent in the kernel (page faults, file I/O)
+
+
+def timed(command: list[str], cwd: Path, env: dict | None = None) -> Run:
+    """Seconds, peak memory and kernel time of one command (in a child shell, so earlier,
+    larger processes of this one do not count).
 
     The files that earlier commands wrote are flushed to disk first, so that no command runs
     while the kernel writes back another's files.
@@ -47,7 +56,8 @@ def timed(command: list[str], cwd: Path, env: dict | None = None) -> tuple[float
         "import resource, subprocess, sys, time\n"
         "start = time.perf_counter()\n"
         "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)\n"
-        "print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        "used = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(time.perf_counter() - start, used.ru_maxrss, used.ru_stime)"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe, *command],
@@ -57,8 +67,8 @@ def timed(command: list[str], cwd: Path, env: dict | None = None) -> tuple[float
         text=True,
         check=True,
     )
-    seconds, peak = done.stdout.split()
-    return float(seconds), int(peak) * RSS_UNIT
+    seconds, peak, kernel = done.stdout.split()
+    return Run(float(seconds), int(peak) * RSS_UNIT, float(kernel))
 
 
 def environment() -> dict[str, str]:
@@ -98,8 +108,8 @@ def clone(into: Path, revision: str = "HEAD", **params) -> Path:
     return into
 
 
-def alternate(sides: dict[str, callable], rounds: int) -> dict[str, list[tuple[float, int]]]:
-    results: dict[str, list[tuple[float, int]]] = {name: [] for name in sides}
+def alternate(sides: dict[str, callable], rounds: int) -> dict[str, list]:
+    results: dict[str, list] = {name: [] for name in sides}
     for index in range(rounds):
         order = list(sides) if index % 2 == 0 else list(reversed(sides))
         for name in order:
@@ -118,18 +128,18 @@ def write_section(doc: Path, marker: str, lines: list[str]) -> None:
     doc.write_text(pattern.sub(lambda _: "\n".join([marker, *lines, end]), text))
 
 
-def median(runs: list[tuple[float, int]]) -> float:
-    return statistics.median(seconds for seconds, _ in runs)
+def median(runs: list[Run]) -> float:
+    return statistics.median(run.seconds for run in runs)
 
 
-def peak(runs: list[tuple[float, int]]) -> int:
-    return max(rss for _, rss in runs)
+def peak(runs: list[Run]) -> int:
+    return max(run.peak for run in runs)
 
 
 def cold_repro(workdir: Path, name: str, revision: str = "HEAD", **params) -> callable:
     counter = iter(range(1000))
 
-    def measure() -> tuple[float, int]:
+    def measure() -> Run:
         repo = clone(workdir / f"{name}-{next(counter)}", revision, **params)
         return timed(["dvc", "repro", "--quiet"], repo)
 
@@ -142,24 +152,29 @@ def course_run(workdir: Path, *args: str) -> callable:
     )
 
 
-def stages_one_by_one(repo: Path) -> dict[str, tuple[float, int]]:
+def stages_one_by_one(repo: Path) -> dict[str, Run]:
     """Each stage by itself, as `dvc repro --single-item` runs it: seconds and peak memory."""
     return {
         stage: timed(["dvc", "repro", "--single-item", "--force", stage], repo) for stage in STAGES
     }
 
 
-def round_seconds(run: tuple[float, int] | dict[str, tuple[float, int]]) -> float:
+def round_seconds(run: Run | dict[str, Run]) -> float:
     """The seconds of one round: of a command, or of the stages one by one together."""
-    return sum(seconds for seconds, _ in run.values()) if isinstance(run, dict) else run[0]
+    return sum(stage.seconds for stage in run.values()) if isinstance(run, dict) else run.seconds
 
 
-def stage_medians(runs: list[dict[str, tuple[float, int]]]) -> dict[str, tuple[float, int]]:
+def round_kernel(run: Run | dict[str, Run]) -> float:
+    """The kernel's CPU seconds in one round, as `round_seconds` adds its seconds."""
+    return sum(stage.kernel for stage in run.values()) if isinstance(run, dict) else run.kernel
+
+
+def stage_medians(runs: list[dict[str, Run]]) -> dict[str, tuple[float, int]]:
     """Each stage's median seconds over runs of `stages_one_by_one`, and its largest peak."""
     return {
         stage: (
-            statistics.median(run[stage][0] for run in runs),
-            max(run[stage][1] for run in runs),
+            statistics.median(run[stage].seconds for run in runs),
+            max(run[stage].peak for run in runs),
         )
         for stage in STAGES
     }
@@ -349,13 +364,20 @@ def main() -> None:
             f"the script's) | {seconds:.2f} | {rss / 1e6:,.0f} | {share:.2f} | <= 1,000 MB "
             f"| {'yes' if ok else '**no**'} |"
         )
-    # The rounds' spread: the script's time at 100M rows moves with the machine's memory (it
-    # allocates 2.8 GB, which costs more where the page cache must give it back).
+    # The rounds' spread, and the kernel's share: the script's time at 100M rows is largely the
+    # kernel's, giving it 2.8 GB of fresh memory, at a cost that depends on the machine.
     fastest = {name: min(round_seconds(run) for run in runs) for name, runs in huge_runs.items()}
     slowest = {name: max(round_seconds(run) for run in runs) for name, runs in huge_runs.items()}
+    kernel = {
+        name: statistics.median(round_kernel(run) for run in runs)
+        for name, runs in huge_runs.items()
+    }
 
     def rounds_of(name: str) -> str:
-        return f"rounds: {fastest[name]:.2f} to {slowest[name]:.2f} s"
+        return (
+            f"rounds: {fastest[name]:.2f} to {slowest[name]:.2f} s; "
+            f"in the kernel: {kernel[name]:.2f} s"
+        )
 
     lines.append(
         f"| the course's script, {huge_rows:,} rows, 3 epochs ({rounds_of('course')}) "
@@ -374,7 +396,7 @@ def main() -> None:
     )
     marginal(huge_rows, 3, total, at_50_rows, huge_course[0])
     r = (fastest["stages"] - fastest["stages at 50 rows"]) / (
-        fastest["course"] - min(seconds for seconds, _ in small["course"])
+        fastest["course"] - min(run.seconds for run in small["course"])
     )
     lines.append(f"| **the same from each side's fastest round** | | | {r:.2f} | | |")
     config = (REPO / ".dvc/config").read_text()
