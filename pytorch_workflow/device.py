@@ -58,9 +58,10 @@ def use_deterministic_algorithms() -> None:
     """`torch.use_deterministic_algorithms(True)` for the eager code the stages run.
 
     Since pytorch/pytorch#165950 that function also sets the flag of torch's compiler, and so
-    imports the compiler (about a second in every stage that does not train). torch's other
-    documented interface to the same switch, `set_deterministic_debug_mode("error")`, sets it
-    for eager code alone; the pipeline compiles nothing.
+    imports the compiler: about a second in evaluate (train and export import it anyway, for
+    `torch.optim` and `torch.export`). torch's other documented interface to the same switch,
+    `set_deterministic_debug_mode("error")`, sets it for eager code alone; the stages run
+    nothing through the compiler's Inductor.
     """
     torch.set_deterministic_debug_mode("error")
 

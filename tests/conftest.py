@@ -38,8 +38,8 @@ COURSE_LOG = [
 # The test files that take longest, longest first. pytest-xdist hands whole files to the test
 # processes in collection order (`make test` turns off its reordering by test count), so these
 # start first and none of them starts last while the other processes have nothing left to do.
-# The order is each file's time under `make test`; a file that takes more than half a minute
-# belongs here.
+# The order is each file's time under `make test` (`--durations=0`, summed by file); a file that
+# takes more than half a minute belongs here.
 LONGEST_FIRST = [
     "test_bad_inputs.py",
     "test_reproducibility.py",
@@ -109,13 +109,19 @@ def start_stage(stage: str, repo: Path, env: dict[str, str] | None = None) -> su
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_interrupted_by_ctrl_c,
+        # A test run started in the background (`make test &` in a script) ignores SIGINT, and
+        # a process inherits that: Python would never raise KeyboardInterrupt. Only then is
+        # the default put back, in the child before it starts (`preexec_fn`, which Python's
+        # docs warn may deadlock where threads run: a single `signal` call, kept to that case).
+        preexec_fn=_interrupted_by_ctrl_c if _ctrl_c_ignored() else None,
     )
 
 
+def _ctrl_c_ignored() -> bool:
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
 def _interrupted_by_ctrl_c() -> None:
-    # A test run started in the background (`make test &` in a script) ignores SIGINT, and a
-    # process inherits that: Python then never raises KeyboardInterrupt.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
