@@ -115,7 +115,7 @@ def alternate(sides: dict[str, callable], rounds: int) -> dict[str, list]:
         order = list(sides) if index % 2 == 0 else list(reversed(sides))
         for name in order:
             results[name].append(sides[name]())
-            print(f"  {name}: {round_seconds(results[name][-1]):.2f} s", file=sys.stderr)
+            print(f"  {name}: {round_total(results[name][-1]).seconds:.2f} s", file=sys.stderr)
     return results
 
 
@@ -161,14 +161,17 @@ def stages_one_by_one(repo: Path) -> dict[str, Run]:
     }
 
 
-def round_seconds(run: Run | dict[str, Run]) -> float:
-    """The seconds of one round: of a command, or of the stages one by one together."""
-    return sum(stage.seconds for stage in run.values()) if isinstance(run, dict) else run.seconds
-
-
-def round_kernel(run: Run | dict[str, Run]) -> float:
-    """The kernel's CPU seconds in one round, as `round_seconds` adds its seconds."""
-    return sum(stage.kernel for stage in run.values()) if isinstance(run, dict) else run.kernel
+def round_total(run: Run | dict[str, Run]) -> Run:
+    """One round as one command: a command's run, or the stages one by one together (their
+    seconds and kernel time added, their largest peak)."""
+    if isinstance(run, Run):
+        return run
+    stages = run.values()
+    return Run(
+        sum(stage.seconds for stage in stages),
+        max(stage.peak for stage in stages),
+        sum(stage.kernel for stage in stages),
+    )
 
 
 def stage_medians(runs: list[dict[str, Run]]) -> dict[str, tuple[float, int]]:
@@ -375,10 +378,14 @@ def main() -> None:
         )
     # The rounds' spread, and the kernel's share: the script's time at 100M rows is largely the
     # kernel's, giving it 2.8 GB of fresh memory, at a cost that depends on the machine.
-    fastest = {name: min(round_seconds(run) for run in runs) for name, runs in huge_runs.items()}
-    slowest = {name: max(round_seconds(run) for run in runs) for name, runs in huge_runs.items()}
+    fastest = {
+        name: min(round_total(run).seconds for run in runs) for name, runs in huge_runs.items()
+    }
+    slowest = {
+        name: max(round_total(run).seconds for run in runs) for name, runs in huge_runs.items()
+    }
     kernel = {
-        name: statistics.median(round_kernel(run) for run in runs)
+        name: statistics.median(round_total(run).kernel for run in runs)
         for name, runs in huge_runs.items()
     }
 
