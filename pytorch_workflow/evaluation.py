@@ -28,6 +28,9 @@ from pytorch_workflow.params import CLASSIFICATION, MULTICLASS
 
 # Plot tables and scatter plots show at most this many points, whatever the data's size.
 MAX_PLOT_POINTS = 2000
+# A model whose test loss is more than this many times its linear baseline's does worse than a
+# straight line fitted to the same split: usually a training that has not got anywhere yet.
+FAR_WORSE_THAN_BASELINE = 2.0
 
 
 def plot_rows(rows: int) -> np.ndarray:
@@ -136,6 +139,22 @@ def evaluate(
         if result["mse"] is not None and closed_form["mse"]:
             result["mse_over_closed_form"] = result["mse"] / closed_form["mse"]
     return Evaluation(result, test_sample, train_sample, metrics.confusion if classifier else None)
+
+
+def baseline_note(metrics: dict) -> str | None:
+    """A note when the model's test loss is far above its linear baseline's; else None."""
+    for ratio_key, loss, baseline in (
+        ("mse_over_closed_form", "MSE", "the least-squares fit's"),
+        ("log_loss_over_baseline", "log loss", "the logistic baseline's"),
+    ):
+        ratio = metrics.get(ratio_key)
+        if ratio is not None and ratio > FAR_WORSE_THAN_BASELINE:
+            return (
+                f"the model's test {loss} is {ratio:.3g} times {baseline} ({ratio_key}), the "
+                "best linear model's on the same split: see data.standardize, train.lr, "
+                "train.optimizer and train.epochs (recipes that reach it: docs/own-data.md)"
+            )
+    return None
 
 
 def prediction_table(

@@ -11,7 +11,12 @@ PARAMS = exit_on_user_error(load_params)()
 from pytorch_workflow import baselines, plotting
 from pytorch_workflow.data_setup import read_features, read_split
 from pytorch_workflow.device import describe, resolve_device, use_repeatable_kernels
-from pytorch_workflow.evaluation import evaluate, predicted_classes, prediction_table
+from pytorch_workflow.evaluation import (
+    baseline_note,
+    evaluate,
+    predicted_classes,
+    prediction_table,
+)
 from pytorch_workflow.files import atomic_write_json
 from pytorch_workflow.model_builder import build_model
 from pytorch_workflow.paths import load_paths
@@ -52,6 +57,8 @@ def main() -> None:
         if not isinstance(value, dict)
     ]
     print("Test metrics: " + ", ".join(shown))
+    if note := baseline_note(evaluation.metrics):
+        print(f"note: {note}")
     if baselines.left_out(len(features.names), features.outputs):
         unknowns = baselines.unknowns(len(features.names), features.outputs)
         print(

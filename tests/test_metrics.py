@@ -6,6 +6,7 @@ from functools import partial
 import numpy as np
 import pytest
 
+from pytorch_workflow import evaluation
 from pytorch_workflow.baselines import (
     MAX_BASELINE_UNKNOWNS,
     closed_form_metrics,
@@ -293,3 +294,14 @@ def test_a_baseline_too_large_to_solve_is_left_out(baseline, features, outputs, 
     X, y = np.zeros((4, features), dtype=np.float32), np.array([0, 1, 2, 3])
 
     assert baseline(chunks_of(X, y, 4), chunks_of(X, y, 4), features) == left_out
+
+
+def test_a_model_far_worse_than_its_baseline_gets_a_note_and_one_near_it_none():
+    far = evaluation.FAR_WORSE_THAN_BASELINE * 1.5
+
+    assert "test log loss is 3 times the logistic baseline's" in evaluation.baseline_note(
+        {"accuracy": 0.5, "log_loss_over_baseline": far}
+    )
+    assert "test MSE is 3 times" in evaluation.baseline_note({"mse_over_closed_form": far})
+    for near in ({"mse_over_closed_form": 1.0}, {"log_loss_over_baseline": None}, {"mae": 0.0}):
+        assert evaluation.baseline_note(near) is None

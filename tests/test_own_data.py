@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pytorch_workflow import evaluation
 from tests.conftest import REPO_ROOT, predict, run
 from tests.helpers import split_side, table_file
 from tests.test_bad_inputs import assert_clean_failure, set_params
@@ -145,15 +146,31 @@ def test_a_stratified_split_keeps_the_balance_of_a_file_sorted_by_class(pipeline
 def test_the_readme_example_is_the_regression_recipe_and_predicts(pipeline_repo):
     assert recipe("For example", REPO_ROOT / "README.md") == recipe(REGRESSION)
 
-    run(recipe(REGRESSION), pipeline_repo)  # data/raw/houses.csv, as documented
+    printed = run(recipe(REGRESSION), pipeline_repo).stdout  # data/raw/houses.csv, as documented
 
     assert metrics_of(pipeline_repo)["mse_over_closed_form"] <= 1.001
+    assert "note:" not in printed
     inputs = pipeline_repo / "new_houses.csv"
     inputs.write_text("area_m2,rooms,age_years,distance_km\n120,4,10,5\n60,2,80,30\n")
     predict(pipeline_repo, inputs, "out.csv", check=True)
     predicted = pd.read_csv(pipeline_repo / "out.csv")["prediction"]
     # The true relation, without noise: 50 + 2.5 area + 15 rooms - 0.8 age - 4 distance.
     np.testing.assert_allclose(predicted, [382.0, 46.0], atol=15)
+
+
+def test_the_course_defaults_on_a_table_of_ones_own_get_a_note_pointing_to_the_recipes(
+    pipeline_repo,
+):
+    # The README's first own-data command, on data/raw/houses.csv, up to evaluate.
+    command = recipe("## Your own data", REPO_ROOT / "README.md")
+    command = [a.replace("data/raw/my.csv", "data/raw/houses.csv") for a in command]
+
+    printed = run([*command[:3], "evaluate", *command[3:]], pipeline_repo).stdout
+
+    ratio = metrics_of(pipeline_repo)["mse_over_closed_form"]
+    assert ratio > evaluation.FAR_WORSE_THAN_BASELINE
+    note = f"note: the model's test MSE is {ratio:.3g} times the least-squares fit's"
+    assert note in printed and "docs/own-data.md" in printed
 
 
 def test_a_constant_test_target_leaves_r2_undefined_and_evaluate_still_reports(pipeline_repo):
