@@ -22,13 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from pytorch_workflow.metrics import (
-    ClassificationMetrics,
-    MulticlassMetrics,
-    RegressionMetrics,
-    sigmoid,
-    softplus,
-)
+from pytorch_workflow.metrics import RegressionMetrics, metrics_for, sigmoid, softplus
+from pytorch_workflow.params import CLASSIFICATION, MULTICLASS
 
 # Chunks of (standardised features (n, k) float32, targets (n,) float32).
 Chunks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
@@ -131,26 +126,6 @@ def least_squares(train: Chunks, features: int) -> np.ndarray:
     return np.append(coefficients, y_mean - x_mean @ coefficients)
 
 
-def closed_form_metrics(train: Chunks, test: Chunks, features: int) -> dict[str, float | None]:
-    """The closed-form fit's test MAE, MSE and R², to SIGNIFICANT_DIGITS; null beyond
-    MAX_BASELINE_UNKNOWNS.
-
-    On a line without noise the fit is exact and its errors are the float32 rounding of the
-    targets (about 1e-8): those are reported as an exact fit, MSE and MAE 0 and R² 1.
-    """
-    if left_out(features, 1):
-        return {"mae": None, "mse": None, "r2": None}
-    coefficients = least_squares(train, features)
-    metrics = RegressionMetrics()
-    for X, y in test():
-        metrics.add(y, linear_outputs(coefficients, X))
-    mean_square = metrics.target_m2 / metrics.count + metrics.target_mean**2
-    if math.sqrt(metrics.mse) <= _FLOAT32_RESOLUTION * math.sqrt(mean_square):
-        return {"mae": 0.0, "mse": 0.0, "r2": 1.0}
-    result = metrics.result()
-    return rounded({name: result[name] for name in ("mae", "mse", "r2")})
-
-
 def _newton(initial: np.ndarray, evaluate: Callable) -> np.ndarray:
     """The minimum of a convex objective by Newton's method from `initial`: `evaluate(weights)`
     gives its (value, gradient, hessian). A step that does not lower the value is halved, so
@@ -196,18 +171,6 @@ def logistic_regression(train: Chunks, features: int, penalty: float = 1.0) -> n
     return _newton(np.zeros(features + 1), evaluate)
 
 
-def logistic_metrics(train: Chunks, test: Chunks, features: int) -> dict[str, float | None]:
-    """The logistic baseline's test accuracy and its log loss to SIGNIFICANT_DIGITS; null beyond
-    MAX_BASELINE_UNKNOWNS."""
-    if left_out(features, 1):
-        return {"accuracy": None, "log_loss": None}
-    coefficients = logistic_regression(train, features)
-    metrics = ClassificationMetrics()
-    for X, y in test():
-        metrics.add(y, linear_outputs(coefficients, X))
-    return {"accuracy": metrics.accuracy, **rounded({"log_loss": metrics.log_loss})}
-
-
 def multinomial_regression(
     train: Chunks, features: int, classes: int, penalty: float = 1.0
 ) -> np.ndarray:
@@ -248,16 +211,48 @@ def multinomial_regression(
     return _newton(np.zeros(size * classes), evaluate).reshape(classes, size).T
 
 
-def multinomial_metrics(
-    train: Chunks, test: Chunks, features: int, classes: int
-) -> dict[str, float | None]:
-    """The multinomial baseline's test accuracy and its log loss to SIGNIFICANT_DIGITS; null
-    beyond MAX_BASELINE_UNKNOWNS."""
-    if left_out(features, classes):
-        return {"accuracy": None, "log_loss": None}
-    coefficients = multinomial_regression(train, features, classes)
-    metrics = MulticlassMetrics(classes)
-    for X, y in test():
-        logits = np.asarray(X, dtype=np.float64) @ coefficients[:-1] + coefficients[-1]
-        metrics.add(y, logits)
-    return {"accuracy": metrics.accuracy, **rounded({"log_loss": metrics.log_loss})}
+class Baseline:
+    """The task's linear baseline: fitted on the train split when made, then scored on the test
+    split chunk by chunk (`add`), in the same pass over the test rows as the model.
+
+    Left out (null) beyond MAX_BASELINE_UNKNOWNS: then it reads no row at all.
+    """
+
+    def __init__(self, task: str, train: Chunks, features: int, outputs: int) -> None:
+        self.task = task
+        self.coefficients: np.ndarray | None = None
+        self.metrics = metrics_for(task, outputs)
+        if left_out(features, outputs):
+            return
+        if task == MULTICLASS:
+            self.coefficients = multinomial_regression(train, features, outputs)
+        elif task == CLASSIFICATION:
+            self.coefficients = logistic_regression(train, features)
+        else:
+            self.coefficients = least_squares(train, features)
+
+    def add(self, y: np.ndarray, X: np.ndarray) -> None:
+        """Score a chunk of the test split: standardised features, as the model sees them, and
+        targets (class indices for several classes)."""
+        if self.coefficients is not None:
+            self.metrics.add(y, linear_outputs(self.coefficients, X))
+
+    def result(self) -> dict[str, float | None]:
+        """Regression: the test MAE, MSE and R²; classification: the test accuracy and log loss.
+        To SIGNIFICANT_DIGITS (accuracy as it is); null where the baseline is left out.
+
+        On a line without noise the closed form is exact and its errors are the float32 rounding
+        of the targets (about 1e-8): those are reported as an exact fit, MSE and MAE 0, R² 1.
+        """
+        metrics = self.metrics
+        if isinstance(metrics, RegressionMetrics):
+            if self.coefficients is None:
+                return {"mae": None, "mse": None, "r2": None}
+            mean_square = metrics.target_m2 / metrics.count + metrics.target_mean**2
+            if math.sqrt(metrics.mse) <= _FLOAT32_RESOLUTION * math.sqrt(mean_square):
+                return {"mae": 0.0, "mse": 0.0, "r2": 1.0}
+            result = metrics.result()
+            return rounded({name: result[name] for name in ("mae", "mse", "r2")})
+        if self.coefficients is None:
+            return {"accuracy": None, "log_loss": None}
+        return {"accuracy": metrics.accuracy, **rounded({"log_loss": metrics.log_loss})}

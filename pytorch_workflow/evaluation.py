@@ -17,13 +17,7 @@ from pytorch_workflow.data_setup import (
     arrow_table,
     output_columns,
 )
-from pytorch_workflow.metrics import (
-    ClassificationMetrics,
-    MulticlassMetrics,
-    RegressionMetrics,
-    sigmoid,
-    softmax,
-)
+from pytorch_workflow.metrics import metrics_for, sigmoid, softmax
 from pytorch_workflow.params import CLASSIFICATION, MULTICLASS
 
 # Plot tables and scatter plots show at most this many points, whatever the data's size.
@@ -75,10 +69,21 @@ class Evaluation:
     confusion: np.ndarray | None  # counts[actual, predicted] for a classifier
 
 
-def scaled_chunks(table: SplitTable, features: Features) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def take_plotted(sample: Sample, columns: dict[str, np.ndarray], features: Features) -> None:
+    """A chunk's plotted rows: the raw first two features, as the course plots them."""
+    raw = np.column_stack([columns[name] for name in features.names[:2]])
+    sample.take(raw, columns[features.target])
+
+
+def scaled_chunks(
+    table: SplitTable, features: Features, sample: Sample
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(standardised X (n, k), y (n,)) for each chunk of a split: float32, and a multi-class
-    target as class indices."""
+    target as class indices. The first pass also takes the split's plotted rows into `sample`."""
+    first_pass = sample.seen == 0
     for columns in table:
+        if first_pass:
+            take_plotted(sample, columns, features)
         labels = columns[features.target]
         yield (
             features.matrix(columns),
@@ -96,13 +101,19 @@ def evaluate(
     outputs_path: Path,
 ) -> Evaluation:
     """Metrics of the model and of the linear baseline; the model's raw test outputs (values or
-    logits) are written to `outputs_path` as they are computed."""
+    logits) are written to `outputs_path` as they are computed.
+
+    The baseline is fitted first, its first pass over the train split taking the plotted train
+    rows; then one pass over the test split scores the model and the baseline together.
+    """
     classifier = task in (CLASSIFICATION, MULTICLASS)
-    if task == MULTICLASS:
-        metrics = MulticlassMetrics(features.outputs)
-    else:
-        metrics = ClassificationMetrics() if classifier else RegressionMetrics()
+    metrics = metrics_for(task, features.outputs)
     test_sample, train_sample = Sample(plot_rows(test.rows)), Sample(plot_rows(train.rows))
+    train_chunks = partial(scaled_chunks, train, features, train_sample)
+    baseline = baselines.Baseline(task, train_chunks, len(features.names), features.outputs)
+    if baseline.coefficients is None:  # left out: it read no train row
+        for columns in train:
+            take_plotted(train_sample, columns, features)
     columns_out = output_columns(features.outputs)
     model.eval()
     with TableWriter(outputs_path, None) as writer:  # a row group for each chunk of the split
@@ -115,29 +126,20 @@ def evaluate(
             outputs = outputs.reshape(len(X), -1) if features.classes else outputs.reshape(-1)
             by_column = outputs.T if features.classes else [outputs]
             writer.append(arrow_table(dict(zip(columns_out, by_column, strict=True))))
-            metrics.add(features.class_indices(y) if features.classes else y, outputs)
+            targets = features.class_indices(y) if features.classes else y
+            metrics.add(targets, outputs)
+            baseline.add(targets, X)
             # The figures show the raw features, as the course plots them.
             test_sample.take(raw[:, :2], y, outputs)
-    for columns in train:
-        raw = np.column_stack([columns[name] for name in features.names[:2]])
-        train_sample.take(raw, columns[features.target])
-    k = len(features.names)
     result = metrics.result()
-    train_chunks = partial(scaled_chunks, train, features)
-    test_chunks = partial(scaled_chunks, test, features)
-    if task == MULTICLASS:
-        baseline = baselines.multinomial_metrics(train_chunks, test_chunks, k, features.outputs)
-    elif classifier:
-        baseline = baselines.logistic_metrics(train_chunks, test_chunks, k)
-    if classifier:
-        result["logistic_baseline"] = baseline
-        if result["log_loss"] is not None and baseline["log_loss"]:
-            result["log_loss_over_baseline"] = result["log_loss"] / baseline["log_loss"]
-    else:
-        closed_form = baselines.closed_form_metrics(train_chunks, test_chunks, k)
-        result["closed_form"] = closed_form
-        if result["mse"] is not None and closed_form["mse"]:
-            result["mse_over_closed_form"] = result["mse"] / closed_form["mse"]
+    name, loss, ratio = (
+        ("logistic_baseline", "log_loss", "log_loss_over_baseline")
+        if classifier
+        else ("closed_form", "mse", "mse_over_closed_form")
+    )
+    result[name] = baseline.result()
+    if result[loss] is not None and result[name][loss]:
+        result[ratio] = result[loss] / result[name][loss]
     return Evaluation(result, test_sample, train_sample, metrics.confusion if classifier else None)
 
 

@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from pytorch_workflow.params import CLASSIFICATION, MULTICLASS
+
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     """The probability of class 1 for each logit, in float64."""
@@ -159,3 +161,10 @@ class MulticlassMetrics(ClassificationMetrics):
                 "log_loss": self.log_loss,
             }
         )
+
+
+def metrics_for(task: str, outputs: int) -> RegressionMetrics | ClassificationMetrics:
+    """The test metrics of a task, empty: `outputs` is the model's, one per class of several."""
+    if task == MULTICLASS:
+        return MulticlassMetrics(outputs)
+    return ClassificationMetrics() if task == CLASSIFICATION else RegressionMetrics()

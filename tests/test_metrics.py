@@ -1,7 +1,6 @@
 """Test metrics and the linear baselines: known values, chunk by chunk, against scikit-learn."""
 
 import math
-from functools import partial
 
 import numpy as np
 import pytest
@@ -9,11 +8,9 @@ import pytest
 from pytorch_workflow import evaluation
 from pytorch_workflow.baselines import (
     MAX_BASELINE_UNKNOWNS,
-    closed_form_metrics,
+    Baseline,
     least_squares,
-    logistic_metrics,
     logistic_regression,
-    multinomial_metrics,
     multinomial_regression,
     rounded,
     solve,
@@ -26,10 +23,19 @@ from pytorch_workflow.metrics import (
     sigmoid,
     softplus,
 )
+from pytorch_workflow.params import CLASSIFICATION, MULTICLASS, REGRESSION
 
 
 def chunks_of(X, y, size):
     return lambda: ((X[i : i + size], y[i : i + size]) for i in range(0, len(y), size))
+
+
+def baseline_metrics(task, train, test, features, outputs=1):
+    """A baseline fitted on `train`, then scored on `test` chunk by chunk, as evaluate does."""
+    baseline = Baseline(task, train, features, outputs)
+    for X, y in test():
+        baseline.add(y, X)
+    return baseline.result()
 
 
 # scikit-learn is imported where it is used: three seconds of every test run's collection.
@@ -157,7 +163,9 @@ def test_least_squares_is_scikit_learns_linear_regression_on_a_real_table(depend
         X, X_test = with_dependent_columns(X), with_dependent_columns(X_test)
 
     coefficients = least_squares(chunks_of(X, y, 64), X.shape[1])
-    metrics = closed_form_metrics(chunks_of(X, y, 64), chunks_of(X_test, y_test, 64), X.shape[1])
+    metrics = baseline_metrics(
+        REGRESSION, chunks_of(X, y, 64), chunks_of(X_test, y_test, 64), X.shape[1]
+    )
 
     reference = LinearRegression().fit(X.astype(np.float64), y)
     assert coefficients[:-1] == pytest.approx(reference.coef_, rel=1e-8, abs=1e-8)
@@ -179,7 +187,9 @@ def test_a_perfect_closed_form_fit_is_reported_as_exact_not_as_rounding_noise():
     y = np.float32(0.7) * x + np.float32(0.3)  # float32 targets: residuals of about 1e-8
     X = x.reshape(-1, 1)
 
-    metrics = closed_form_metrics(chunks_of(X[:40], y[:40], 40), chunks_of(X[40:], y[40:], 10), 1)
+    train, test = chunks_of(X[:40], y[:40], 40), chunks_of(X[40:], y[40:], 10)
+
+    metrics = baseline_metrics(REGRESSION, train, test, 1)
 
     assert metrics == {"mae": 0.0, "mse": 0.0, "r2": 1.0}
 
@@ -202,7 +212,9 @@ def test_the_logistic_baseline_is_scikit_learns_logistic_regression_on_a_real_ta
         X, X_test = with_dependent_columns(X), with_dependent_columns(X_test)
 
     coefficients = logistic_regression(chunks_of(X, y, 64), X.shape[1])
-    metrics = logistic_metrics(chunks_of(X, y, 64), chunks_of(X_test, y_test, 64), X.shape[1])
+    metrics = baseline_metrics(
+        CLASSIFICATION, chunks_of(X, y, 64), chunks_of(X_test, y_test, 64), X.shape[1]
+    )
 
     reference = sklearn_logistic(X, y)
     # scikit-learn's L-BFGS stops near the optimum, not on it.
@@ -218,7 +230,7 @@ def test_the_logistic_baseline_converges_on_separable_data():
     X = np.array([[-2.0], [-1.0], [1.0], [2.0]], dtype=np.float32)
     y = np.array([0, 0, 1, 1], dtype=np.float32)
 
-    metrics = logistic_metrics(chunks_of(X, y, 4), chunks_of(X, y, 4), 1)
+    metrics = baseline_metrics(CLASSIFICATION, chunks_of(X, y, 4), chunks_of(X, y, 4), 1)
 
     assert metrics["accuracy"] == 1.0 and math.isfinite(metrics["log_loss"])
 
@@ -266,7 +278,9 @@ def test_the_multinomial_baseline_is_scikit_learns_logistic_regression_on_a_real
 
     (X, y), (X_test, y_test) = wine()
     coefficients = multinomial_regression(chunks_of(X, y, 32), X.shape[1], 3)
-    metrics = multinomial_metrics(chunks_of(X, y, 32), chunks_of(X_test, y_test, 32), 13, 3)
+    metrics = baseline_metrics(
+        MULTICLASS, chunks_of(X, y, 32), chunks_of(X_test, y_test, 32), 13, 3
+    )
 
     reference = LogisticRegression(C=1.0, tol=1e-12, max_iter=100_000, solver="newton-cholesky")
     reference.fit(X.astype(np.float64), y)
@@ -282,18 +296,22 @@ def test_the_multinomial_baseline_is_scikit_learns_logistic_regression_on_a_real
 
 
 @pytest.mark.parametrize(
-    ("baseline", "features", "outputs", "left_out"),
+    ("task", "features", "outputs", "left_out"),
     [
-        (closed_form_metrics, 2000, 1, {"mae": None, "mse": None, "r2": None}),
-        (logistic_metrics, 2000, 1, {"accuracy": None, "log_loss": None}),
-        (partial(multinomial_metrics, classes=4), 500, 4, {"accuracy": None, "log_loss": None}),
+        (REGRESSION, 2000, 1, {"mae": None, "mse": None, "r2": None}),
+        (CLASSIFICATION, 2000, 1, {"accuracy": None, "log_loss": None}),
+        (MULTICLASS, 500, 4, {"accuracy": None, "log_loss": None}),
     ],
 )
-def test_a_baseline_too_large_to_solve_is_left_out(baseline, features, outputs, left_out):
+def test_a_baseline_too_large_to_solve_is_left_out_and_reads_no_row(
+    task, features, outputs, left_out
+):
     assert unknowns(features, outputs) > MAX_BASELINE_UNKNOWNS  # 2,001 and 2,004
-    X, y = np.zeros((4, features), dtype=np.float32), np.array([0, 1, 2, 3])
 
-    assert baseline(chunks_of(X, y, 4), chunks_of(X, y, 4), features) == left_out
+    def unread():
+        raise AssertionError("a left-out baseline read the train split")
+
+    assert baseline_metrics(task, unread, lambda: [], features, outputs) == left_out
 
 
 def test_a_model_far_worse_than_its_baseline_gets_a_note_and_one_near_it_none():
