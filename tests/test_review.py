@@ -105,6 +105,19 @@ def test_the_gate_fails_on_a_regression_and_passes_on_an_improvement(
     assert row("metrics/evaluate.json", "mae", "0.05688").search(text)
 
 
+def test_a_change_that_loosens_the_gate_is_judged_by_the_bases_gate(pipeline_repo):
+    inject(pipeline_repo, "mae", 0.05)
+    gate = pipeline_repo / "regression_gate.yaml"
+    gate.write_text(gate.read_text().replace("{max_increase: 0.001}", "{max_increase: 1}"))
+
+    result = report(pipeline_repo)
+
+    assert result.returncode == 1
+    assert "mae rose by 0.05 (0.0568781 -> 0.106878), more than the allowed 0.001" in result.stderr
+    text = (pipeline_repo / "report.md").read_text()
+    assert "`regression_gate.yaml` differs from main's: this change is judged by main's" in text
+
+
 def test_report_refuses_an_unknown_base_in_one_line(pipeline_repo):
     result = report(pipeline_repo, base="no-such-branch")
 

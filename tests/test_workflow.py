@@ -6,8 +6,11 @@ tests below check what neither can: the jobs, the order of the steps, their cond
 commands they call.
 """
 
+import os
 import re
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -64,9 +67,13 @@ def test_the_workflow_passes_actionlint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_every_push_and_pull_request_runs_the_test_suite_with_torchs_cpu_build(workflow):
+def test_every_push_to_main_and_pull_request_runs_the_test_suite_with_torchs_cpu_build(workflow):
     # PyYAML reads the key `on` as the boolean true (YAML 1.1).
     assert set(workflow[True]) == {"push", "pull_request"}
+    assert workflow[True]["push"] == {"branches": ["main"]}
+    # Only a pull request's older runs are cancelled: every commit to main is tested.
+    cancel = workflow["concurrency"]["cancel-in-progress"]
+    assert cancel == "${{ github.event_name == 'pull_request' }}"
     assert workflow["env"]["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
     step_running(steps_of(workflow, "test"), ".ci/run")
     assert "make test" in (REPO_ROOT / ".ci/run").read_text()
@@ -78,14 +85,14 @@ def test_a_pull_request_checks_the_lock_then_reports_into_the_job_summary(workfl
     assert steps[0]["with"]["fetch-depth"] == 0
     order = [
         step_running(steps, c)[0]
-        for c in ("make setup", "make lock-check", ".venv/bin/python -m tools.report")
+        for c in ("make setup", "make lock-check", "python -m tools.report")
     ]
     assert order == sorted(order)
 
-    _, report = step_running(steps, ".venv/bin/python -m tools.report")
+    _, report = step_running(steps, "python -m tools.report")
     assert (
         "--summary summary.md" in report["run"]
-        and 'cat summary.md >> "$GITHUB_STEP_SUMMARY"' in report["run"]
+        and 'then cat summary.md >> "$GITHUB_STEP_SUMMARY"' in report["run"]
     )
     assert report["env"]["BASE"] == "origin/${{ github.base_ref }}"
     # A stale lock fails the job, but the reviewer still gets the report.
@@ -103,9 +110,27 @@ def test_the_full_report_is_kept_and_the_comment_is_optional(workflow):
     assert not any("cml" in s.get("uses", "") + s.get("run", "") for s in steps)
 
 
+def test_the_steps_after_the_install_find_the_venvs_python_and_dvc_first(workflow, tmp_path):
+    """The install step's own lines, run as GitHub runs them: GitHub puts each line that a step
+    appends to $GITHUB_PATH first on PATH for the steps that follow."""
+    steps = steps_of(workflow, "report")
+    _, install = step_running(steps, "make setup")
+    github_path = tmp_path / "github_path"
+    github_path.touch()
+    lines = [line for line in install["run"].splitlines() if line.strip() != "make setup"]
+    env = {**os.environ, "GITHUB_PATH": str(github_path)}
+    subprocess.run(["bash", "-e", "-c", "\n".join(lines)], cwd=REPO_ROOT, env=env, check=True)
+
+    runner_path = os.pathsep.join(["/usr/local/bin", "/usr/bin", "/bin"])  # no venv on it
+    later_path = os.pathsep.join([*github_path.read_text().splitlines(), runner_path])
+    for tool in ("python", "dvc"):
+        found = shutil.which(tool, path=later_path)
+        assert found and Path(found).parent.samefile(VENV_BIN), (tool, found)
+
+
 def test_it_pulls_from_the_dvc_remote_only_when_credentials_are_set(workflow):
     steps = steps_of(workflow, "report")
-    index, pull = step_running(steps, ".venv/bin/dvc pull")
+    index, pull = step_running(steps, "dvc pull")
 
     assert pull["if"] == "env.AWS_ACCESS_KEY_ID != ''"
     assert index < step_running(steps, "make lock-check")[0]

@@ -84,11 +84,19 @@ class Verdict:
 def load_allowances(path: str | Path = GATE_FILE) -> list[Allowance]:
     """Read and check the gate file; a mistake is a one-line error naming the entry."""
     try:
-        with open(path, encoding="utf-8") as file:
-            declared = yaml.safe_load(file)
+        text = Path(path).read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: gate file not found") from None
-    except (OSError, yaml.YAMLError) as error:
+    except OSError as error:
+        raise UserError(f"{path}: cannot read the gate ({error})") from None
+    return parse_allowances(text, path)
+
+
+def parse_allowances(text: bytes | str, path: str | Path) -> list[Allowance]:
+    """Check a gate file's text; `path` names it in errors (a file, or REVISION:FILE)."""
+    try:
+        declared = yaml.safe_load(text)
+    except yaml.YAMLError as error:
         raise UserError(f"{path}: cannot read the gate ({error})") from None
     if not isinstance(declared, dict) or not declared:
         raise UserError(f"{path}: expected metrics files mapped to their metrics")

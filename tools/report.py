@@ -3,9 +3,10 @@
     python -m tools.report --base main                        # what `make report BASE=main` runs
     python -m tools.report --base main --summary "$GITHUB_STEP_SUMMARY"   # in CI
 
-Writes report.md: the regression gate's verdict (regression_gate.yaml), `dvc params diff` and
-`dvc metrics diff` as Markdown tables, the loss curves of both revisions as a table of epochs,
-and the pipeline's figures side by side (PNG copies in report/, with `dvc plots diff`'s
+Writes report.md: the regression gate's verdict (the base's regression_gate.yaml: a change does
+not loosen the gate that judges it), `dvc params diff` and `dvc metrics diff` as Markdown
+tables, the loss curves of both revisions as a table of epochs, and the pipeline's figures side
+by side (PNG copies in report/, with `dvc plots diff`'s
 interactive page in report/plots/). With --summary, the same report without the images is
 appended to that file: a CI job summary shows Markdown tables, not files from the run. It
 reports on the workspace as it is: run `dvc repro` first.
@@ -26,7 +27,7 @@ from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
 from pytorch_workflow.files import atomic_write_bytes, atomic_write_text
 from pytorch_workflow.paths import load_paths
 from tools.commands import output_of
-from tools.gate import GATE_FILE, Verdict, judge, load_allowances
+from tools.gate import GATE_FILE, Allowance, Verdict, judge, load_allowances, parse_allowances
 
 EXIT_REGRESSION = 1
 LOSS_ROWS = 11  # epochs shown in the loss table
@@ -53,6 +54,16 @@ def committed(base: str, path: Path) -> bytes | None:
     return shown.stdout if shown.returncode == 0 else None
 
 
+def base_allowances(base: str) -> tuple[list[Allowance], bool]:
+    """The base revision's gate, which judges the change (a change that loosened its own gate
+    would pass itself), and whether the workspace's gate differs from it. Where the base has
+    no gate yet, the workspace's judges."""
+    at_base = committed(base, Path(GATE_FILE))
+    if at_base is None:
+        return load_allowances(GATE_FILE), False
+    return parse_allowances(at_base, f"{base}:{GATE_FILE}"), at_base != _read(Path(GATE_FILE))
+
+
 def diff_table(kind: str, base: str) -> str:
     """`dvc params diff` or `dvc metrics diff` as Markdown, or "" when nothing changed."""
     table = output_of("dvc", kind, "diff", base, "--md").strip()
@@ -60,12 +71,17 @@ def diff_table(kind: str, base: str) -> str:
     return table if len(table.splitlines()) > 2 else ""
 
 
-def gate_section(verdicts: list[Verdict], base: str) -> str:
+def gate_section(verdicts: list[Verdict], base: str, gate_changed: bool) -> str:
     failed = [verdict for verdict in verdicts if not verdict.passed]
     if failed:
         summary = "**Failed.** " + " ".join(f"{v.describe()}." for v in failed)
     else:
-        summary = f"**Passed:** every metric in `{GATE_FILE}` is within its allowance."
+        summary = f"**Passed:** every metric in {base}'s `{GATE_FILE}` is within its allowance."
+    if gate_changed:
+        summary += (
+            f"\n\n`{GATE_FILE}` differs from {base}'s: this change is judged by {base}'s "
+            "allowances, and its own apply once it is merged."
+        )
     rows = [
         f"| Metric | {base} | workspace | Change | Allowed | Verdict |",
         "|---|---|---|---|---|---|",
@@ -173,13 +189,13 @@ def _read(path: Path) -> bytes | None:
 def build_report(base: str, report_dir: Path) -> tuple[str, str, list[Verdict]]:
     """The report, the same without its figures (for a job summary), and the gate's verdicts."""
     base_id = resolve_base(base)
-    allowances = load_allowances(GATE_FILE)
+    allowances, gate_changed = base_allowances(base)
     metrics_diff = json.loads(output_of("dvc", "metrics", "diff", base, "--all", "--json") or "{}")
     verdicts = judge(allowances, metrics_diff)
     sections = [
         f"# Pipeline report: workspace against {base} ({base_id})",
         "## Regression gate",
-        gate_section(verdicts, base),
+        gate_section(verdicts, base, gate_changed),
         "## Params",
         diff_table("params", base) or f"No param differs from {base}.",
         "## Metrics",
@@ -211,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"regression: {verdict.describe()}", file=sys.stderr)
     if failed:
         sys.exit(EXIT_REGRESSION)
-    print(f"Regression gate passed: {len(verdicts)} metrics within {GATE_FILE}")
+    print(f"Regression gate passed: {len(verdicts)} metrics within {args.base}'s {GATE_FILE}")
 
 
 if __name__ == "__main__":
