@@ -10,6 +10,7 @@ machines, give every machine torchrun's own settings in the environment (`PET_NN
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
 
 # torchrun reads each of its options from a PET_ variable; these mean "join other machines".
 _RENDEZVOUS_SETTINGS = ("PET_RDZV_ENDPOINT", "PET_MASTER_ADDR")
+# The last line of a Python traceback, the exception's type and message, as a process under
+# torchrun prints it: torch's hook prefixes each line of its traceback with its rank.
+_RAISED = re.compile(
+    r"^(?:\[rank(\d+)\]: )?([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)\b.*)$", re.MULTILINE
+)
 
 
 def in_torchrun() -> bool:
@@ -31,7 +37,11 @@ def in_torchrun() -> bool:
 
 def wanted(processes: int) -> bool:
     """Whether the train stage should run under torchrun: more processes, or more machines."""
-    return processes > 1 or os.environ.get("PET_NNODES", "1") not in ("", "1")
+    return processes > 1 or more_machines()
+
+
+def more_machines() -> bool:
+    return os.environ.get("PET_NNODES", "1") not in ("", "1")
 
 
 def run_under_torchrun(processes: int, module: str) -> None:
@@ -42,33 +52,72 @@ def run_under_torchrun(processes: int, module: str) -> None:
     """
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}"]
     if not any(os.environ.get(name) for name in _RENDEZVOUS_SETTINGS):
+        if more_machines():  # and none named to meet at: torchrun would wait 10 minutes
+            raise UserError(
+                f"PET_NNODES={os.environ['PET_NNODES']}: the machines need a place to meet; "
+                "set PET_RDZV_ENDPOINT=HOST:PORT (and PET_RDZV_BACKEND=c10d) on every machine "
+                "(docs/scale.md)"
+            )
         command.append("--standalone")
     command += ["-m", module]
     # torchrun's own log and its report of a failed process (a Python traceback) are caught
     # here and summed up in one line; the processes' standard output streams through.
     quiet = {**os.environ, "LOGLEVEL": os.environ.get("LOGLEVEL", "ERROR")}
-    result = subprocess.run(command, stderr=subprocess.PIPE, text=True, env=quiet)
-    if result.returncode == 0:
-        sys.stderr.write(result.stderr)
+    # SIGTERM (a stopped job, a killed `dvc repro`) stops the stage as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=quiet) as torchrun:
+            try:
+                _, report = torchrun.communicate()
+            except BaseException:
+                _stop(torchrun)
+                raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if torchrun.returncode == 0:
+        sys.stderr.write(report)
         return
-    own_errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    own_errors = [line for line in report.splitlines() if line.startswith("error: ")]
     if own_errors:
         raise UserError(own_errors[0].removeprefix("error: "))
-    raise UserError(f"train: {_root_cause(result.stderr)}; the stage wrote nothing")
+    raise UserError(f"train: {root_cause(report)}; the stage wrote nothing")
 
 
-def _root_cause(report: str) -> str:
-    """Which process failed first and how, from torchrun's report of a failed run."""
+def _stop(torchrun: subprocess.Popen) -> None:
+    """Stop torchrun, and wait: it stops its processes, which run in sessions of their own, out
+    of reach of the terminal's Ctrl-C; left alone, they would train on and write the outputs
+    after the stage has reported that it wrote nothing."""
+    # A terminal's Ctrl-C reached torchrun too, and it is already stopping them; else SIGTERM
+    # makes it (it gives them 30 s before it kills them); SIGKILL as the last resort.
+    for send, seconds in ((None, 2), (torchrun.terminate, 40), (torchrun.kill, 5)):
+        if send is not None:
+            send()
+        try:
+            torchrun.communicate(timeout=seconds)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def root_cause(report: str) -> str:
+    """Which process failed first and how, from torchrun's report of a failed run, with the
+    first exception a process printed (its traceback's last line) where one did."""
     cause = report.split("Root Cause", 1)[-1]
     rank = re.search(r"rank\s*:\s*(\d+)", cause)
-    signal = re.search(r"Signal \d+ \((SIG[A-Z]+)\)", cause)
+    killed_by = re.search(r"Signal \d+ \((SIG[A-Z]+)\)", cause)
     exit_code = re.search(r"exitcode\s*:\s*(-?\d+)", cause)
     who = f"training process {rank.group(1)}" if rank else "a training process"
-    if signal:
-        return f"{who} was killed by {signal.group(1)}"
+    if killed_by:
+        return f"{who} was killed by {killed_by.group(1)}"
+    raised = [
+        line
+        for by, line in _RAISED.findall(report)
+        if (by == rank.group(1) if rank else by) and "ChildFailedError" not in line
+    ]
+    how = f" ({raised[0][:200]})" if raised else ""
     if exit_code:
-        return f"{who} exited with status {exit_code.group(1)}"
-    return f"{who} failed"
+        return f"{who} exited with status {exit_code.group(1)}{how}"
+    return f"{who} failed{how}"
 
 
 def start_process_group(device: "torch.device") -> int:

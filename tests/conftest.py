@@ -101,7 +101,9 @@ def predict(repo: Path, *args: str | Path, check: bool = False) -> subprocess.Co
 
 def start_stage(stage: str, repo: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """A stage started as `python -m stages.STAGE`, its output piped as text, left running,
-    and interruptible by Ctrl-C (SIGINT) as in a terminal."""
+    and interruptible by Ctrl-C (SIGINT) as in a terminal. It starts a process group of its
+    own, as a terminal's command does: `os.killpg(stage.pid, SIGINT)` is a terminal's Ctrl-C,
+    which reaches the stage and the processes it starts in its group."""
     return subprocess.Popen(
         [sys.executable, "-m", f"stages.{stage}"],
         cwd=repo,
@@ -109,6 +111,7 @@ def start_stage(stage: str, repo: Path, env: dict[str, str] | None = None) -> su
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
         # A test run started in the background (`make test &` in a script) ignores SIGINT, and
         # a process inherits that: Python would never raise KeyboardInterrupt. Only then is
         # the default put back, in the child before it starts (`preexec_fn`, which Python's

@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from pytorch_workflow.distributed import root_cause
 from tests.conftest import clone_copy, run, start_stage, tool_env
 from tests.test_bad_inputs import assert_clean_failure, set_params
 from tools.tolerance import largest_difference, load_tolerance, numbers_of
@@ -136,23 +137,29 @@ def test_two_machines_on_loopback_train_together_and_each_writes_the_model(chunk
         assert model == (two_processes / "models/model.pt").read_bytes()
 
 
+def training_processes(stage: subprocess.Popen) -> dict[str, psutil.Process]:
+    """The stage's training processes by rank, once process 1 has trained for a CPU second."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert time.monotonic() < deadline and stage.poll() is None
+        ranks = {}
+        for process in psutil.Process(stage.pid).children(recursive=True):
+            try:
+                if (rank := process.environ().get("RANK")) is not None:
+                    ranks[rank] = process
+                if len(ranks) == 2 and ranks["1"].cpu_times().user > 1:
+                    return ranks
+            except psutil.Error:
+                pass
+        time.sleep(0.2)
+
+
 def test_a_process_that_dies_fails_the_stage_in_one_line_and_writes_nothing(chunked, tmp_path):
     repo = clone_copy(chunked, tmp_path / "repo")
     set_params(repo, train__processes=2, train__epochs=100_000)
     before = files(repo)
     stage = start_stage("train", repo)
-    deadline = time.monotonic() + 120
-    victim = None
-    while victim is None:
-        assert time.monotonic() < deadline and stage.poll() is None
-        for process in psutil.Process(stage.pid).children(recursive=True):
-            try:
-                if process.environ().get("RANK") == "1" and process.cpu_times().user > 1:
-                    victim = process
-            except psutil.Error:
-                pass
-        time.sleep(0.2)
-    os.kill(victim.pid, signal.SIGKILL)
+    os.kill(training_processes(stage)["1"].pid, signal.SIGKILL)
     stdout, stderr = stage.communicate(timeout=120)
 
     assert_clean_failure(
@@ -161,3 +168,60 @@ def test_a_process_that_dies_fails_the_stage_in_one_line_and_writes_nothing(chun
     )
     assert files(repo) == before
     assert list(repo.rglob("*.tmp")) == []
+
+
+@pytest.mark.parametrize("stop", ["Ctrl-C in a terminal", "SIGTERM"])
+def test_a_stopped_stage_stops_its_training_processes_and_keeps_the_outputs(
+    chunked, tmp_path, stop
+):
+    repo = clone_copy(chunked, tmp_path / "repo")
+    set_params(repo, train__processes=2, train__epochs=100_000)
+    before = files(repo)
+    stage = start_stage("train", repo)
+    workers = training_processes(stage).values()
+    if stop == "SIGTERM":  # the stage alone: a cancelled job, a killed `dvc repro`
+        stage.send_signal(signal.SIGTERM)
+    else:  # the terminal's process group: the stage and torchrun, not the training processes
+        os.killpg(stage.pid, signal.SIGINT)
+    _, stderr = stage.communicate(timeout=120)
+
+    assert stage.returncode == 130
+    assert stderr == "error: interrupted; the outputs are as they were\n"
+    # None trains on to write the outputs after the stage said it wrote nothing.
+    assert psutil.wait_procs(workers, timeout=1)[1] == []
+    assert files(repo) == before
+
+
+def test_more_machines_with_nowhere_to_meet_fail_at_once_in_one_line(reproduced, tmp_path):
+    repo = clone_copy(reproduced[0], tmp_path / "repo")
+
+    more_machines = {**tool_env(), "PET_NNODES": "2"}
+
+    result = run([sys.executable, "-m", "stages.train"], repo, check=False, env=more_machines)
+
+    assert_clean_failure(result, "error: PET_NNODES=2: the machines need a place to meet; set")
+
+
+# torchrun's report of a run in which process 1 raised, shortened: each process's traceback,
+# its lines prefixed with its rank, then torchrun's summary.
+FAILED_RUN = """\
+[rank1]: Traceback (most recent call last):
+[rank1]:   File "/repo/pytorch_workflow/engine.py", line 200, in closure
+[rank1]: AssertionError: boom on rank 1
+[rank0]: RuntimeError: [gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:38541.
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+Failures:
+[1]:
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 17392)  (SIGTERM)
+Root Cause (first observed failure):
+[0]:
+  rank      : 1 (local_rank: 1)
+  exitcode  : 1 (pid: 17393)
+"""
+
+
+def test_a_process_that_raises_is_named_with_its_exception():
+    assert root_cause(FAILED_RUN) == (
+        "training process 1 exited with status 1 (AssertionError: boom on rank 1)"
+    )
