@@ -219,7 +219,6 @@ class Baseline:
     """
 
     def __init__(self, task: str, train: Chunks, features: int, outputs: int) -> None:
-        self.task = task
         self.coefficients: np.ndarray | None = None
         self.metrics = metrics_for(task, outputs)
         if left_out(features, outputs):

@@ -41,7 +41,8 @@ def wanted(processes: int) -> bool:
 
 
 def more_machines() -> bool:
-    return os.environ.get("PET_NNODES", "1") not in ("", "1")
+    """Whether torchrun's PET_NNODES asks for more than one machine: N, or a range MIN:MAX."""
+    return os.environ.get("PET_NNODES", "1").rpartition(":")[2] not in ("", "1")
 
 
 def run_under_torchrun(processes: int, module: str) -> None:
@@ -88,14 +89,15 @@ def _stop(torchrun: subprocess.Popen) -> None:
     of reach of the terminal's Ctrl-C; left alone, they would train on and write the outputs
     after the stage has reported that it wrote nothing."""
     # A terminal's Ctrl-C reached torchrun too, and it is already stopping them; else SIGTERM
-    # makes it (it gives them 30 s before it kills them); SIGKILL as the last resort.
+    # makes it (it gives them 30 s before it kills them). Another Ctrl-C moves on to the next
+    # step; the last, SIGKILL, stops torchrun alone and leaves its processes to their fate.
     for send, seconds in ((None, 2), (torchrun.terminate, 40), (torchrun.kill, 5)):
         if send is not None:
             send()
         try:
             torchrun.communicate(timeout=seconds)
             return
-        except subprocess.TimeoutExpired:
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
             continue
 
 
@@ -109,10 +111,12 @@ def root_cause(report: str) -> str:
     who = f"training process {rank.group(1)}" if rank else "a training process"
     if killed_by:
         return f"{who} was killed by {killed_by.group(1)}"
+    # Lines without a rank: an exception raised before its process joined the group (torch
+    # prefixes the lines from then on), or torchrun's own.
     raised = [
         line
         for by, line in _RAISED.findall(report)
-        if (by == rank.group(1) if rank else by) and "ChildFailedError" not in line
+        if by in (rank.group(1) if rank else by, "") and "ChildFailedError" not in line
     ]
     how = f" ({raised[0][:200]})" if raised else ""
     if exit_code:

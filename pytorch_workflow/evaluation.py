@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,6 +26,24 @@ MAX_PLOT_POINTS = 2000
 # A model whose test loss is more than this many times its linear baseline's does worse than a
 # straight line fitted to the same split: usually a training that has not got anywhere yet.
 FAR_WORSE_THAN_BASELINE = 2.0
+
+
+class BaselineRecord(NamedTuple):
+    """Where metrics/evaluate.json records a linear baseline, and how a note names it."""
+
+    key: str  # the baseline's metrics
+    loss: str  # the loss the model is compared on
+    ratio: str  # the model's loss over the baseline's
+    loss_name: str
+    whose: str
+
+
+CLOSED_FORM = BaselineRecord(
+    "closed_form", "mse", "mse_over_closed_form", "MSE", "the least-squares fit's"
+)
+LOGISTIC_BASELINE = BaselineRecord(
+    "logistic_baseline", "log_loss", "log_loss_over_baseline", "log loss", "the logistic baseline's"
+)
 
 
 def plot_rows(rows: int) -> np.ndarray:
@@ -79,10 +98,11 @@ def scaled_chunks(
     table: SplitTable, features: Features, sample: Sample
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(standardised X (n, k), y (n,)) for each chunk of a split: float32, and a multi-class
-    target as class indices. The first pass also takes the split's plotted rows into `sample`."""
-    first_pass = sample.seen == 0
+    target as class indices. A pass that finds `sample` empty (the first) also fills it with
+    the split's plotted rows: the baseline's fit reads the train split anyway."""
+    sample_empty = sample.seen == 0
     for columns in table:
-        if first_pass:
+        if sample_empty:
             take_plotted(sample, columns, features)
         labels = columns[features.target]
         yield (
@@ -111,7 +131,7 @@ def evaluate(
     test_sample, train_sample = Sample(plot_rows(test.rows)), Sample(plot_rows(train.rows))
     train_chunks = partial(scaled_chunks, train, features, train_sample)
     baseline = baselines.Baseline(task, train_chunks, len(features.names), features.outputs)
-    if baseline.coefficients is None:  # left out: it read no train row
+    if train_sample.seen == 0:  # a baseline left out reads no row
         for columns in train:
             take_plotted(train_sample, columns, features)
     columns_out = output_columns(features.outputs)
@@ -132,27 +152,21 @@ def evaluate(
             # The figures show the raw features, as the course plots them.
             test_sample.take(raw[:, :2], y, outputs)
     result = metrics.result()
-    name, loss, ratio = (
-        ("logistic_baseline", "log_loss", "log_loss_over_baseline")
-        if classifier
-        else ("closed_form", "mse", "mse_over_closed_form")
-    )
-    result[name] = baseline.result()
-    if result[loss] is not None and result[name][loss]:
-        result[ratio] = result[loss] / result[name][loss]
+    record = LOGISTIC_BASELINE if classifier else CLOSED_FORM
+    result[record.key] = baseline.result()
+    if result[record.loss] is not None and result[record.key][record.loss]:
+        result[record.ratio] = result[record.loss] / result[record.key][record.loss]
     return Evaluation(result, test_sample, train_sample, metrics.confusion if classifier else None)
 
 
 def baseline_note(metrics: dict) -> str | None:
     """A note when the model's test loss is far above its linear baseline's; else None."""
-    for ratio_key, loss, baseline in (
-        ("mse_over_closed_form", "MSE", "the least-squares fit's"),
-        ("log_loss_over_baseline", "log loss", "the logistic baseline's"),
-    ):
-        ratio = metrics.get(ratio_key)
+    for record in (CLOSED_FORM, LOGISTIC_BASELINE):
+        ratio = metrics.get(record.ratio)
         if ratio is not None and ratio > FAR_WORSE_THAN_BASELINE:
             return (
-                f"the model's test {loss} is {ratio:.3g} times {baseline} ({ratio_key}), the "
+                f"the model's test {record.loss_name} is {ratio:.3g} times {record.whose} "
+                f"({record.ratio}), the "
                 "best linear model's on the same split: see data.standardize, train.lr, "
                 "train.optimizer and train.epochs (recipes that reach it: docs/own-data.md)"
             )

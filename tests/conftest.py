@@ -1,13 +1,16 @@
 """Shared fixtures: temporary git copies of this repository, with the real DVC pipeline."""
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from filelock import FileLock
@@ -99,12 +102,37 @@ def predict(repo: Path, *args: str | Path, check: bool = False) -> subprocess.Co
     return run(command, repo, check=check)
 
 
+# Stages a test started and left running; killed when the test ends (`_no_stage_left_running`).
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_stage_left_running() -> Iterator[None]:
+    """A test that fails half-way leaves no stage it started running, nor what the stage
+    started (torchrun and its training processes)."""
+    yield
+    while _STARTED:
+        _kill_with_its_processes(_STARTED.pop().pid)
+
+
+def _kill_with_its_processes(pid: int) -> None:
+    try:
+        parent = psutil.Process(pid)
+        processes = [*parent.children(recursive=True), parent]
+    except psutil.NoSuchProcess:
+        return
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(processes, timeout=10)
+
+
 def start_stage(stage: str, repo: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     """A stage started as `python -m stages.STAGE`, its output piped as text, left running,
     and interruptible by Ctrl-C (SIGINT) as in a terminal. It starts a process group of its
     own, as a terminal's command does: `os.killpg(stage.pid, SIGINT)` is a terminal's Ctrl-C,
     which reaches the stage and the processes it starts in its group."""
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", f"stages.{stage}"],
         cwd=repo,
         env=env or tool_env(),
@@ -118,6 +146,8 @@ def start_stage(stage: str, repo: Path, env: dict[str, str] | None = None) -> su
         # docs warn may deadlock where threads run: a single `signal` call, kept to that case).
         preexec_fn=_interrupted_by_ctrl_c if _ctrl_c_ignored() else None,
     )
+    _STARTED.append(process)
+    return process
 
 
 def _ctrl_c_ignored() -> bool:

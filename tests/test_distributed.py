@@ -188,7 +188,10 @@ def test_a_stopped_stage_stops_its_training_processes_and_keeps_the_outputs(
     assert stage.returncode == 130
     assert stderr == "error: interrupted; the outputs are as they were\n"
     # None trains on to write the outputs after the stage said it wrote nothing.
-    assert psutil.wait_procs(workers, timeout=1)[1] == []
+    _, training_on = psutil.wait_procs(workers, timeout=1)
+    for process in training_on:
+        process.kill()
+    assert training_on == []
     assert files(repo) == before
 
 
@@ -225,3 +228,6 @@ def test_a_process_that_raises_is_named_with_its_exception():
     assert root_cause(FAILED_RUN) == (
         "training process 1 exited with status 1 (AssertionError: boom on rank 1)"
     )
+    # Before a process joins the group, torch does not prefix its lines yet.
+    before_joining = FAILED_RUN.replace("[rank1]: ", "")
+    assert root_cause(before_joining).endswith("(AssertionError: boom on rank 1)")

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from pytorch_workflow import evaluation
 from pytorch_workflow.baselines import (
@@ -16,6 +17,7 @@ from pytorch_workflow.baselines import (
     solve,
     unknowns,
 )
+from pytorch_workflow.data_setup import ParquetTable, fitted_features, read_split, split_dataset
 from pytorch_workflow.metrics import (
     ClassificationMetrics,
     MulticlassMetrics,
@@ -24,6 +26,7 @@ from pytorch_workflow.metrics import (
     softplus,
 )
 from pytorch_workflow.params import CLASSIFICATION, MULTICLASS, REGRESSION
+from tests.helpers import split_params, table_file
 
 
 def chunks_of(X, y, size):
@@ -323,3 +326,29 @@ def test_a_model_far_worse_than_its_baseline_gets_a_note_and_one_near_it_none():
     assert "test MSE is 3 times" in evaluation.baseline_note({"mse_over_closed_form": far})
     for near in ({"mse_over_closed_form": 1.0}, {"log_loss_over_baseline": None}, {"mae": 0.0}):
         assert evaluation.baseline_note(near) is None
+
+
+@pytest.mark.parametrize("features", [1, MAX_BASELINE_UNKNOWNS], ids=["fitted", "left out"])
+def test_evaluate_plots_every_train_row_whether_or_not_the_baseline_is_left_out(tmp_path, features):
+    rng = np.random.default_rng(0)
+    columns = {f"x{i}": rng.normal(size=20) for i in range(features)}
+    table_file(tmp_path / "dataset.parquet", {**columns, "y": rng.normal(size=20)})
+    dataset = ParquetTable(tmp_path / "dataset.parquet")
+    _, stats = split_dataset(dataset, split_params(), REGRESSION, 42, tmp_path / "split.parquet")
+    train, test = read_split(tmp_path / "dataset.parquet", tmp_path / "split.parquet")
+    model = torch.nn.Linear(features, 1)
+
+    result = evaluation.evaluate(
+        model,
+        train,
+        test,
+        fitted_features(dataset.columns, stats, standardize=False),
+        REGRESSION,
+        torch.device("cpu"),
+        tmp_path / "outputs.parquet",
+    )
+
+    plotted, _, _ = result.train.arrays()
+    assert len(plotted) == train.rows == 16
+    left_out = features == MAX_BASELINE_UNKNOWNS
+    assert (result.metrics["closed_form"]["mse"] is None) == left_out

@@ -105,17 +105,38 @@ def test_the_gate_fails_on_a_regression_and_passes_on_an_improvement(
     assert row("metrics/evaluate.json", "mae", "0.05688").search(text)
 
 
-def test_a_change_that_loosens_the_gate_is_judged_by_the_bases_gate(pipeline_repo):
+@pytest.mark.parametrize(
+    ("edit", "note"),
+    [
+        ("loosened", "`regression_gate.yaml` differs from main's: this change is judged by main's"),
+        ("deleted", "This change deletes `regression_gate.yaml`: main's judges it"),
+    ],
+)
+def test_a_change_to_the_gate_is_judged_by_the_bases_gate(pipeline_repo, edit, note):
     inject(pipeline_repo, "mae", 0.05)
     gate = pipeline_repo / "regression_gate.yaml"
-    gate.write_text(gate.read_text().replace("{max_increase: 0.001}", "{max_increase: 1}"))
+    if edit == "loosened":
+        gate.write_text(gate.read_text().replace("{max_increase: 0.001}", "{max_increase: 1}"))
+    else:
+        gate.unlink()
 
     result = report(pipeline_repo)
 
     assert result.returncode == 1
     assert "mae rose by 0.05 (0.0568781 -> 0.106878), more than the allowed 0.001" in result.stderr
+    assert note in (pipeline_repo / "report.md").read_text()
+
+
+def test_the_change_that_adds_the_first_gate_is_judged_by_it(pipeline_repo):
+    run(["git", "rm", "-q", "--cached", "regression_gate.yaml"], pipeline_repo)
+    run(["git", "commit", "-q", "-m", "No gate yet"], pipeline_repo)
+    inject(pipeline_repo, "mae", 0.05)
+
+    result = report(pipeline_repo)
+
+    assert result.returncode == 1
     text = (pipeline_repo / "report.md").read_text()
-    assert "`regression_gate.yaml` differs from main's: this change is judged by main's" in text
+    assert "main has no `regression_gate.yaml` yet: this change's judges it." in text
 
 
 def test_report_refuses_an_unknown_base_in_one_line(pipeline_repo):

@@ -71,9 +71,11 @@ def test_every_push_to_main_and_pull_request_runs_the_test_suite_with_torchs_cpu
     # PyYAML reads the key `on` as the boolean true (YAML 1.1).
     assert set(workflow[True]) == {"push", "pull_request"}
     assert workflow[True]["push"] == {"branches": ["main"]}
-    # Only a pull request's older runs are cancelled: every commit to main is tested.
-    cancel = workflow["concurrency"]["cancel-in-progress"]
-    assert cancel == "${{ github.event_name == 'pull_request' }}"
+    # Only a pull request's older runs are cancelled: a push to main has a group of its own,
+    # as GitHub cancels a waiting run when another joins its group, whatever cancel-in-progress.
+    by_pull_request_or_commit = "github.event_name == 'pull_request' && github.ref || github.sha"
+    assert workflow["concurrency"]["group"] == f"pipeline-${{{{ {by_pull_request_or_commit} }}}}"
+    assert workflow["concurrency"]["cancel-in-progress"] is True
     assert workflow["env"]["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
     step_running(steps_of(workflow, "test"), ".ci/run")
     assert "make test" in (REPO_ROOT / ".ci/run").read_text()

@@ -22,6 +22,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
 from pytorch_workflow.files import atomic_write_bytes, atomic_write_text
@@ -54,14 +55,33 @@ def committed(base: str, path: Path) -> bytes | None:
     return shown.stdout if shown.returncode == 0 else None
 
 
-def base_allowances(base: str) -> tuple[list[Allowance], bool]:
-    """The base revision's gate, which judges the change (a change that loosened its own gate
-    would pass itself), and whether the workspace's gate differs from it. Where the base has
-    no gate yet, the workspace's judges."""
+class Gate(NamedTuple):
+    allowances: list[Allowance]
+    whose: str  # "main's", or "this change's" where the base has none
+    note: str  # what the change does to the gate, or ""
+
+
+def judging_gate(base: str) -> Gate:
+    """The gate that judges the change: the base revision's (a change that loosened its own
+    gate would pass itself), or the change's where the base has none yet."""
     at_base = committed(base, Path(GATE_FILE))
     if at_base is None:
-        return load_allowances(GATE_FILE), False
-    return parse_allowances(at_base, f"{base}:{GATE_FILE}"), at_base != _read(Path(GATE_FILE))
+        note = f"{base} has no `{GATE_FILE}` yet: this change's judges it."
+        return Gate(load_allowances(GATE_FILE), "this change's", note)
+    here = _read(Path(GATE_FILE))
+    if here is None:
+        note = (
+            f"This change deletes `{GATE_FILE}`: {base}'s judges it; once it is merged, the "
+            "reports have no gate."
+        )
+    elif here != at_base:
+        note = (
+            f"`{GATE_FILE}` differs from {base}'s: this change is judged by {base}'s "
+            "allowances, and its own apply once it is merged."
+        )
+    else:
+        note = ""
+    return Gate(parse_allowances(at_base, f"{base}:{GATE_FILE}"), f"{base}'s", note)
 
 
 def diff_table(kind: str, base: str) -> str:
@@ -71,17 +91,14 @@ def diff_table(kind: str, base: str) -> str:
     return table if len(table.splitlines()) > 2 else ""
 
 
-def gate_section(verdicts: list[Verdict], base: str, gate_changed: bool) -> str:
+def gate_section(verdicts: list[Verdict], base: str, gate: Gate) -> str:
     failed = [verdict for verdict in verdicts if not verdict.passed]
     if failed:
         summary = "**Failed.** " + " ".join(f"{v.describe()}." for v in failed)
     else:
-        summary = f"**Passed:** every metric in {base}'s `{GATE_FILE}` is within its allowance."
-    if gate_changed:
-        summary += (
-            f"\n\n`{GATE_FILE}` differs from {base}'s: this change is judged by {base}'s "
-            "allowances, and its own apply once it is merged."
-        )
+        summary = f"**Passed:** every metric in {gate.whose} `{GATE_FILE}` is within its allowance."
+    if gate.note:
+        summary += f"\n\n{gate.note}"
     rows = [
         f"| Metric | {base} | workspace | Change | Allowed | Verdict |",
         "|---|---|---|---|---|---|",
@@ -189,13 +206,13 @@ def _read(path: Path) -> bytes | None:
 def build_report(base: str, report_dir: Path) -> tuple[str, str, list[Verdict]]:
     """The report, the same without its figures (for a job summary), and the gate's verdicts."""
     base_id = resolve_base(base)
-    allowances, gate_changed = base_allowances(base)
+    gate = judging_gate(base)
     metrics_diff = json.loads(output_of("dvc", "metrics", "diff", base, "--all", "--json") or "{}")
-    verdicts = judge(allowances, metrics_diff)
+    verdicts = judge(gate.allowances, metrics_diff)
     sections = [
         f"# Pipeline report: workspace against {base} ({base_id})",
         "## Regression gate",
-        gate_section(verdicts, base, gate_changed),
+        gate_section(verdicts, base, gate),
         "## Params",
         diff_table("params", base) or f"No param differs from {base}.",
         "## Metrics",
@@ -227,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"regression: {verdict.describe()}", file=sys.stderr)
     if failed:
         sys.exit(EXIT_REGRESSION)
-    print(f"Regression gate passed: {len(verdicts)} metrics within {args.base}'s {GATE_FILE}")
+    print(f"Regression gate passed: {len(verdicts)} metrics within their allowances")
 
 
 if __name__ == "__main__":
