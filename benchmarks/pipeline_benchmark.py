@@ -378,16 +378,10 @@ def main() -> None:
         )
     # The rounds' spread, and the kernel's share: the script's time at 100M rows is largely the
     # kernel's, giving it 2.8 GB of fresh memory, at a cost that depends on the machine.
-    fastest = {
-        name: min(round_total(run).seconds for run in runs) for name, runs in huge_runs.items()
-    }
-    slowest = {
-        name: max(round_total(run).seconds for run in runs) for name, runs in huge_runs.items()
-    }
-    kernel = {
-        name: statistics.median(round_total(run).kernel for run in runs)
-        for name, runs in huge_runs.items()
-    }
+    totals = {name: [round_total(run) for run in runs] for name, runs in huge_runs.items()}
+    fastest = {name: min(run.seconds for run in runs) for name, runs in totals.items()}
+    slowest = {name: max(run.seconds for run in runs) for name, runs in totals.items()}
+    kernel = {name: statistics.median(run.kernel for run in runs) for name, runs in totals.items()}
 
     def rounds_of(name: str) -> str:
         return (

@@ -111,12 +111,14 @@ def root_cause(report: str) -> str:
     who = f"training process {rank.group(1)}" if rank else "a training process"
     if killed_by:
         return f"{who} was killed by {killed_by.group(1)}"
-    # Lines without a rank: an exception raised before its process joined the group (torch
-    # prefixes the lines from then on), or torchrun's own.
+    # The failed process's lines, and lines without a rank: an exception raised before a
+    # process joined the group (torch prefixes the lines from then on), or torchrun's own.
+    failed = rank.group(1) if rank else None
     raised = [
         line
         for by, line in _RAISED.findall(report)
-        if by in (rank.group(1) if rank else by, "") and "ChildFailedError" not in line
+        if by in ("", failed) or failed is None
+        if "ChildFailedError" not in line
     ]
     how = f" ({raised[0][:200]})" if raised else ""
     if exit_code:
