@@ -10,7 +10,6 @@ machines, give every machine torchrun's own settings in the environment (`PET_NN
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -64,17 +63,13 @@ def run_under_torchrun(processes: int, module: str) -> None:
     # torchrun's own log and its report of a failed process (a Python traceback) are caught
     # here and summed up in one line; the processes' standard output streams through.
     quiet = {**os.environ, "LOGLEVEL": os.environ.get("LOGLEVEL", "ERROR")}
-    # SIGTERM (a stopped job, a killed `dvc repro`) stops the stage as Ctrl-C does.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=quiet) as torchrun:
-            try:
-                _, report = torchrun.communicate()
-            except BaseException:
-                _stop(torchrun)
-                raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    # A Ctrl-C, or SIGTERM (`errors.exit_on_user_error` makes it one), stops torchrun too.
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=quiet) as torchrun:
+        try:
+            _, report = torchrun.communicate()
+        except BaseException:
+            _stop(torchrun)
+            raise
     if torchrun.returncode == 0:
         sys.stderr.write(report)
         return

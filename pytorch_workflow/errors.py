@@ -1,9 +1,13 @@
 """User-facing errors: one line on stderr, a non-zero exit, never a traceback."""
 
+import contextlib
 import functools
+import os
 import re
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -41,14 +45,15 @@ def os_refusal(error: OSError) -> str:
 
 
 def exit_on_user_error(main: F) -> F:
-    """Run `main`; turn a `UserError`, a file operation the machine refuses, or Ctrl-C into a
-    one-line message and a non-zero exit (2; 130 for Ctrl-C, as a shell reports it). Outputs
-    are written atomically, so the previous ones stay as they were."""
+    """Run `main`; turn a `UserError`, a file operation the machine refuses, or Ctrl-C (or
+    SIGTERM) into a one-line message and a non-zero exit (2; 130 for Ctrl-C, as a shell reports
+    it). Outputs are written atomically, so the previous ones stay as they were."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
-            return main(*args, **kwargs)
+            with _sigterm_as_ctrl_c():
+                return main(*args, **kwargs)
         except UserError as error:
             print(f"error: {one_line(str(error) + _experiment_hint())}", file=sys.stderr)
             sys.exit(2)
@@ -60,6 +65,33 @@ def exit_on_user_error(main: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, `timeout`, a killed `dvc repro`) stops the command as Ctrl-C
+    does: the temporary outputs are removed and the message is one line."""
+    if threading.current_thread() is not threading.main_thread():  # only it can set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_as_ctrl_c(signum: int, frame: object) -> None:
+    # Imported only now: the stage's deps (dvc.yaml) list what it imports to run.
+    from pytorch_workflow.distributed import in_torchrun
+
+    if in_torchrun():
+        # A training process under torchrun, which stops them with SIGTERM when one fails and
+        # reports the failure itself: the default, as torchrun expects.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    raise KeyboardInterrupt
 
 
 def _experiment_hint() -> str:

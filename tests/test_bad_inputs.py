@@ -465,7 +465,8 @@ def test_killed_while_writing_leaves_no_complete_looking_file_and_repro_recovers
     assert len(pd.read_parquet(data_dir / "dataset.parquet")) == 10_000_000
 
 
-def test_ctrl_c_while_training_is_one_line_and_keeps_the_outputs(pipeline_repo):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_ctrl_c_while_training_is_one_line_and_keeps_the_outputs(pipeline_repo, stop):
     set_params(pipeline_repo, train__epochs=100_000)
     before = outputs_snapshot(pipeline_repo)
     stage = start_stage("train", pipeline_repo)
@@ -474,12 +475,13 @@ def test_ctrl_c_while_training_is_one_line_and_keeps_the_outputs(pipeline_repo):
     for line in stage.stdout:
         if line.startswith("Epoch: 0"):
             break
-    stage.send_signal(signal.SIGINT)
+    stage.send_signal(stop)
     _, stderr = stage.communicate(timeout=60)
 
     assert stage.returncode == 130
     assert stderr.strip() == "error: interrupted; the outputs are as they were"
     assert outputs_snapshot(pipeline_repo) == before
+    assert list(pipeline_repo.rglob("*.tmp")) == []
 
 
 def test_a_write_the_machine_refuses_is_one_line_naming_the_path(pipeline_repo):
