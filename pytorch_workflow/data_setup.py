@@ -1,18 +1,16 @@
-"""The data: the course's straight line or the user's CSV, split into train and test.
+"""The data: the course's straight line (or the user's CSV, `csv_data`), split into train and
+test, and the features' standardisation.
 
-Tables are float32 Parquet files, features first and the target last. They are written and read
-one row group of `data.chunk_rows` rows at a time, so a stage holds about one chunk in memory
-whatever the number of rows. The split is one more file beside the dataset: a true/false column,
-row for row, that says which rows are train rows. No torch here: the data stages stay light.
+Tables are float32 Parquet files (`tables`), features first and the target last. They are
+written and read one row group of `data.chunk_rows` rows at a time, so a stage holds about one
+chunk in memory whatever the number of rows. The split is one more file beside the dataset: a
+true/false column, row for row, that says which rows are train rows. No torch here: the data
+stages stay light.
 """
 
-import contextlib
-import csv
 import itertools
 import json
 import math
-import os
-import stat
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -20,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from pytorch_workflow.errors import UserError, first_line
-from pytorch_workflow.files import atomic_path, atomic_write_json
+from pytorch_workflow.files import atomic_write_json
 from pytorch_workflow.params import (
     CLASSIFICATION,
     MULTICLASS,
@@ -33,13 +30,16 @@ from pytorch_workflow.params import (
     line_length,
     train_rows,
 )
+from pytorch_workflow.tables import (
+    Chunks,
+    ParquetTable,
+    TableWriter,
+    arrow_table,
+    numpy_column,
+    open_parquet,
+    read_row_group,
+)
 
-# Arrow's default allocator keeps memory it has freed for itself; through malloc, the torch
-# stages reuse it.
-pa.set_memory_pool(pa.system_memory_pool())
-
-# The footer key of the dataset that counts its last rows that are a given test split.
-GIVEN_TEST_ROWS = "pytorch_workflow.given_test_rows"
 # The split file's footer: how many train rows each of its row groups has (a JSON list).
 TRAIN_ROWS = "pytorch_workflow.train_rows"
 # The column of data/test_predictions.parquet: the model's raw output for each test row.
@@ -57,8 +57,6 @@ def output_columns(outputs: int) -> list[str]:
 # on any machine (torch's own arange follows the SIMD width of the CPU it runs on), and keeps
 # torch out of the data stages.
 _ARANGE_BLOCK = 8
-# CSV files are read in blocks of 4 MiB.
-CSV_READ_OPTIONS = pa_csv.ReadOptions(block_size=1 << 22)
 
 
 def course_arange(start: float, step: float, count: int, first: int, stop: int) -> np.ndarray:
@@ -96,504 +94,6 @@ def line_chunks(params: DataParams, seed: int) -> Iterator[pa.Table]:
                 f"(|value| > {np.finfo(np.float32).max:.3g}); use smaller data values"
             )
         yield arrow_table({"x": x, "y": y})
-
-
-# ---- Arrow and numpy ---------------------------------------------------------------------------
-
-_FLOAT_DTYPES = {pa.float32(): np.dtype(np.float32), pa.float64(): np.dtype(np.float64)}
-
-
-def numpy_column(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """An Arrow column as a numpy array (read-only where it shares Arrow's memory); nulls as NaN.
-
-    Workaround: pyarrow's own conversions (`to_numpy`, `pa.array`, `pa.table` of numpy arrays)
-    go through its pandas layer, which imports pandas wherever it is installed: 0.3 to 0.9 s of
-    start-up in each stage (upstream: apache/arrow#26926, to_numpy's pandas conversion path). A
-    floating-point or boolean column without nulls is read from its data buffer here instead,
-    and `arrow_table` builds tables from buffers. tests/test_data_setup.py fails once pyarrow no
-    longer imports pandas for these conversions: then both can go.
-    """
-    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
-    if column.type == pa.bool_() and not any(chunk.null_count for chunk in chunks):
-        # Arrow packs booleans eight to a byte, the first in the lowest bit.
-        bits = [
-            np.unpackbits(
-                np.frombuffer(chunk.buffers()[1], np.uint8),
-                count=chunk.offset + len(chunk),
-                bitorder="little",
-            )[chunk.offset :].view(bool)
-            for chunk in chunks
-        ]
-        return np.concatenate(bits) if bits else np.empty(0, bool)
-    dtype = _FLOAT_DTYPES.get(column.type)
-    if dtype is None or any(chunk.null_count for chunk in chunks):
-        return column.to_numpy(zero_copy_only=False)
-    parts = [
-        np.frombuffer(
-            chunk.buffers()[1], dtype=dtype, count=len(chunk), offset=chunk.offset * dtype.itemsize
-        )
-        for chunk in chunks
-        if len(chunk)
-    ]
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate(parts) if parts else np.empty(0, dtype)
-
-
-def arrow_table(columns: dict[str, np.ndarray]) -> pa.Table:
-    """A table of 1-d numeric or boolean numpy arrays, built from their buffers (see
-    `numpy_column`)."""
-    arrays = {}
-    for name, values in columns.items():
-        if values.ndim == 1 and values.dtype == np.bool_:
-            packed = np.packbits(values, bitorder="little")
-            arrays[name] = pa.Array.from_buffers(
-                pa.bool_(), len(values), [None, pa.py_buffer(packed)]
-            )
-            continue
-        if values.ndim != 1 or values.dtype.kind not in "fiu" or not values.dtype.isnative:
-            arrays[name] = pa.array(values)  # not a plain vector of numbers: pyarrow's own way
-            continue
-        values = np.ascontiguousarray(values)
-        arrow_type = pa.from_numpy_dtype(values.dtype)
-        arrays[name] = pa.Array.from_buffers(arrow_type, len(values), [None, pa.py_buffer(values)])
-    return pa.table(arrays)
-
-
-# ---- the user's CSV ----------------------------------------------------------------------------
-
-
-def write_csv_dataset(
-    params: DataParams, task: str, path: Path, chunk_rows: int, raw_folder: Path
-) -> tuple[int, int]:
-    """The user's CSV (and the given test split after it) as the dataset; returns the rows, and
-    how many of them are the given test split's (0 without one)."""
-    if params.test_path is not None:
-        # Not resolved: a file that `dvc add` links into its cache is still in the folder.
-        given, folder = (os.path.abspath(name) for name in (params.test_path, raw_folder))
-        if os.path.commonpath([given, folder]) != folder:
-            raise UserError(
-                f"{params.test_path}: data.test_path must be in {raw_folder}/, the folder that "
-                "the prepare stage depends on (dvc.yaml), so that DVC sees the file change"
-            )
-        if given == os.path.abspath(params.path):
-            raise UserError(
-                f"{params.test_path}: data.test_path is data.path; give the test split's own file"
-            )
-    with TableWriter(path, chunk_rows) as writer:
-        columns = None
-        for chunk in csv_chunks(params, task, params.path):
-            columns = chunk.column_names
-            writer.append(chunk)
-        if params.test_path is None:
-            return writer.appended, 0
-        train_rows = writer.appended
-        for chunk in csv_chunks(params, task, params.test_path, columns, "data.test_path"):
-            writer.append(chunk)
-        test_rows = writer.appended - train_rows
-        writer.footer[GIVEN_TEST_ROWS] = str(test_rows)
-    return writer.appended, test_rows
-
-
-def csv_chunks(
-    params: DataParams,
-    task: str,
-    path: str,
-    columns: list[str] | None = None,
-    key: str = "data.path",
-) -> Iterator[pa.Table]:
-    """A CSV as float32 tables of about a block each: the features, then the target (the
-    `columns` given, or those that `params` select). `key` is the param that names the file."""
-    path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise UserError(f"{path}: {key} not found; `dvc add` your CSV and set {key}") from None
-    except OSError as error:
-        raise UserError(f"{path}: cannot read {key} ({error.strerror})") from None
-    if stat.S_ISDIR(mode):
-        raise UserError(f"{path}: {key} is a folder; point it at the CSV file inside")
-    if not stat.S_ISREG(mode):
-        raise UserError(f"{path}: {key} is not a regular file (a pipe or device?)")
-    columns = _csv_columns(path, params, columns)
-    first_row = 1  # data rows counted from 1, the first line after the header
-    try:
-        reader = pa_csv.open_csv(
-            path,
-            read_options=CSV_READ_OPTIONS,
-            convert_options=pa_csv.ConvertOptions(
-                include_columns=columns, column_types=dict.fromkeys(columns, pa.float64())
-            ),
-        )
-        for batch in reader:
-            table = pa.Table.from_batches([batch])  # its columns in the order of `columns`
-            yield _checked_float32(path, table, first_row, task, params.target)
-            first_row += batch.num_rows
-    except pa.ArrowInvalid as error:
-        raise UserError(
-            f"{path}: {first_bad_row(path, columns) or first_line(error, 200)}"
-        ) from None
-
-
-def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> list[str]:
-    """The features (listed, or every numeric column but the target) and then the target; or
-    the `wanted` columns, all of which the file must have."""
-    try:
-        schema = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema
-        names = schema.names
-    except (pa.ArrowInvalid, OSError) as error:
-        reason = first_bad_row(path, []) or f"not a readable CSV ({first_line(error, 200)})"
-        raise UserError(f"{path}: {reason}") from None
-    except UnicodeDecodeError as error:  # pyarrow reads the bytes; its names decode as UTF-8
-        raise UserError(
-            f"{path}: the header is not UTF-8 text ({error.reason}); save it as UTF-8"
-        ) from None
-    # No rows, or rows without a value: then, and only then, every column is of the null type.
-    if all(pa.types.is_null(field.type) for field in schema):
-        raise UserError(f"{path}: has no rows")
-    refuse_duplicate_columns(path, names)
-    present = set(names)
-    if params.target not in present:
-        raise UserError(
-            f"{path}: data.target column {params.target!r} not found; columns: {_names(names)}"
-        )
-    if wanted is not None:
-        missing = [name for name in wanted if name not in present]
-        if missing:
-            raise UserError(
-                f"{path}: the test split lacks the train split's column(s) {_names(missing)}"
-            )
-        return wanted
-    if params.features is None:
-        features = [
-            field.name
-            for field in schema
-            if field.name != params.target and _is_number_type(field.type)
-        ]
-        _refuse_mistyped_numbers(path, schema, params.target)
-        if not features:
-            raise UserError(f"{path}: no numeric column besides the target {params.target!r}")
-    else:
-        features = list(params.features)
-        missing = [name for name in features if name not in present]
-        if missing:
-            raise UserError(f"{path}: data.features column(s) not found: {_names(missing)}")
-    return [*features, params.target]
-
-
-def _is_number_type(kind: pa.DataType) -> bool:
-    return pa.types.is_integer(kind) or pa.types.is_floating(kind)
-
-
-def left_out_columns(path: str | Path, params: DataParams) -> list[str]:
-    """The columns that `data.features: null` leaves out of a CSV: those that are not numbers."""
-    if params.features is not None:
-        return []
-    schema = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema
-    return [
-        field.name
-        for field in schema
-        if field.name != params.target and not _is_number_type(field.type)
-    ]
-
-
-def _refuse_mistyped_numbers(path: Path, schema: pa.Schema, target: str) -> None:
-    """A column of numbers but for a few values (`1,000`, `1.O`) is a mistake, not text: pyarrow
-    types it as text and `data.features: null` would leave it out without a word."""
-    texts = [field.name for field in schema if pa.types.is_string(field.type)]
-    if not texts:
-        return
-    block = pa_csv.open_csv(
-        path,
-        read_options=CSV_READ_OPTIONS,
-        convert_options=pa_csv.ConvertOptions(include_columns=texts),
-    ).read_next_batch()
-    for name in texts:
-        given = [
-            (row, value) for row, value in enumerate(block.column(name).to_pylist(), 1) if value
-        ]
-        numbers = [_is_number(value) for _, value in given]
-        if given and False in numbers and sum(numbers) >= len(given) / 2:
-            row, value = given[numbers.index(False)]
-            raise UserError(
-                f"{path}: row {row}, column {name!r}: {value[:40]!r} is not a number in a column "
-                "of numbers; fix it, or list data.features to leave the column out"
-            )
-
-
-def _is_number(text: str) -> bool:
-    """Whether pyarrow reads the text as a number (Python's `float` also takes `1_000`, ` 2`)."""
-    try:
-        pa.scalar(text).cast(pa.float64())
-    except pa.ArrowInvalid:
-        return False
-    return True
-
-
-def _checked_float32(
-    path: Path, table: pa.Table, first_row: int, task: str, target: str
-) -> pa.Table:
-    """The table as float32, refusing missing, infinite and float32-overflowing values."""
-    names = table.column_names
-    # All columns at once (a wide table has thousands), in column-major order so that each
-    # column stays one contiguous vector for the Parquet writer.
-    values = np.column_stack([numpy_column(table[name]) for name in names])  # nulls as NaN
-    with np.errstate(over="ignore"):  # too large for float32: found just below
-        as_float32 = values.astype(np.float32, order="F")
-    bad = ~np.isfinite(as_float32)
-    if bad.any():
-        column = int(np.flatnonzero(bad.any(axis=0))[0])  # the first column with one, as named
-        index = int(np.flatnonzero(bad[:, column])[0])
-        value, name = values[index, column], names[column]
-        problem = (
-            "is empty or not a number"
-            if np.isnan(value)
-            else f"{value:g} is beyond float32's range (±3.4e38)"
-            if math.isfinite(value)
-            else f"{value:g} is not finite"
-        )
-        raise UserError(f"{path}: row {first_row + index}, column {name!r}: {problem}")
-    if task == MULTICLASS and target in names:
-        labels = values[:, names.index(target)]
-        # float32 holds every whole number up to 2**24 exactly; beyond, labels would merge.
-        wrong = np.flatnonzero((labels != np.round(labels)) | (np.abs(labels) > 2**24))
-        if wrong.size:
-            raise UserError(
-                f"{path}: task {MULTICLASS} needs whole-number class labels up to "
-                f"±16,777,216; column {target!r} has {labels[wrong[0]]:.15g} at row "
-                f"{first_row + int(wrong[0])}"
-            )
-    checked = {name: as_float32[:, place] for place, name in enumerate(names)}
-    if task == CLASSIFICATION:
-        labels = checked[target]
-        wrong = np.flatnonzero((labels != 0) & (labels != 1))
-        if wrong.size:
-            raise UserError(
-                f"{path}: task {CLASSIFICATION} needs a 0/1 target; column {target!r} "
-                f"has {labels[wrong[0]]:g} at row {first_row + int(wrong[0])}"
-            )
-    return arrow_table(checked)
-
-
-def first_bad_row(path: Path, columns: list[str]) -> str | None:
-    """Where the CSV stops being numbers, found by reading it again row by row (errors only)."""
-    too_long = first_overlong_line(path)
-    if too_long:
-        return too_long
-    try:
-        with open(path, newline="", encoding="utf-8", errors="replace") as file:
-            reader = csv.reader(file)
-            header = next(reader)
-            places = {name: place for place, name in enumerate(header)}
-            index = {name: places[name] for name in columns}
-            for row_number, row in enumerate(reader, start=1):
-                if len(row) != len(header):
-                    return f"row {row_number} has {len(row)} fields; the header has {len(header)}"
-                for name in columns:
-                    value = row[index[name]].strip()
-                    try:
-                        float(value)
-                    except ValueError:
-                        return f"row {row_number}, column {name!r}: {value[:40]!r} is not a number"
-    except (OSError, StopIteration, csv.Error, ValueError, KeyError):
-        return None
-    return None
-
-
-def first_overlong_line(path: Path) -> str | None:
-    """The first line longer than pyarrow's block, which pyarrow cannot read, found without
-    holding more than a block: read whole, such a line (a 1 GB header) could fill the memory."""
-    limit = CSV_READ_OPTIONS.block_size
-    try:
-        with open(path, "rb") as file:
-            for number, line in enumerate(iter(lambda: file.readline(limit + 1), b"")):
-                if len(line) > limit:
-                    what = f"row {number}" if number else "the header"
-                    return (
-                        f"{what} is longer than {limit >> 20} MiB, the block in which a CSV is "
-                        "read (is it a CSV with one row per line?)"
-                    )
-    except OSError:
-        return None
-    return None
-
-
-def refuse_duplicate_columns(path: Path, names: list[str]) -> None:
-    duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
-    if duplicated:
-        raise UserError(f"{path}: column name(s) used twice: {', '.join(duplicated)}")
-
-
-def _names(names: list[str]) -> str:
-    shown = ", ".join(names[:20])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
-
-
-# ---- Parquet files -----------------------------------------------------------------------------
-
-
-class TableWriter:
-    """Appends chunks to a Parquet file in row groups of `chunk_rows` (None: each chunk one row
-    group), atomically.
-
-    Nothing appears at `path` until the block ends without an error.
-    """
-
-    def __init__(self, path: str | Path, chunk_rows: int | None) -> None:
-        self.path = Path(path)
-        self.chunk_rows = chunk_rows
-        self.rows = 0
-        self.appended = 0  # rows given to `append`, written or not yet
-        self.footer: dict[str, str] = {}  # key-value metadata for the file's footer
-        self._pending: pa.Table | None = None  # fewer than chunk_rows rows, not yet written
-        self._writer: pq.ParquetWriter | None = None
-        self._stack = contextlib.ExitStack()
-
-    def __enter__(self) -> "TableWriter":
-        self._tmp = self._stack.enter_context(atomic_path(self.path))
-        # Closed before the file is published: a footer that cannot be written (a full disk)
-        # fails the write like any other error.
-        self._stack.callback(self._close)
-        return self
-
-    def _close(self) -> None:
-        if self._writer is not None:
-            if self.footer:
-                self._writer.add_key_value_metadata(self.footer)
-            self._writer.close()
-
-    def append(self, table: pa.Table) -> None:
-        self.appended += table.num_rows
-        if self.chunk_rows is None:
-            if table.num_rows:
-                self._write(table)
-            return
-        if self._pending is not None:
-            table = pa.concat_tables([self._pending, table])
-        while table.num_rows >= self.chunk_rows:
-            self._write(table.slice(0, self.chunk_rows))
-            table = table.slice(self.chunk_rows)
-        self._pending = table
-
-    def _write(self, table: pa.Table) -> None:
-        if self._writer is None:
-            # No dictionary encoding and no compression: measured floats neither repeat nor
-            # compress, and the train stage reads every row group again each epoch. No min/max
-            # statistics: nothing here filters row groups by them.
-            self._writer = pq.ParquetWriter(
-                self._tmp,
-                table.schema,
-                use_dictionary=False,
-                compression="none",
-                write_statistics=False,
-            )
-        self._writer.write_table(table, row_group_size=table.num_rows)
-        self.rows += table.num_rows
-
-    def __exit__(self, kind, error, traceback) -> None:
-        if error is not None:
-            self._stack.__exit__(kind, error, traceback)
-            return
-        with self._stack:
-            if self._pending is not None and self._pending.num_rows:
-                self._write(self._pending)
-            if self.rows == 0:
-                raise UserError(f"{self.path}: nothing to write (no rows)")
-
-
-def write_table(path: str | Path, chunks: Iterable[pa.Table], chunk_rows: int) -> int:
-    """Write float32 chunks to a Parquet file in row groups of `chunk_rows`; returns the rows."""
-    with TableWriter(path, chunk_rows) as writer:
-        for chunk in chunks:
-            writer.append(chunk)
-    return writer.rows
-
-
-class Chunks:
-    """A table read a chunk at a time: `offsets` are where its chunks start, and its end."""
-
-    offsets: list[int]
-
-    @property
-    def num_chunks(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def chunk_lengths(self) -> list[int]:
-        return [end - start for start, end in itertools.pairwise(self.offsets)]
-
-    def chunk(self, index: int) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        return map(self.chunk, range(self.num_chunks))
-
-
-class ParquetTable(Chunks):
-    """A float32 table in a Parquet file, read one row group (a chunk) at a time."""
-
-    def __init__(self, path: str | Path, columns: Iterable[str] | None = None) -> None:
-        self.path = Path(path)
-        self._file = open_parquet(self.path)
-        schema = self._file.schema_arrow
-        # Each of `schema.names` and `schema.field` goes through every column: looked up once
-        # here, a table of 10,000 columns is checked in milliseconds instead of seconds.
-        types = dict(zip(schema.names, schema.types, strict=True))
-        self.columns = list(columns) if columns is not None else list(types)
-        missing = [name for name in self.columns if name not in types]
-        if missing:
-            raise UserError(f"{self.path}: missing column(s) {', '.join(missing)}")
-        for name in self.columns:
-            kind = types[name]
-            if not pa.types.is_floating(kind):
-                raise UserError(f"{self.path}: column {name} is not numeric ({kind})")
-        self.rows = self._file.metadata.num_rows
-        footer = self._file.metadata.metadata or {}
-        # The dataset's last rows that are a given test split (data.test_path), if any.
-        self.given_test_rows = int(footer.get(GIVEN_TEST_ROWS.encode(), b"0"))
-        if self.rows == 0:
-            raise UserError(f"{self.path}: has no rows")
-        self.offsets = [0]
-        for group in range(self._file.num_row_groups):
-            self.offsets.append(self.offsets[-1] + self._file.metadata.row_group(group).num_rows)
-
-    def chunk(self, index: int) -> dict[str, np.ndarray]:
-        """Row group `index` as float32 arrays, checked for NaN and infinite values."""
-        table = read_row_group(self._file, self.path, index, self.columns)
-        arrays = {}
-        for name in self.columns:
-            values = numpy_column(table[name]).astype(np.float32, copy=False)
-            finite = np.isfinite(values)
-            if not finite.all():
-                row = self.offsets[index] + int(np.flatnonzero(~finite)[0])
-                raise UserError(
-                    f"{self.path}: column {name} has a NaN or infinite value at row {row}"
-                )
-            arrays[name] = values
-        return arrays
-
-
-def open_parquet(path: Path) -> pq.ParquetFile:
-    """A Parquet file of the pipeline's, opened; missing or damaged, one line that says so."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found; run `dvc repro` to make it")
-    try:
-        file = pq.ParquetFile(path)
-        file.schema_arrow  # noqa: B018 (a damaged footer fails here)
-    except Exception as error:  # pyarrow raises several types for a damaged file
-        raise _unreadable(path, error) from None
-    return file
-
-
-def read_row_group(file: pq.ParquetFile, path: Path, index: int, columns: list[str]) -> pa.Table:
-    try:
-        return file.read_row_group(index, columns=columns)
-    except Exception as error:
-        raise _unreadable(path, error) from None
-
-
-def _unreadable(path: Path, error: Exception) -> UserError:
-    return UserError(f"{path}: not a readable Parquet file ({first_line(error, 200)})")
 
 
 # ---- the split ---------------------------------------------------------------------------------

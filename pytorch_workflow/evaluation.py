@@ -11,15 +11,10 @@ import torch
 from torch import nn
 
 from pytorch_workflow import baselines
-from pytorch_workflow.data_setup import (
-    Features,
-    SplitTable,
-    TableWriter,
-    arrow_table,
-    output_columns,
-)
+from pytorch_workflow.data_setup import Features, SplitTable, output_columns
 from pytorch_workflow.metrics import metrics_for, sigmoid, softmax
 from pytorch_workflow.params import CLASSIFICATION, MULTICLASS
+from pytorch_workflow.tables import TableWriter, arrow_table
 
 # Plot tables and scatter plots show at most this many points, whatever the data's size.
 MAX_PLOT_POINTS = 2000

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytorch_workflow.data_setup import Features, ParquetTable, SplitTable, class_name
+from pytorch_workflow.data_setup import Features, SplitTable, class_name
 from pytorch_workflow.errors import UserError, first_line
 from pytorch_workflow.files import (
     atomic_directory,
@@ -31,6 +31,7 @@ from pytorch_workflow.files import (
 )
 from pytorch_workflow.model_builder import build_model, constructor_options, model_classes
 from pytorch_workflow.params import CLASSIFICATION, MULTICLASS, REGRESSION, TASKS, ModelParams
+from pytorch_workflow.tables import ParquetTable
 from pytorch_workflow.utils import (
     check_archive_size,
     load_model,

@@ -26,13 +26,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import torch
 
-from pytorch_workflow.data_setup import (
+from pytorch_workflow.csv_data import (
     CSV_READ_OPTIONS,
-    class_name,
     first_overlong_line,
-    numpy_column,
     refuse_duplicate_columns,
 )
+from pytorch_workflow.data_setup import class_name
 from pytorch_workflow.device import resolve_device
 from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
 from pytorch_workflow.export import PROGRAM_FILE, load_program, model_from_bundle, read_card
@@ -41,6 +40,7 @@ from pytorch_workflow.metrics import sigmoid, softmax
 from pytorch_workflow.params import DEVICE_CHOICES
 from pytorch_workflow.paths import artifact_name, load_paths
 from pytorch_workflow.plotting import shortest_texts
+from pytorch_workflow.tables import numpy_column
 
 
 def input_reader(

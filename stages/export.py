@@ -8,12 +8,13 @@ PARAMS = exit_on_user_error(load_params)()
 
 import json
 
-from pytorch_workflow.data_setup import ParquetTable, output_columns, read_features, read_split
+from pytorch_workflow.data_setup import output_columns, read_features, read_split
 from pytorch_workflow.device import resolve_device, use_repeatable_kernels
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.export import Bundle, export_bundle
 from pytorch_workflow.files import sha256_of_file
 from pytorch_workflow.paths import load_paths
+from pytorch_workflow.tables import ParquetTable
 
 
 @exit_on_user_error

@@ -1,14 +1,11 @@
 """Stage 1, prepare: make the dataset, the course's straight line or the user's CSV."""
 
-from pytorch_workflow.data_setup import (
-    left_out_columns,
-    line_chunks,
-    write_csv_dataset,
-    write_table,
-)
+from pytorch_workflow.csv_data import left_out_columns, write_csv_dataset
+from pytorch_workflow.data_setup import line_chunks
 from pytorch_workflow.errors import exit_on_user_error
 from pytorch_workflow.params import load_params
 from pytorch_workflow.paths import load_paths
+from pytorch_workflow.tables import write_table
 
 
 @exit_on_user_error

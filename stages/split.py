@@ -3,17 +3,12 @@
 The rows stay in the dataset; the split file records which of them are train rows.
 """
 
-from pytorch_workflow.data_setup import (
-    ParquetTable,
-    class_name,
-    fitted_features,
-    split_dataset,
-    write_features,
-)
+from pytorch_workflow.data_setup import class_name, fitted_features, split_dataset, write_features
 from pytorch_workflow.errors import exit_on_user_error
 from pytorch_workflow.files import atomic_write_json
 from pytorch_workflow.params import load_params
 from pytorch_workflow.paths import load_paths
+from pytorch_workflow.tables import ParquetTable
 
 
 @exit_on_user_error

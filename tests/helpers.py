@@ -6,15 +6,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pytorch_workflow.data_setup import (
-    ParquetTable,
-    fitted_features,
-    line_chunks,
-    read_split,
-    split_dataset,
-    write_table,
-)
+from pytorch_workflow.data_setup import fitted_features, line_chunks, read_split, split_dataset
 from pytorch_workflow.params import DataParams, SplitParams, TrainParams
+from pytorch_workflow.tables import ParquetTable, write_table
 
 # The course's chapter 01 as a whole params.yaml: the line y = 0.7x + 0.3 (50 rows), the first 80%
 # for training, LinearRegressionModel, L1 loss, SGD at lr 0.01 for 100 epochs, seed 42, on the CPU.

@@ -10,23 +10,18 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from pytorch_workflow.csv_data import csv_chunks, left_out_columns, write_csv_dataset
 from pytorch_workflow.data_setup import (
     ColumnStats,
-    ParquetTable,
-    arrow_table,
     course_arange,
-    csv_chunks,
-    left_out_columns,
     line_chunks,
-    numpy_column,
     read_features,
     read_split,
     row_keys,
     split_dataset,
-    write_csv_dataset,
-    write_table,
 )
 from pytorch_workflow.errors import UserError
+from pytorch_workflow.tables import ParquetTable, arrow_table, numpy_column, write_table
 from tests.conftest import imported
 from tests.helpers import COURSE_DATA, course_split, data_params, split_params, table_file
 
@@ -490,7 +485,7 @@ def test_numpy_column_turns_nulls_into_nan_and_reads_other_types_through_pyarrow
 def test_the_data_functions_round_trip_a_parquet_file_without_importing_pandas(tmp_path):
     code = (
         "import numpy as np\n"
-        "from pytorch_workflow.data_setup import ParquetTable, arrow_table, write_table\n"
+        "from pytorch_workflow.tables import ParquetTable, arrow_table, write_table\n"
         "x = np.arange(5, dtype=np.float32)\n"
         f"write_table({str(tmp_path / 't.parquet')!r}, [arrow_table({{'x': x, 'y': x}})], 2)\n"
         f"chunk = ParquetTable({str(tmp_path / 't.parquet')!r}).chunk(1)\n"
@@ -510,7 +505,7 @@ def test_the_data_functions_round_trip_a_parquet_file_without_importing_pandas(t
 
 def test_pyarrow_still_imports_pandas_in_its_own_conversions():
     # When this fails, pyarrow no longer needs pandas for these conversions: drop
-    # data_setup.numpy_column and arrow_table and use to_numpy and pa.table again.
+    # tables.numpy_column and arrow_table and use to_numpy and pa.table again.
     code = "import numpy as np, pyarrow as pa\npa.array(np.zeros(2, np.float32)).to_numpy()"
 
     assert imported(code, ("pandas",)) == ["pandas"]

@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from pytorch_workflow import engine
-from pytorch_workflow.data_setup import Features, ParquetTable, read_split, split_dataset
+from pytorch_workflow.data_setup import Features, read_split, split_dataset
 from pytorch_workflow.dataloaders import CACHE_ENV, CacheBudget, SplitDataset, create_dataloaders
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.model_builder import build_model
+from pytorch_workflow.tables import ParquetTable
 from tests.conftest import COURSE_LOG
 from tests.helpers import course_split, data_params, split_params, table_file, train_params
 

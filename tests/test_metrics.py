@@ -17,7 +17,7 @@ from pytorch_workflow.baselines import (
     solve,
     unknowns,
 )
-from pytorch_workflow.data_setup import ParquetTable, fitted_features, read_split, split_dataset
+from pytorch_workflow.data_setup import fitted_features, read_split, split_dataset
 from pytorch_workflow.metrics import (
     ClassificationMetrics,
     MulticlassMetrics,
@@ -26,6 +26,7 @@ from pytorch_workflow.metrics import (
     softplus,
 )
 from pytorch_workflow.params import CLASSIFICATION, MULTICLASS, REGRESSION
+from pytorch_workflow.tables import ParquetTable
 from tests.helpers import split_params, table_file
 
 

@@ -1,0 +1,291 @@
+"""The user's CSV as float32 tables: the columns that params select, every value checked,
+read a block at a time."""
+
+import csv
+import math
+import os
+import stat
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+
+from pytorch_workflow.errors import UserError, first_line
+from pytorch_workflow.params import (
+    CLASSIFICATION,
+    MULTICLASS,
+    DataParams,
+)
+from pytorch_workflow.tables import GIVEN_TEST_ROWS, TableWriter, arrow_table, numpy_column
+
+# CSV files are read in blocks of 4 MiB.
+CSV_READ_OPTIONS = pa_csv.ReadOptions(block_size=1 << 22)
+
+
+def write_csv_dataset(
+    params: DataParams, task: str, path: Path, chunk_rows: int, raw_folder: Path
+) -> tuple[int, int]:
+    """The user's CSV (and the given test split after it) as the dataset; returns the rows, and
+    how many of them are the given test split's (0 without one)."""
+    if params.test_path is not None:
+        # Not resolved: a file that `dvc add` links into its cache is still in the folder.
+        given, folder = (os.path.abspath(name) for name in (params.test_path, raw_folder))
+        if os.path.commonpath([given, folder]) != folder:
+            raise UserError(
+                f"{params.test_path}: data.test_path must be in {raw_folder}/, the folder that "
+                "the prepare stage depends on (dvc.yaml), so that DVC sees the file change"
+            )
+        if given == os.path.abspath(params.path):
+            raise UserError(
+                f"{params.test_path}: data.test_path is data.path; give the test split's own file"
+            )
+    with TableWriter(path, chunk_rows) as writer:
+        columns = None
+        for chunk in csv_chunks(params, task, params.path):
+            columns = chunk.column_names
+            writer.append(chunk)
+        if params.test_path is None:
+            return writer.appended, 0
+        train_rows = writer.appended
+        for chunk in csv_chunks(params, task, params.test_path, columns, "data.test_path"):
+            writer.append(chunk)
+        test_rows = writer.appended - train_rows
+        writer.footer[GIVEN_TEST_ROWS] = str(test_rows)
+    return writer.appended, test_rows
+
+
+def csv_chunks(
+    params: DataParams,
+    task: str,
+    path: str,
+    columns: list[str] | None = None,
+    key: str = "data.path",
+) -> Iterator[pa.Table]:
+    """A CSV as float32 tables of about a block each: the features, then the target (the
+    `columns` given, or those that `params` select). `key` is the param that names the file."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UserError(f"{path}: {key} not found; `dvc add` your CSV and set {key}") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read {key} ({error.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{path}: {key} is a folder; point it at the CSV file inside")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path}: {key} is not a regular file (a pipe or device?)")
+    columns = _csv_columns(path, params, columns)
+    first_row = 1  # data rows counted from 1, the first line after the header
+    try:
+        reader = pa_csv.open_csv(
+            path,
+            read_options=CSV_READ_OPTIONS,
+            convert_options=pa_csv.ConvertOptions(
+                include_columns=columns, column_types=dict.fromkeys(columns, pa.float64())
+            ),
+        )
+        for batch in reader:
+            table = pa.Table.from_batches([batch])  # its columns in the order of `columns`
+            yield _checked_float32(path, table, first_row, task, params.target)
+            first_row += batch.num_rows
+    except pa.ArrowInvalid as error:
+        raise UserError(
+            f"{path}: {first_bad_row(path, columns) or first_line(error, 200)}"
+        ) from None
+
+
+def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> list[str]:
+    """The features (listed, or every numeric column but the target) and then the target; or
+    the `wanted` columns, all of which the file must have."""
+    try:
+        schema = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema
+        names = schema.names
+    except (pa.ArrowInvalid, OSError) as error:
+        reason = first_bad_row(path, []) or f"not a readable CSV ({first_line(error, 200)})"
+        raise UserError(f"{path}: {reason}") from None
+    except UnicodeDecodeError as error:  # pyarrow reads the bytes; its names decode as UTF-8
+        raise UserError(
+            f"{path}: the header is not UTF-8 text ({error.reason}); save it as UTF-8"
+        ) from None
+    # No rows, or rows without a value: then, and only then, every column is of the null type.
+    if all(pa.types.is_null(field.type) for field in schema):
+        raise UserError(f"{path}: has no rows")
+    refuse_duplicate_columns(path, names)
+    present = set(names)
+    if params.target not in present:
+        raise UserError(
+            f"{path}: data.target column {params.target!r} not found; columns: {_names(names)}"
+        )
+    if wanted is not None:
+        missing = [name for name in wanted if name not in present]
+        if missing:
+            raise UserError(
+                f"{path}: the test split lacks the train split's column(s) {_names(missing)}"
+            )
+        return wanted
+    if params.features is None:
+        features = [
+            field.name
+            for field in schema
+            if field.name != params.target and _is_number_type(field.type)
+        ]
+        _refuse_mistyped_numbers(path, schema, params.target)
+        if not features:
+            raise UserError(f"{path}: no numeric column besides the target {params.target!r}")
+    else:
+        features = list(params.features)
+        missing = [name for name in features if name not in present]
+        if missing:
+            raise UserError(f"{path}: data.features column(s) not found: {_names(missing)}")
+    return [*features, params.target]
+
+
+def _is_number_type(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind)
+
+
+def left_out_columns(path: str | Path, params: DataParams) -> list[str]:
+    """The columns that `data.features: null` leaves out of a CSV: those that are not numbers."""
+    if params.features is not None:
+        return []
+    schema = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema
+    return [
+        field.name
+        for field in schema
+        if field.name != params.target and not _is_number_type(field.type)
+    ]
+
+
+def _refuse_mistyped_numbers(path: Path, schema: pa.Schema, target: str) -> None:
+    """A column of numbers but for a few values (`1,000`, `1.O`) is a mistake, not text: pyarrow
+    types it as text and `data.features: null` would leave it out without a word."""
+    texts = [field.name for field in schema if pa.types.is_string(field.type)]
+    if not texts:
+        return
+    block = pa_csv.open_csv(
+        path,
+        read_options=CSV_READ_OPTIONS,
+        convert_options=pa_csv.ConvertOptions(include_columns=texts),
+    ).read_next_batch()
+    for name in texts:
+        given = [
+            (row, value) for row, value in enumerate(block.column(name).to_pylist(), 1) if value
+        ]
+        numbers = [_is_number(value) for _, value in given]
+        if given and False in numbers and sum(numbers) >= len(given) / 2:
+            row, value = given[numbers.index(False)]
+            raise UserError(
+                f"{path}: row {row}, column {name!r}: {value[:40]!r} is not a number in a column "
+                "of numbers; fix it, or list data.features to leave the column out"
+            )
+
+
+def _is_number(text: str) -> bool:
+    """Whether pyarrow reads the text as a number (Python's `float` also takes `1_000`, ` 2`)."""
+    try:
+        pa.scalar(text).cast(pa.float64())
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _checked_float32(
+    path: Path, table: pa.Table, first_row: int, task: str, target: str
+) -> pa.Table:
+    """The table as float32, refusing missing, infinite and float32-overflowing values."""
+    names = table.column_names
+    # All columns at once (a wide table has thousands), in column-major order so that each
+    # column stays one contiguous vector for the Parquet writer.
+    values = np.column_stack([numpy_column(table[name]) for name in names])  # nulls as NaN
+    with np.errstate(over="ignore"):  # too large for float32: found just below
+        as_float32 = values.astype(np.float32, order="F")
+    bad = ~np.isfinite(as_float32)
+    if bad.any():
+        column = int(np.flatnonzero(bad.any(axis=0))[0])  # the first column with one, as named
+        index = int(np.flatnonzero(bad[:, column])[0])
+        value, name = values[index, column], names[column]
+        problem = (
+            "is empty or not a number"
+            if np.isnan(value)
+            else f"{value:g} is beyond float32's range (±3.4e38)"
+            if math.isfinite(value)
+            else f"{value:g} is not finite"
+        )
+        raise UserError(f"{path}: row {first_row + index}, column {name!r}: {problem}")
+    if task == MULTICLASS and target in names:
+        labels = values[:, names.index(target)]
+        # float32 holds every whole number up to 2**24 exactly; beyond, labels would merge.
+        wrong = np.flatnonzero((labels != np.round(labels)) | (np.abs(labels) > 2**24))
+        if wrong.size:
+            raise UserError(
+                f"{path}: task {MULTICLASS} needs whole-number class labels up to "
+                f"±16,777,216; column {target!r} has {labels[wrong[0]]:.15g} at row "
+                f"{first_row + int(wrong[0])}"
+            )
+    checked = {name: as_float32[:, place] for place, name in enumerate(names)}
+    if task == CLASSIFICATION:
+        labels = checked[target]
+        wrong = np.flatnonzero((labels != 0) & (labels != 1))
+        if wrong.size:
+            raise UserError(
+                f"{path}: task {CLASSIFICATION} needs a 0/1 target; column {target!r} "
+                f"has {labels[wrong[0]]:g} at row {first_row + int(wrong[0])}"
+            )
+    return arrow_table(checked)
+
+
+def first_bad_row(path: Path, columns: list[str]) -> str | None:
+    """Where the CSV stops being numbers, found by reading it again row by row (errors only)."""
+    too_long = first_overlong_line(path)
+    if too_long:
+        return too_long
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as file:
+            reader = csv.reader(file)
+            header = next(reader)
+            places = {name: place for place, name in enumerate(header)}
+            index = {name: places[name] for name in columns}
+            for row_number, row in enumerate(reader, start=1):
+                if len(row) != len(header):
+                    return f"row {row_number} has {len(row)} fields; the header has {len(header)}"
+                for name in columns:
+                    value = row[index[name]].strip()
+                    try:
+                        float(value)
+                    except ValueError:
+                        return f"row {row_number}, column {name!r}: {value[:40]!r} is not a number"
+    except (OSError, StopIteration, csv.Error, ValueError, KeyError):
+        return None
+    return None
+
+
+def first_overlong_line(path: Path) -> str | None:
+    """The first line longer than pyarrow's block, which pyarrow cannot read, found without
+    holding more than a block: read whole, such a line (a 1 GB header) could fill the memory."""
+    limit = CSV_READ_OPTIONS.block_size
+    try:
+        with open(path, "rb") as file:
+            for number, line in enumerate(iter(lambda: file.readline(limit + 1), b"")):
+                if len(line) > limit:
+                    what = f"row {number}" if number else "the header"
+                    return (
+                        f"{what} is longer than {limit >> 20} MiB, the block in which a CSV is "
+                        "read (is it a CSV with one row per line?)"
+                    )
+    except OSError:
+        return None
+    return None
+
+
+def refuse_duplicate_columns(path: Path, names: list[str]) -> None:
+    duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if duplicated:
+        raise UserError(f"{path}: column name(s) used twice: {', '.join(duplicated)}")
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(names[:20])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
