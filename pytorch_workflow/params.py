@@ -327,6 +327,20 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
 
 def parse_yaml_mapping(text: str, path: Path) -> dict[str, Any]:
     """`read_yaml_mapping` of a text already read; `path` names it in errors."""
+    loaded = load_yaml(text, path)
+    if loaded is None:
+        raise UserError(f"{path}: the file is empty; expected the keys {', '.join(SCHEMA)}")
+    if not isinstance(loaded, dict):
+        raise UserError(
+            f"{path}: expected a mapping of keys ({', '.join(SCHEMA)}), "
+            f"got a {type(loaded).__name__}"
+        )
+    return loaded
+
+
+def load_yaml(text: str | bytes, path: str | Path) -> Any:
+    """A YAML text read as DVC reads params (YAML 1.2, duplicated keys refused), aliases and
+    deep nesting refused first (`read_yaml_mapping`); any mistake one line naming `path`."""
     reader = YAML(typ="safe")  # as dvc.utils.serialize.parse_yaml reads params
     try:
         depth = 0
@@ -354,13 +368,6 @@ def parse_yaml_mapping(text: str, path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: YAML error: {first_line(error)}") from None
     except ValueError as error:  # an integer of more digits than Python converts
         raise UserError(f"{path}: a value cannot be read: {first_line(error)}") from None
-    if loaded is None:
-        raise UserError(f"{path}: the file is empty; expected the keys {', '.join(SCHEMA)}")
-    if not isinstance(loaded, dict):
-        raise UserError(
-            f"{path}: expected a mapping of keys ({', '.join(SCHEMA)}), "
-            f"got a {type(loaded).__name__}"
-        )
     return loaded
 
 

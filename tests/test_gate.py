@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from pytorch_workflow.errors import UserError
-from tools.gate import Allowance, judge, load_allowances
+from tools.gate import Allowance, judge, load_allowances, parse_allowances
+from tools.tolerance import numbers_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MAE = Allowance("metrics/evaluate.json", "mae", "max_increase", 0.001)
@@ -63,6 +64,8 @@ def test_a_metric_lost_by_the_workspace_fails_and_a_new_one_passes():
         ("metrics/evaluate.json:\n  mae: {max_increase: lots}\n", "must be a number >= 0"),
         ("metrics/evaluate.json: [mae]\n", "must map metric names"),
         ("[]\n", "expected metrics files"),
+        ("metrics/evaluate.json:\n  mae: {max_increase: 1}\n  mae: {max_increase: 2}\n", "line 3:"),
+        ("metrics/evaluate.json:\n  mae: {max_increase: [\n", "YAML syntax error"),
     ],
 )
 def test_a_mistake_in_the_gate_file_is_a_one_line_error(tmp_path, text, message):
@@ -73,3 +76,21 @@ def test_a_mistake_in_the_gate_file_is_a_one_line_error(tmp_path, text, message)
         load_allowances(gate)
 
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_the_gate_reads_yaml_as_dvc_does():
+    # YAML 1.2, as DVC reads params: PyYAML's YAML 1.1 would read 1e-3 as text.
+    (allowance,) = parse_allowances("metrics/evaluate.json:\n  mae: {max_increase: 1e-3}\n", "g")
+
+    assert allowance.amount == 0.001
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [("{", "not valid JSON"), ("[1]", "not a JSON object")]
+)
+def test_a_results_file_that_is_not_a_json_object_is_a_one_line_error(text, message):
+    with pytest.raises(UserError) as error:
+        numbers_of("metrics/split.json", text)
+
+    assert str(error.value).startswith(f"metrics/split.json: {message}")
+    assert "\n" not in str(error.value)

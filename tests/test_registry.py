@@ -109,6 +109,7 @@ def test_a_dirty_or_stale_commit_is_not_released(pipeline_repo):
     run(["git", "commit", "-qam", "More epochs, no repro"], repo)
     stale = make(["release", "VERSION=v1.0.1"], repo, check=False)
     wrong = make(["release", "VERSION=1.0"], repo, check=False)
+    leading_zero = make(["release", "VERSION=v01.0.0"], repo, check=False)
 
     assert (
         dirty.returncode != 0
@@ -116,7 +117,10 @@ def test_a_dirty_or_stale_commit_is_not_released(pipeline_repo):
     )
     assert (
         stale.returncode != 0
-        and "the commit is not what `dvc repro` makes (train, export)" in stale.stderr
+        and "the commit is not what `dvc repro` makes (stage 'train': " in stale.stderr
+        and "params.yaml (modified train.epochs)" in stale.stderr
     )
-    assert "VERSION must look like v1.2.3, got '1.0'" in wrong.stderr
+    for refused in (wrong, leading_zero):  # before anything is pushed
+        assert "VERSION must be a semantic version after a v" in refused.stderr
+        assert "pushed" not in refused.stdout
     assert run(["git", "tag"], repo).stdout == ""

@@ -19,12 +19,31 @@ def report(repo: Path, base: str = "main", *extra: str) -> subprocess.CompletedP
     return run([sys.executable, "-m", "tools.report", "--base", base, *extra], repo, check=False)
 
 
-def inject(repo: Path, metric: str, change: float) -> None:
-    """Change one number in the workspace's metrics, as a worse or better model would."""
+def inject(repo: Path, metric: str, change: float, by_hand: bool = False) -> None:
+    """Change one number in the workspace's metrics, as a worse or better model would (or as
+    an edit by hand would, `by_hand`: dvc.lock does not record it)."""
     path = repo / "metrics/evaluate.json"
     metrics = json.loads(path.read_text())
     metrics[metric] += change
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    if not by_hand:
+        record_in_lock(repo, "metrics/evaluate.json")
+
+
+def record_in_lock(repo: Path, *paths: str) -> None:
+    """Record the files' hashes in dvc.lock, as if the pipeline had made them: `dvc status`
+    then finds the results up to date."""
+    import hashlib
+
+    import yaml
+
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    for stage in lock["stages"].values():
+        for entry in [*stage.get("deps", []), *stage.get("outs", [])]:
+            if entry["path"] in paths:
+                data = (repo / entry["path"]).read_bytes()
+                entry["md5"], entry["size"] = hashlib.md5(data).hexdigest(), len(data)
+    (repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
 
 
 def row(*cells: str) -> re.Pattern:
@@ -127,6 +146,32 @@ def test_a_change_to_the_gate_is_judged_by_the_bases_gate(pipeline_repo, edit, n
     assert note in (pipeline_repo / "report.md").read_text()
 
 
+def test_a_mistake_in_the_changes_gate_is_named_before_it_is_merged(pipeline_repo):
+    gate = pipeline_repo / "regression_gate.yaml"
+    gate.write_text(gate.read_text().replace("{max_increase: 0.001}", "{max_increase: lots}"))
+
+    result = report(pipeline_repo)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: regression_gate.yaml: metrics/evaluate.json:mae: ")
+    assert not (pipeline_repo / "report.md").exists()
+
+
+def test_a_workspace_whose_results_are_out_of_date_gets_no_report(pipeline_repo):
+    params = pipeline_repo / "params.yaml"
+    params.write_text(params.read_text().replace("lr: 0.01", "lr: 0.001"))
+
+    result = report(pipeline_repo)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "error: the workspace's results are out of date (stage 'train': changed deps: "
+        "params.yaml (modified train.lr)"
+    )
+    assert result.stderr.rstrip().endswith("run `dvc repro`, then the report")
+    assert not (pipeline_repo / "report.md").exists()
+
+
 def test_the_change_that_adds_the_first_gate_is_judged_by_it(pipeline_repo):
     run(["git", "rm", "-q", "--cached", "regression_gate.yaml"], pipeline_repo)
     run(["git", "commit", "-q", "-m", "No gate yet"], pipeline_repo)
@@ -158,6 +203,7 @@ def test_report_refuses_an_unknown_base_in_one_line(pipeline_repo):
 )
 def test_report_names_a_broken_loss_table_in_one_line(pipeline_repo, loss_csv, problem):
     (pipeline_repo / "plots/loss.csv").write_bytes(loss_csv)
+    record_in_lock(pipeline_repo, "plots/loss.csv")
 
     result = report(pipeline_repo)
 
@@ -214,7 +260,7 @@ def test_lock_check_names_each_stale_stage_down_to_the_param(pipeline_repo):
     # A param changed and a metric edited by hand, committed without rerunning the pipeline.
     params = pipeline_repo / "params.yaml"
     params.write_text(params.read_text().replace("log_every: 10", "log_every: 20"))
-    inject(pipeline_repo, "mae", -0.01)
+    inject(pipeline_repo, "mae", -0.01, by_hand=True)
     run(["git", "commit", "-q", "-am", "Log less often, and a better number"], pipeline_repo)
 
     result = make(["lock-check"], pipeline_repo, check=False)
@@ -229,39 +275,38 @@ def test_lock_check_names_each_stale_stage_down_to_the_param(pipeline_repo):
 
 def committed_elsewhere(repo: Path, relative_change: float) -> None:
     """Commit results as another machine would have made them: the last test loss off by
-    `relative_change`, and train.json saying arm64; the lock records their hashes. Then drop
-    the DVC cache (and its run cache) and the model's outputs, as in a fresh clone, so
-    `dvc repro` trains again; the data stay, as numpy made them the same everywhere."""
-    import hashlib
-    import shutil
-
-    import yaml
-
+    `relative_change`, and train.json saying arm64."""
     losses = repo / "plots/loss.csv"
     lines = losses.read_text().splitlines()
     epoch, train_loss, test_loss = lines[-1].split(",")
     lines[-1] = f"{epoch},{train_loss},{float(test_loss) * (1 + relative_change)!r}"
-    losses.write_text("\n".join(lines) + "\n")
-    trained = repo / "metrics/train.json"
-    trained.write_text(trained.read_text().replace('"x86_64"', '"aarch64"'))
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    for stage in lock["stages"].values():
-        for entry in [*stage.get("deps", []), *stage.get("outs", [])]:
-            if entry["path"] in ("plots/loss.csv", "metrics/train.json"):
-                data = (repo / entry["path"]).read_bytes()
-                entry["md5"], entry["size"] = hashlib.md5(data).hexdigest(), len(data)
-    (repo / "dvc.lock").write_text(yaml.safe_dump(lock, sort_keys=False))
-    run(["git", "commit", "-q", "-am", "Results made on another machine"], repo)
+    trained = (repo / "metrics/train.json").read_text().replace('"x86_64"', '"aarch64"')
+    commit_results(repo, {"plots/loss.csv": "\n".join(lines) + "\n", "metrics/train.json": trained})
+
+
+def commit_results(repo: Path, results: dict[str, str | bytes]) -> None:
+    """Commit these contents of results files, the lock recording their hashes. Then drop the
+    DVC cache (and its run cache) and the model's outputs, as in a fresh clone, so `dvc repro`
+    trains again; the data stay, as numpy made them the same everywhere."""
+    import shutil
+
+    import yaml
+
+    for name, content in results.items():
+        (repo / name).write_bytes(content.encode() if isinstance(content, str) else content)
+    record_in_lock(repo, *results)
+    run(["git", "commit", "-q", "-am", "Results made elsewhere"], repo)
     shutil.rmtree(repo / ".dvc/cache")
     # A fresh clone has what git keeps (metrics, plots, DVCLive's files), not what DVC caches.
     in_git = run(["git", "ls-files"], repo).stdout.splitlines()
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
     for stage in ("train", "evaluate", "export"):
         for out in lock["stages"][stage]["outs"]:
             path = repo / out["path"]
             if not any(
                 name == out["path"] or name.startswith(out["path"] + "/") for name in in_git
             ):
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def test_lock_check_passes_within_the_tolerance_and_names_the_platform(pipeline_repo):
@@ -283,3 +328,19 @@ def test_lock_check_fails_beyond_the_tolerance_naming_the_number(pipeline_repo):
 
     assert result.returncode != 0
     assert "Does not reproduce: plots/loss.csv:test_loss.99 beyond the tolerance." in result.stderr
+
+
+def test_lock_check_fails_on_a_picture_or_a_result_file_the_commit_does_not_hold(pipeline_repo):
+    # Every recorded number as committed, but a picture the pipeline does not draw, and a
+    # metrics file deleted from git (the pipeline makes it again).
+    run(["git", "rm", "-q", "metrics/evaluate.json"], pipeline_repo)
+    picture = (pipeline_repo / "plots/loss.png").read_bytes() + b"edited"
+    commit_results(pipeline_repo, {"plots/loss.png": picture})
+
+    result = make(["lock-check"], pipeline_repo, check=False)
+
+    assert result.returncode != 0
+    assert (
+        "Does not reproduce: metrics/evaluate.json is not in the commit, plots/loss.png changed."
+        in result.stderr
+    )

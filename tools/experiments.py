@@ -20,11 +20,12 @@ METRICS_FILE = "metrics/evaluate.json"
 
 
 def show_sorted(task: str) -> tuple[str, ...]:
-    """`dvc exp show` as a Markdown table of the columns that differ, without bookkeeping and
-    file hashes, best first by the task's headline metric."""
+    """`dvc exp show` as a Markdown table of the columns that differ, without bookkeeping, file
+    hashes and failed experiments (which show their parent's metrics), best first by the
+    task's headline metric."""
     metric, higher_is_better = HEADLINE_METRIC[task]
     return (
-        *("dvc", "exp", "show", "--no-pager", "--only-changed", "--md"),
+        *("dvc", "exp", "show", "--no-pager", "--only-changed", "--md", "--hide-failed"),
         *("--drop", "Created|State|Executor|.*/|learned"),
         *("--sort-by", f"{METRICS_FILE}:{metric}"),
         *("--sort-order", "desc" if higher_is_better else "asc"),

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pytorch_workflow.errors import UserError
+from pytorch_workflow.params import load_yaml
 
 GATE_FILE = "regression_gate.yaml"
 DIRECTIONS = ("max_increase", "max_decrease")
@@ -94,10 +93,7 @@ def load_allowances(path: str | Path = GATE_FILE) -> list[Allowance]:
 
 def parse_allowances(text: bytes | str, path: str | Path) -> list[Allowance]:
     """Check a gate file's text; `path` names it in errors (a file, or REVISION:FILE)."""
-    try:
-        declared = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise UserError(f"{path}: cannot read the gate ({error})") from None
+    declared = load_yaml(text, path)  # as DVC reads YAML: `1e-3` is a number
     if not isinstance(declared, dict) or not declared:
         raise UserError(f"{path}: expected metrics files mapped to their metrics")
     allowances = []

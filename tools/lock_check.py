@@ -31,6 +31,8 @@ from tools.tolerance import TOLERANCE_FILE, largest_difference, load_tolerance, 
 ABSENT = ("deleted", "not in cache")
 # The committed files of recorded numbers; dvc.lock changes with them (their hashes).
 RESULTS = ("metrics/", "plots/")
+# Of those, the files of numbers; the others (plots/*.png) are pictures of them.
+NUMBER_FILES = (".json", ".csv")
 LOCK_FILE = "dvc.lock"
 TRAIN_METRICS = "metrics/train.json"
 # numpy's stages: their outputs are the same bytes on every machine, tolerance or not.
@@ -63,6 +65,12 @@ def stale_stages(absent: list[str] | None = None) -> dict[str, list[str]]:
                         detail = what
                     stale.setdefault(name, []).append(f"{kind}: {path} ({detail})")
     return stale
+
+
+def describe_stale(stale: dict[str, list[str]]) -> str:
+    """`stale_stages` in one line: `stage 'train': changed deps: params.yaml (modified
+    train.epochs) | stage ...`."""
+    return " | ".join(f"stage '{stage}': {'; '.join(why)}" for stage, why in stale.items())
 
 
 def read_lock(data: bytes, where: str) -> dict:
@@ -124,7 +132,7 @@ def recorded_numbers(revision: str | None) -> dict[str, float]:
     files = output_of("git", "ls-files", *RESULTS).split()
     numbers: dict[str, float] = {}
     for name in files:
-        if not name.endswith((".json", ".csv")):
+        if not name.endswith(NUMBER_FILES):
             continue
         if revision is None:
             text = Path(name).read_text(encoding="utf-8") if Path(name).exists() else ""
@@ -167,10 +175,9 @@ def main() -> None:
         )
     stale = stale_stages()
     if stale:
-        reasons = " | ".join(f"stage '{stage}': {'; '.join(why)}" for stage, why in stale.items())
         print(
-            f"Does not reproduce: the commit is stale: {reasons}; run `dvc repro` and commit "
-            "dvc.lock, metrics/ and plots/.",
+            f"Does not reproduce: the commit is stale: {describe_stale(stale)}; run `dvc repro` "
+            "and commit dvc.lock, metrics/ and plots/.",
             file=sys.stderr,
         )
         sys.exit(1)
@@ -179,22 +186,32 @@ def main() -> None:
     # Files a user left beside the pipeline (a predictions CSV) are not what `dvc repro` made.
     before = git_status()
     streamed("dvc", "repro")
-    changed = sorted(line[3:] for line in git_status() - before)
+    made = git_status() - before
+    changed = sorted(line[3:] for line in made)
     if not changed:
         print("Reproduces byte for byte: `dvc repro` changed no committed file.")
         return
-    others = [name for name in changed if name != LOCK_FILE and not name.startswith(RESULTS)]
-    others += changed_data() if LOCK_FILE in changed else []
     key, worst, outside = largest_difference(committed, recorded_numbers(None), tolerance)
+    others = [
+        f"{name} changed" for name in changed if name != LOCK_FILE and not name.startswith(RESULTS)
+    ]
+    others += [f"{name} changed" for name in changed_data()] if LOCK_FILE in changed else []
+    # A result the commit lacks (deleted from git, never added) has no committed numbers to
+    # compare: the pipeline makes it, so the commit does not hold what the pipeline makes.
+    others += [f"{line[3:]} is not in the commit" for line in sorted(made) if line.startswith("??")]
+    if key is None:  # every recorded number as committed: a plot's picture has no excuse
+        others += [
+            f"{name} changed"
+            for name in changed
+            if name.startswith(RESULTS) and not name.endswith(NUMBER_FILES)
+        ]
     if not others and not outside:
         print(
             f"Reproduces within the declared tolerance ({TOLERANCE_FILE.name}): the largest "
             f"relative difference is {worst:.3g}, in {key}; {platform_difference()}."
         )
         return
-    what = [f"{name} beyond the tolerance" for name in outside[:5]] + [
-        f"{name} changed" for name in others
-    ]
+    what = [f"{name} beyond the tolerance" for name in outside[:5]] + others
     more = f" (and {len(outside) - 5} more numbers)" if len(outside) > 5 else ""
     print(f"Does not reproduce: {', '.join(what)}{more}.", file=sys.stderr)
     sys.exit(1)

@@ -12,16 +12,20 @@ the commit is tagged; `git push origin TAG` shares the tag.
 """
 
 import argparse
-import re
+
+import semver
 
 from pytorch_workflow.errors import UserError, exit_on_user_error
 from pytorch_workflow.export import model_from_bundle
 from pytorch_workflow.paths import artifact_name, load_paths
 from tools.commands import streamed, uncommitted
-from tools.lock_check import stale_stages
+from tools.lock_check import describe_stale, stale_stages
 
-# Semantic versions, as GTO expects them.
-VERSION = re.compile(r"v\d+\.\d+\.\d+")
+
+def is_version(text: str) -> bool:
+    """A semantic version with a `v` before it (v1.2.3, v2.0.0-rc.1), as GTO parses it (with
+    the semver package)."""
+    return text.startswith("v") and semver.Version.is_valid(text[1:])
 
 
 def check_releasable() -> None:
@@ -31,11 +35,17 @@ def check_releasable() -> None:
         raise UserError(f"uncommitted changes ({changed}): commit them first")
     missing: list[str] = []
     stale = stale_stages(missing)
-    if stale or missing:
-        stages = ", ".join(stale) or f"{', '.join(missing[:3])} missing"
+    if stale:
         raise UserError(
-            f"the commit is not what `dvc repro` makes ({stages}): run `make lock-check` "
-            "(or `dvc pull`), commit, then release"
+            f"the commit is not what `dvc repro` makes ({describe_stale(stale)}): run `dvc "
+            "repro` and `make lock-check`, commit, then release"
+        )
+    if missing:
+        absent = list(dict.fromkeys(missing))  # `dvc status` names an output once per stage
+        more = f" and {len(absent) - 3} more" if len(absent) > 3 else ""
+        raise UserError(
+            f"the outputs are not here ({', '.join(absent[:3])}{more} missing): `dvc pull` "
+            "them (or `dvc repro`), then release"
         )
     model_from_bundle(load_paths().export_dir)
 
@@ -45,8 +55,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("version", help="a semantic version: v1.2.3")
     args = parser.parse_args(argv)
-    if not VERSION.fullmatch(args.version):
-        raise UserError(f"VERSION must look like v1.2.3, got {args.version!r}")
+    if not is_version(args.version):  # checked before anything is pushed
+        raise UserError(
+            f"VERSION must be a semantic version after a v (v1.2.3, v2.0.0-rc.1), got "
+            f"{args.version!r}"
+        )
 
     check_releasable()
     name = artifact_name()

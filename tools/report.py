@@ -9,13 +9,15 @@ tables, the loss curves of both revisions as a table of epochs, and the pipeline
 by side (PNG copies in report/, with `dvc plots diff`'s
 interactive page in report/plots/). With --summary, the same report without the images is
 appended to that file: a CI job summary shows Markdown tables, not files from the run. It
-reports on the workspace as it is: run `dvc repro` first.
+reports on the workspace as it is, and refuses one whose results are out of date (`dvc
+status`): run `dvc repro` first.
 
 Exit status: 0 when every gated metric is within its allowance, 1 when one regressed (the report
 is written all the same), 2 when no report could be made.
 """
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -29,6 +31,7 @@ from pytorch_workflow.files import atomic_write_bytes, atomic_write_text
 from pytorch_workflow.paths import load_paths
 from tools.commands import output_of
 from tools.gate import GATE_FILE, Allowance, Verdict, judge, load_allowances, parse_allowances
+from tools.lock_check import describe_stale, stale_stages
 
 EXIT_REGRESSION = 1
 LOSS_ROWS = 11  # epochs shown in the loss table
@@ -43,9 +46,12 @@ def resolve_base(base: str) -> str:
         text=True,
     )
     if result.returncode != 0:
+        shallow = subprocess.run(
+            ["git", "rev-parse", "--is-shallow-repository"], capture_output=True, text=True
+        ).stdout.strip()
+        hint = " (this clone is shallow: `git fetch --unshallow` brings the history)"
         raise UserError(
-            f"--base {base}: not a git revision here (a shallow clone lacks history; "
-            "fetch with full depth)"
+            f"--base {base}: not a git revision here{hint if shallow == 'true' else ''}"
         )
     return result.stdout.strip()
 
@@ -71,10 +77,11 @@ def judging_gate(base: str) -> Gate:
     here = _read(Path(GATE_FILE))
     if here is None:
         note = (
-            f"This change deletes `{GATE_FILE}`: {base}'s judges it; once it is merged, the "
-            "reports have no gate."
+            f"This change deletes `{GATE_FILE}`: {base}'s judges it; once it is merged, "
+            "reports fail until a gate is committed again."
         )
     elif here != at_base:
+        parse_allowances(here, GATE_FILE)  # a mistake in it is named now, not after the merge
         note = (
             f"`{GATE_FILE}` differs from {base}'s: this change is judged by {base}'s "
             "allowances, and its own apply once it is merged."
@@ -206,6 +213,12 @@ def _read(path: Path) -> bytes | None:
 def build_report(base: str, report_dir: Path) -> tuple[str, str, list[Verdict]]:
     """The report, the same without its figures (for a job summary), and the gate's verdicts."""
     base_id = resolve_base(base)
+    stale = stale_stages()
+    if stale:  # its metrics are not what its params and code make: nothing to judge
+        raise UserError(
+            f"the workspace's results are out of date ({describe_stale(stale)}): run `dvc "
+            "repro`, then the report"
+        )
     gate = judging_gate(base)
     metrics_diff = json.loads(output_of("dvc", "metrics", "diff", base, "--all", "--json") or "{}")
     verdicts = judge(gate.allowances, metrics_diff)
@@ -233,12 +246,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     text, summary, verdicts = build_report(args.base, args.output.resolve().parent)
-    atomic_write_text(args.output, text)
-    print(f"Wrote {args.output} (workspace against {args.base})")
-    if args.summary is not None:
-        with open(args.summary, "a", encoding="utf-8") as file:
-            file.write(summary)
-        print(f"Appended the report to {args.summary}")
+    with contextlib.ExitStack() as stack:
+        # Opened first: a summary file that cannot be written leaves no report either.
+        appended = None
+        if args.summary is not None:
+            appended = stack.enter_context(open(args.summary, "a", encoding="utf-8"))
+        atomic_write_text(args.output, text)
+        print(f"Wrote {args.output} (workspace against {args.base})")
+        if appended is not None:
+            appended.write(summary)
+            print(f"Appended the report to {args.summary}")
     failed = [verdict for verdict in verdicts if not verdict.passed]
     for verdict in failed:
         print(f"regression: {verdict.describe()}", file=sys.stderr)

@@ -62,7 +62,13 @@ def flatten(payload: dict, prefix: str = "") -> dict[str, float]:
 def numbers_of(name: str, text: str) -> dict[str, float]:
     """The numbers of one results file's text (JSON metrics or a CSV plot table), by key."""
     if name.endswith(".json"):
-        numbers = flatten(json.loads(text), f"{name}:")
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise UserError(f"{name}: not valid JSON ({error}); restore it from git") from None
+        if not isinstance(payload, dict):
+            raise UserError(f"{name}: not a JSON object of metrics; restore it from git")
+        numbers = flatten(payload, f"{name}:")
         return {key: value for key, value in numbers.items() if key not in SETTINGS}
     numbers = {}
     for row_number, row in enumerate(csv.DictReader(io.StringIO(text))):
