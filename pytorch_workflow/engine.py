@@ -115,6 +115,11 @@ def forward_pass(model: nn.Module, batch: Batch, classes: int | None = None) -> 
     a loss would broadcast any other shape."""
     with failing_as("model.name", getattr(model, "module", model)):
         y_pred = model(batch.X)
+    if not isinstance(y_pred, torch.Tensor):
+        raise UserError(
+            f"model.name: {type(getattr(model, 'module', model)).__name__}.forward returns a "
+            f"{type(y_pred).__name__}; expected a tensor, one output per row"
+        )
     expected = batch.y.shape if classes is None else (batch.y.shape[0], classes)
     if y_pred.shape != expected:
         per_row = "output" if classes is None else f"output per class ({classes})"

@@ -7,6 +7,8 @@ trust it. Both artifacts are reloaded from disk into fresh objects and must pred
 split bit for bit as evaluate did, or the bundle is not published.
 """
 
+import hashlib
+import inspect
 import io
 import json
 import math
@@ -30,7 +32,14 @@ from pytorch_workflow.files import (
     sha256_of_file,
 )
 from pytorch_workflow.model_builder import build_model, constructor_options, model_classes
-from pytorch_workflow.params import CLASSIFICATION, MULTICLASS, REGRESSION, TASKS, ModelParams
+from pytorch_workflow.params import (
+    CLASSIFICATION,
+    MULTICLASS,
+    REGRESSION,
+    TASKS,
+    ModelParams,
+    find_class,
+)
 from pytorch_workflow.tables import ParquetTable
 from pytorch_workflow.utils import (
     check_archive_size,
@@ -76,9 +85,16 @@ def deployable(
 def program_bytes(model: nn.Module, in_features: int) -> bytes:
     """`torch.export` the model with a dynamic batch size; the program needs no code of ours."""
     example = torch.zeros(2, in_features)  # two rows, so the batch size is not fixed to 1
-    program = torch.export.export(
-        model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},)
-    )
+    try:
+        program = torch.export.export(
+            model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},)
+        )
+    except Exception as error:  # torch.export raises many kinds, all about the model's code
+        name = type(getattr(model, "model", model)).__name__
+        raise UserError(
+            f"model.name: torch.export cannot trace {name}.forward ({first_line(error)}); "
+            "write a branch on the data's values with torch.cond"
+        ) from None
     # Each node records the absolute path of the source file it came from; dropped, so the
     # program is the same wherever the repository is checked out.
     for node in program.graph.nodes:
@@ -132,6 +148,7 @@ def export_bundle(bundle: Bundle, export_dir: Path) -> None:
         **bundle.provenance,
         "model": bundle.model.name,
         "model_options": constructor_options(bundle.model),
+        "model_source": model_source(bundle.model.name),
         "task": bundle.task,
         "parameters": {name: list(t.shape) for name, t in model.state_dict().items()},
         "input": {"columns": list(bundle.features.names), "dtype": "float32"},
@@ -268,19 +285,45 @@ def model_from_bundle(export_dir: Path) -> nn.Module:
     only tensors, and its sha256 must be the one the card records.
     """
     card = read_card(export_dir)
-    path = export_dir / STATE_DICT_FILE
-    if path.is_file() and sha256_of_file(path) != card["files"][STATE_DICT_FILE]:
-        raise UserError(
-            f"{path}: its sha256 is not the one {CARD_FILE} records: "
-            "the bundle was changed or damaged; export or fetch it again"
-        )
+    path = _verified(export_dir, card, STATE_DICT_FILE)
     columns = card["input"]["columns"]
     model_params = ModelParams(card["model"], card["model_options"])
+    recorded = card.get("model_source")
+    if recorded is not None and recorded != model_source(model_params.name):
+        raise UserError(
+            f"{export_dir}: the code of model {card['model']} (pytorch_workflow/"
+            "model_builder.py) changed since the bundle was exported, and the weights would "
+            "run in other code: `dvc repro` exports it again; --trust-program runs the "
+            "exported program"
+        )
     outputs = len(card.get("classes") or [None])
     model = build_model(model_params, in_features=len(columns), out_features=outputs)
     model = load_model(model, path)
     scaling = card["standardization"] or {}
     return deployable(model, scaling.get("mean"), scaling.get("std"))
+
+
+def program_from_bundle(export_dir: Path) -> nn.Module:
+    """The bundle's `torch.export` program, its sha256 checked against the card. Loading it
+    runs code from it: trusted bundles only."""
+    return load_program(_verified(export_dir, read_card(export_dir), PROGRAM_FILE))
+
+
+def _verified(export_dir: Path, card: dict[str, Any], name: str) -> Path:
+    """The bundle's file `name`, whose sha256 must be the one the card records."""
+    path = export_dir / name
+    if path.is_file() and sha256_of_file(path) != card["files"].get(name):
+        raise UserError(
+            f"{path}: its sha256 is not the one {CARD_FILE} records: "
+            "the bundle was changed or damaged; export or fetch it again"
+        )
+    return path
+
+
+def model_source(name: str) -> str:
+    """The sha256 of the model class's source: the code that its weights run in."""
+    cls = find_class("model.name", name, model_classes(), "pytorch_workflow/model_builder.py")
+    return hashlib.sha256(inspect.getsource(cls).encode()).hexdigest()
 
 
 def load_program(path: Path) -> nn.Module:

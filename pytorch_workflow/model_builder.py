@@ -16,6 +16,7 @@ import sys
 import torch
 from torch import nn
 
+from pytorch_workflow.errors import UserError
 from pytorch_workflow.params import ACTIVATIONS, ModelParams, Options, construct, find_class
 
 
@@ -119,7 +120,17 @@ def build_model(
     given = {key: value for key, value in {**from_data, **layout}.items() if key in accepted}
     if seed is not None:
         torch.manual_seed(seed)
-    return construct("model.options", cls, model.options, given)
+    try:
+        return construct("model.options", cls, model.options, given)
+    except UserError as error:
+        from_layout = [key for key in layout if key in given]
+        if not from_layout:
+            raise
+        named = ", ".join(f"model.{key} {layout[key]!r}" for key in from_layout)
+        raise UserError(
+            f"{error} (it also got {named}, as its constructor takes them; "
+            f"model.options.{from_layout[0]} gives it another value)"
+        ) from None
 
 
 def constructor_options(model: ModelParams) -> Options:

@@ -34,7 +34,7 @@ from pytorch_workflow.csv_data import (
 from pytorch_workflow.data_setup import class_name
 from pytorch_workflow.device import resolve_device
 from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
-from pytorch_workflow.export import PROGRAM_FILE, load_program, model_from_bundle, read_card
+from pytorch_workflow.export import PROGRAM_FILE, model_from_bundle, program_from_bundle, read_card
 from pytorch_workflow.files import atomic_path
 from pytorch_workflow.metrics import sigmoid, softmax
 from pytorch_workflow.params import DEVICE_CHOICES
@@ -183,7 +183,7 @@ def predict_csv(args: argparse.Namespace, bundle: Path) -> None:
             "rename that column in the input"
         )
     device = resolve_device(args.device)
-    model = load_program(bundle / PROGRAM_FILE) if args.trust_program else model_from_bundle(bundle)
+    model = program_from_bundle(bundle) if args.trust_program else model_from_bundle(bundle)
     model = model.to(device)
     rows = 0
     first_bad, bad_rows = 0, 0  # rows the model gives inf or NaN for: the first, how many
@@ -192,8 +192,13 @@ def predict_csv(args: argparse.Namespace, bundle: Path) -> None:
         writer.writerow([*reader.schema.names, *added_names])
         for batch in _batches(args.input, reader):
             X = torch.from_numpy(feature_matrix(args.input, batch, sources, rows + 1))
-            with torch.inference_mode():
-                outputs = model(X.to(device)).cpu().numpy().reshape(batch.num_rows, -1)
+            try:
+                with torch.inference_mode():
+                    outputs = model(X.to(device)).cpu().numpy().reshape(batch.num_rows, -1)
+            except RuntimeError as error:  # a program that does not fit the card's columns
+                raise UserError(
+                    f"{bundle}: the model fails on the rows: {first_line(error)}"
+                ) from None
             # inf or NaN is no prediction: after the first, only count the rest, then refuse
             # them all (raising inside atomic_path leaves no file).
             bad = np.flatnonzero(~np.isfinite(outputs).all(axis=1))

@@ -158,8 +158,11 @@ def load_model(model: nn.Module, path: str | Path) -> nn.Module:
     if wrong_shapes:
         details = ", ".join(f"{name} {found[name]} != {expected[name]}" for name in wrong_shapes)
         raise UserError(f"{path}: state_dict shapes do not match the model: {details}")
+    fresh = model.state_dict()  # the dtypes it holds: float32 weights, BatchNorm's int64 count
     for name, tensor in state_dict.items():
-        if tensor.dtype != torch.float32 or not torch.isfinite(tensor).all():
-            raise UserError(f"{path}: {name} must hold finite float32 values ({tensor.dtype})")
+        if tensor.dtype != fresh[name].dtype:
+            raise UserError(f"{path}: {name} is {tensor.dtype}; the model's is {fresh[name].dtype}")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise UserError(f"{path}: {name} holds NaN or infinite values")
     model.load_state_dict(state_dict)
     return model

@@ -209,3 +209,52 @@ def test_the_card_records_the_layout_only_for_a_model_that_takes_it():
         32,
         1,
     ]
+
+
+class _ReturnsATuple(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, x
+
+
+class _BranchesOnTheData(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if x.sum() > 0 else -x
+
+
+def test_a_forward_that_returns_no_tensor_is_one_line():
+    from pytorch_workflow.dataloaders import Batch
+    from pytorch_workflow.engine import forward_pass
+
+    batch = Batch(torch.zeros(2, 1), torch.zeros(2, 1), 1.0, 2)
+
+    with pytest.raises(UserError) as error:
+        forward_pass(_ReturnsATuple(), batch)
+
+    assert str(error.value) == (
+        "model.name: _ReturnsATuple.forward returns a tuple; expected a tensor, one output per row"
+    )
+
+
+def test_a_model_that_torch_export_cannot_trace_is_one_line():
+    from pytorch_workflow.export import program_bytes
+
+    with pytest.raises(UserError) as error:
+        program_bytes(_BranchesOnTheData(), in_features=1)
+
+    assert str(error.value).startswith("model.name: torch.export cannot trace _BranchesOnTheData")
+    assert str(error.value).endswith("write a branch on the data's values with torch.cond")
+    assert "\n" not in str(error.value)
+
+
+def test_a_saved_batch_norm_model_loads_with_its_integer_count(tmp_path):
+    from pytorch_workflow.utils import load_model, save_model
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3))
+    model(torch.randn(4, 2))  # one training step's statistics
+    save_model(model, tmp_path / "model.pt")
+
+    loaded = load_model(
+        torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(3)), tmp_path / "model.pt"
+    )
+
+    assert loaded.state_dict()["1.num_batches_tracked"].item() == 1

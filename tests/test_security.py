@@ -6,6 +6,7 @@
 plain torch does run the code, and that `predict` does not, with the default bundle or `--bundle`.
 """
 
+import hashlib
 import io
 import json
 import shutil
@@ -28,6 +29,8 @@ CARD = "models/export/model_card.json"
 
 
 def rewrite_program(program: Path, change) -> None:
+    """Change the program's files, and record its new sha256 in the card, as whoever can
+    write the bundle can."""
     with zipfile.ZipFile(program) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     change(members)
@@ -35,6 +38,13 @@ def rewrite_program(program: Path, change) -> None:
     with zipfile.ZipFile(program, "w") as archive:
         for name, data in members.items():
             archive.writestr(name, data)
+    record_in_card(program)
+
+
+def record_in_card(program: Path) -> None:
+    card = json.loads((program.parent / "model_card.json").read_text())
+    card["files"]["model.pt2"] = hashlib.sha256(program.read_bytes()).hexdigest()
+    (program.parent / "model_card.json").write_text(json.dumps(card))
 
 
 def guard_that_runs_code(marker: Path):
@@ -145,11 +155,26 @@ def test_a_changed_state_dict_is_refused_by_its_sha256(pipeline_repo, tmp_path):
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_a_program_the_card_does_not_record_is_refused_even_when_trusted(pipeline_repo, tmp_path):
+    # Another experiment's program, copied into this bundle by mistake, would predict with
+    # another model: its sha256 is not the card's.
+    program = pipeline_repo / PROGRAM
+    program.write_bytes(program.read_bytes() + b"another experiment's")
+
+    result = predict_one_row(pipeline_repo, tmp_path, "--trust-program")
+
+    assert_clean_failure(
+        result, "models/export/model.pt2: its sha256 is not the one model_card.json records"
+    )
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_a_zip_bomb_program_is_refused_before_it_is_unpacked(pipeline_repo, tmp_path):
     program = pipeline_repo / PROGRAM
     program.unlink()
     with zipfile.ZipFile(program, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("archive/models/model.json", b" " * (300 * 1024 * 1024))
+    record_in_card(program)
 
     result = predict_one_row(pipeline_repo, tmp_path, "--trust-program")
 

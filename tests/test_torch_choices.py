@@ -30,12 +30,13 @@ OWN_MODEL = textwrap.dedent(
     """
 
     class AdmissionsNet(nn.Module):
-        \"\"\"Two hidden layers with ReLU between them.\"\"\"
+        \"\"\"Two hidden layers with ReLU between them, the first batch-normalised.\"\"\"
 
         def __init__(self, in_features: int, hidden: int = 4) -> None:
             super().__init__()
             self.layers = nn.Sequential(
                 nn.Linear(in_features, hidden),
+                nn.BatchNorm1d(hidden),  # its state holds an int64 count of batches
                 nn.ReLU(),
                 nn.Linear(hidden, hidden),
                 nn.ReLU(),
@@ -139,3 +140,14 @@ def test_a_users_own_module_trains_evaluates_exports_and_predicts_by_name(pipeli
     lines = (pipeline_repo / "out.csv").read_text().splitlines()
     assert lines[0] == "exam_1,exam_2,hours_studied,probability"
     assert float(lines[1].split(",")[-1]) > 0.5 > float(lines[2].split(",")[-1])
+
+    # The class changed after the export: its weights would run in other code.
+    builder.write_text(builder.read_text().replace("nn.ReLU(),\n", "nn.Tanh(),\n", 1))
+    changed = predict(pipeline_repo, rows, pipeline_repo / "out.csv")
+    trusted = predict(pipeline_repo, rows, pipeline_repo / "out.csv", "--trust-program")
+
+    assert changed.returncode == 2
+    assert "the code of model AdmissionsNet (pytorch_workflow/model_builder.py) changed" in (
+        changed.stderr
+    )
+    assert trusted.returncode == 0 and (pipeline_repo / "out.csv").read_text().splitlines() == lines

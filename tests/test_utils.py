@@ -127,11 +127,11 @@ def test_a_zip_bomb_is_refused_before_it_is_unpacked(tmp_path):
         ),
         (
             {"weights": torch.tensor([float("nan")]), "bias": torch.zeros(1)},
-            "must hold finite float32",
+            "weights holds NaN or infinite values",
         ),
         (
             {"weights": torch.zeros(1, dtype=torch.float64), "bias": torch.zeros(1)},
-            "must hold finite float32",
+            "weights is torch.float64; the model's is torch.float32",
         ),
     ],
 )
