@@ -8,11 +8,11 @@ from pytorch_workflow.errors import UserError
 from pytorch_workflow.params import parse_device
 
 
-def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
+def resolve_device(requested: str, local_rank: int = 0, setting: str = "device: ") -> torch.device:
     """The torch device for a `device` param; one that is missing is an error, never a fallback.
 
     `auto` picks cuda, then mps, then cpu. Under torchrun, plain `cuda` means this process's
-    own GPU (`local_rank`).
+    own GPU (`local_rank`). `setting` is how errors name the choice (`--device ` for predict).
     """
     kind, index = parse_device(requested)
     if kind == "auto":
@@ -23,17 +23,17 @@ def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
         return torch.device("cpu")
     if kind == "mps":
         if not torch.backends.mps.is_available():
-            raise UserError("device: mps was asked for but is not available on this machine")
+            raise UserError(f"{setting}mps was asked for but is not available on this machine")
         return torch.device("mps")
     if not torch.cuda.is_available():
         raise UserError(
-            f"device: {requested} was asked for but CUDA is not available on this machine; "
-            "use device: cpu"
+            f"{setting}{requested} was asked for but CUDA is not available on this machine; "
+            f"use {setting}cpu"
         )
     index = local_rank if index is None else index
     if index >= torch.cuda.device_count():
         raise UserError(
-            f"device: {requested} was asked for but this machine has "
+            f"{setting}{requested} was asked for but this machine has "
             f"{torch.cuda.device_count()} CUDA device(s)"
         )
     return torch.device("cuda", index)

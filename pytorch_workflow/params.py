@@ -596,12 +596,15 @@ def construct(key: str, cls: type, options: Options, given: dict[str, Any]) -> A
     try:
         return cls(**given, **converted)
     except Exception as error:  # whatever a constructor raises, it is about these options
-        raise UserError(f"{key}: {cls.__name__} refused {converted}: {first_line(error)}") from None
+        given_options = f"refused {converted}" if converted else "failed with no options"
+        raise UserError(f"{key}: {cls.__name__} {given_options}: {first_line(error)}") from None
 
 
 def _like_default(value: Any, default: Any) -> Any:
     """A value from params.yaml in the type the option expects: DVC writes `1e-05` as a string,
     and YAML has no tuples. Text stays text where the default is text."""
+    if isinstance(value, str) and isinstance(default, bool) and value.lower() in ("true", "false"):
+        return value.lower() == "true"  # `nesterov: "false"` is not a true string
     if isinstance(value, str) and not isinstance(default, str):
         try:
             return int(value)

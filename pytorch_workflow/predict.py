@@ -182,7 +182,7 @@ def predict_csv(args: argparse.Namespace, bundle: Path) -> None:
             f"{args.input}: already has a column {taken[0]!r}, which predict adds; "
             "rename that column in the input"
         )
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, setting="--device ")
     model = program_from_bundle(bundle) if args.trust_program else model_from_bundle(bundle)
     model = model.to(device)
     rows = 0
@@ -221,7 +221,7 @@ def predict_csv(args: argparse.Namespace, bundle: Path) -> None:
                 f"{args.input}: the model gives inf or NaN for {bad_rows:,} of {rows:,} rows, "
                 f"first row {first_bad}: inputs far outside its training data, or a broken bundle"
             )
-    print(f"Wrote {rows:,} predictions to {args.output}")
+    print(f"Wrote {rows:,} prediction{'' if rows == 1 else 's'} to {args.output}")
 
 
 def output_names(output: str, classes: list[float] | None) -> list[str]:

@@ -251,3 +251,15 @@ def test_no_undo_hint_where_the_workspace_was_not_changed_or_git_is_missing(
     assert undo_hint_after_failed_experiment() == ""
     monkeypatch.delenv("DVC_EXP_NAME")  # not an experiment
     assert undo_hint_after_failed_experiment() == ""
+
+
+def test_a_quoted_true_or_false_is_a_flag_where_the_option_is_one():
+    from pytorch_workflow.params import construct
+
+    class Optimizer:
+        def __init__(self, lr: float, nesterov: bool = False) -> None:
+            self.nesterov = nesterov
+
+    built = construct("train.optimizer_options", Optimizer, {"nesterov": "false"}, {"lr": 0.1})
+
+    assert built.nesterov is False
