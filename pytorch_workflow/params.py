@@ -421,9 +421,10 @@ class _Reader:
         return UserError(f"{self.path}: {key} must be {expected}, got {_shown(value)}")
 
     def _finite(self, key: str, expected: str) -> float:
-        """The value as a finite float; numbers written as strings (`1e-06`) count."""
+        """The value as a finite float; numbers written as strings (`1e-06`) count, but not
+        Python's `1_000`: YAML 1.2, as DVC reads it, keeps it as text."""
         value = self._get(key)
-        if isinstance(value, str) and len(value) <= 40:
+        if isinstance(value, str) and len(value) <= 40 and "_" not in value:
             value = value.strip()
         elif not isinstance(value, int | float) or isinstance(value, bool):
             raise self._fail(key, expected)

@@ -125,7 +125,7 @@ BAD_CLASSES = [
     ({"model__options": {"in_features": 2}}, "model.options.in_features: the pipeline sets"),
     ({"train__optimizer": "adamm"}, "train.optimizer: no class 'adamm' in torch.optim"),
     ({"train__optimizer_options": {"momentum": -1}}, "SGD refused {'momentum': -1}"),
-    ({"train__scheduler": "steplr"}, "train.scheduler_options: StepLR refused {}"),
+    ({"train__scheduler": "steplr"}, "train.scheduler_options: StepLR failed with no options"),
 ]
 
 

@@ -199,7 +199,7 @@ def test_a_scheduler_changes_the_learning_rate_each_epoch(tmp_path):
         ({"scheduler": "cosine"}, "train.scheduler: no class 'cosine'"),
         (
             {"scheduler": "CosineAnnealingLR"},
-            "train.scheduler_options: CosineAnnealingLR refused {}: ",
+            "train.scheduler_options: CosineAnnealingLR failed with no options: ",
         ),
     ],
 )
