@@ -63,7 +63,7 @@ def run_under_torchrun(processes: int, module: str) -> None:
     # torchrun's own log and its report of a failed process (a Python traceback) are caught
     # here and summed up in one line; the processes' standard output streams through.
     quiet = {**os.environ, "LOGLEVEL": os.environ.get("LOGLEVEL", "ERROR")}
-    # A Ctrl-C, or SIGTERM (`errors.exit_on_user_error` makes it one), stops torchrun too.
+    # A Ctrl-C, or SIGTERM (`errors.stop_on_sigterm` makes it one), stops torchrun too.
     with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=quiet) as torchrun:
         try:
             _, report = torchrun.communicate()

@@ -1,13 +1,12 @@
 """User-facing errors: one line on stderr, a non-zero exit, never a traceback."""
 
-import contextlib
 import functools
 import os
 import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -45,15 +44,14 @@ def os_refusal(error: OSError) -> str:
 
 
 def exit_on_user_error(main: F) -> F:
-    """Run `main`; turn a `UserError`, a file operation the machine refuses, or Ctrl-C (or
-    SIGTERM) into a one-line message and a non-zero exit (2; 130 for Ctrl-C, as a shell reports
-    it). Outputs are written atomically, so the previous ones stay as they were."""
+    """Run `main`; turn a `UserError`, a file operation the machine refuses, or Ctrl-C into a
+    one-line message and a non-zero exit (2; 130 for Ctrl-C, as a shell reports it). Outputs
+    are written atomically, so the previous ones stay as they were."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
-            with _sigterm_as_ctrl_c():
-                return main(*args, **kwargs)
+            return main(*args, **kwargs)
         except UserError as error:
             print(f"error: {one_line(str(error) + _experiment_hint())}", file=sys.stderr)
             sys.exit(2)
@@ -67,18 +65,23 @@ def exit_on_user_error(main: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@contextlib.contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM (a cancelled CI job, `timeout`, a killed `dvc repro`) stops the command as Ctrl-C
-    does: the temporary outputs are removed and the message is one line."""
-    if threading.current_thread() is not threading.main_thread():  # only it can set handlers
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def stop_on_sigterm(main: F) -> F:
+    """Run `main` with SIGTERM (a cancelled CI job, `timeout`, a killed `dvc repro`) raising
+    KeyboardInterrupt, as Ctrl-C does: the temporary outputs are removed, and under
+    `exit_on_user_error` the message is one line. For the stages and predict, which write
+    their outputs themselves; the tools leave stopping to the DVC commands they run."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():  # only it sets handlers
+            return main(*args, **kwargs)
+        previous = signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
+        try:
+            return main(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _stop_as_ctrl_c(signum: int, frame: object) -> None:

@@ -90,10 +90,11 @@ def program_bytes(model: nn.Module, in_features: int) -> bytes:
             model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},)
         )
     except Exception as error:  # torch.export raises many kinds, all about the model's code
-        name = type(getattr(model, "model", model)).__name__
+        traced = model.model if isinstance(model, StandardizedModel) else model
         raise UserError(
-            f"model.name: torch.export cannot trace {name}.forward ({first_line(error)}); "
-            "write a branch on the data's values with torch.cond"
+            f"model.name: torch.export cannot trace {type(traced).__name__}.forward "
+            f"({first_line(error)}); a forward that branches on the data's values needs "
+            "torch.cond"
         ) from None
     # Each node records the absolute path of the source file it came from; dropped, so the
     # program is the same wherever the repository is checked out.
@@ -243,6 +244,8 @@ def _card_problem(card: Any) -> str | None:
         return (
             "classes must list the distinct labels of a multi-class model (logits), and only then"
         )
+    if not isinstance(card.get("model_source", ""), str):
+        return "model_source must be the sha256 of the model's code"
     files = card.get("files")
     if not (isinstance(files, dict) and isinstance(files.get(STATE_DICT_FILE), str)):
         return f"files.{STATE_DICT_FILE} must hold its sha256"
@@ -292,9 +295,9 @@ def model_from_bundle(export_dir: Path) -> nn.Module:
     if recorded is not None and recorded != model_source(model_params.name):
         raise UserError(
             f"{export_dir}: the code of model {card['model']} (pytorch_workflow/"
-            "model_builder.py) changed since the bundle was exported, and the weights would "
-            "run in other code: `dvc repro` exports it again; --trust-program runs the "
-            "exported program"
+            "model_builder.py) changed since the bundle was exported, and its weights would "
+            "run in other code: --trust-program runs the exported program; `dvc repro` "
+            "exports the workspace's model again; a release's code is at its git tag"
         )
     outputs = len(card.get("classes") or [None])
     model = build_model(model_params, in_features=len(columns), out_features=outputs)
@@ -312,7 +315,10 @@ def program_from_bundle(export_dir: Path) -> nn.Module:
 def _verified(export_dir: Path, card: dict[str, Any], name: str) -> Path:
     """The bundle's file `name`, whose sha256 must be the one the card records."""
     path = export_dir / name
-    if path.is_file() and sha256_of_file(path) != card["files"].get(name):
+    recorded = card["files"].get(name)
+    if not isinstance(recorded, str):
+        raise UserError(f"{export_dir / CARD_FILE}: records no sha256 of {name}; export it again")
+    if path.is_file() and sha256_of_file(path) != recorded:
         raise UserError(
             f"{path}: its sha256 is not the one {CARD_FILE} records: "
             "the bundle was changed or damaged; export or fetch it again"
@@ -321,9 +327,11 @@ def _verified(export_dir: Path, card: dict[str, Any], name: str) -> Path:
 
 
 def model_source(name: str) -> str:
-    """The sha256 of the model class's source: the code that its weights run in."""
+    """The sha256 of the model class's source, with its base classes written beside it: the
+    code that its weights run in (not the helpers it calls, nor torch's)."""
     cls = find_class("model.name", name, model_classes(), "pytorch_workflow/model_builder.py")
-    return hashlib.sha256(inspect.getsource(cls).encode()).hexdigest()
+    own = [inspect.getsource(c) for c in cls.__mro__ if c.__module__ == cls.__module__]
+    return hashlib.sha256("".join(own).encode()).hexdigest()
 
 
 def load_program(path: Path) -> nn.Module:

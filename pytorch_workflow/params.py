@@ -340,7 +340,7 @@ def parse_yaml_mapping(text: str, path: Path) -> dict[str, Any]:
 
 def load_yaml(text: str | bytes, path: str | Path) -> Any:
     """A YAML text read as DVC reads params (YAML 1.2, duplicated keys refused), aliases and
-    deep nesting refused first (`read_yaml_mapping`); any mistake one line naming `path`."""
+    deep nesting refused first (why: `read_yaml_mapping`); a mistake is one line naming `path`."""
     reader = YAML(typ="safe")  # as dvc.utils.serialize.parse_yaml reads params
     try:
         depth = 0
@@ -355,7 +355,7 @@ def load_yaml(text: str | bytes, path: str | Path) -> Any:
                 if depth > MAX_NESTING:
                     raise UserError(
                         f"{path}: line {event.start_mark.line + 1}: nested more than "
-                        f"{MAX_NESTING} levels deep; params are sections of plain values"
+                        f"{MAX_NESTING} levels deep; expected sections of plain values"
                     )
             elif isinstance(event, CollectionEndEvent):
                 depth -= 1
@@ -421,8 +421,8 @@ class _Reader:
         return UserError(f"{self.path}: {key} must be {expected}, got {_shown(value)}")
 
     def _finite(self, key: str, expected: str) -> float:
-        """The value as a finite float; numbers written as strings (`1e-06`) count, but not
-        Python's `1_000`: YAML 1.2, as DVC reads it, keeps it as text."""
+        """The value as a finite float; numbers written as strings (`"1e-06"`) count, but not
+        text with Python's underscores (`"1_000"`, `0E0_0`), which DVC shows as text."""
         value = self._get(key)
         if isinstance(value, str) and len(value) <= 40 and "_" not in value:
             value = value.strip()
@@ -606,7 +606,7 @@ def _like_default(value: Any, default: Any) -> Any:
     and YAML has no tuples. Text stays text where the default is text."""
     if isinstance(value, str) and isinstance(default, bool) and value.lower() in ("true", "false"):
         return value.lower() == "true"  # `nesterov: "false"` is not a true string
-    if isinstance(value, str) and not isinstance(default, str):
+    if isinstance(value, str) and not isinstance(default, str) and "_" not in value:
         try:
             return int(value)
         except ValueError:

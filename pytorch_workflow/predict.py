@@ -33,7 +33,7 @@ from pytorch_workflow.csv_data import (
 )
 from pytorch_workflow.data_setup import class_name
 from pytorch_workflow.device import resolve_device
-from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
+from pytorch_workflow.errors import UserError, exit_on_user_error, first_line, stop_on_sigterm
 from pytorch_workflow.export import PROGRAM_FILE, model_from_bundle, program_from_bundle, read_card
 from pytorch_workflow.files import atomic_path
 from pytorch_workflow.metrics import sigmoid, softmax
@@ -117,6 +117,7 @@ def check_output(input_path: Path, output: Path) -> None:
 
 
 @exit_on_user_error
+@stop_on_sigterm
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("input", type=Path, help="CSV with the model's feature columns")

@@ -2,7 +2,7 @@
 
 from functools import partial
 
-from pytorch_workflow.errors import exit_on_user_error
+from pytorch_workflow.errors import exit_on_user_error, stop_on_sigterm
 from pytorch_workflow.params import load_params
 
 # Checked before torch is imported (about two seconds), so a typo fails at once.
@@ -24,6 +24,7 @@ from pytorch_workflow.utils import load_model
 
 
 @exit_on_user_error
+@stop_on_sigterm
 def main() -> None:
     params = PARAMS
     paths = load_paths()

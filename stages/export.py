@@ -1,6 +1,6 @@
 """Stage 5, export: the deployable bundle (state_dict, torch.export program, model card)."""
 
-from pytorch_workflow.errors import exit_on_user_error
+from pytorch_workflow.errors import exit_on_user_error, stop_on_sigterm
 from pytorch_workflow.params import load_params
 
 # Checked before torch is imported (about two seconds), so a typo fails at once.
@@ -18,6 +18,7 @@ from pytorch_workflow.tables import ParquetTable
 
 
 @exit_on_user_error
+@stop_on_sigterm
 def main() -> None:
     params = PARAMS
     paths = load_paths()

@@ -2,13 +2,14 @@
 
 from pytorch_workflow.csv_data import left_out_columns, write_csv_dataset
 from pytorch_workflow.data_setup import line_chunks
-from pytorch_workflow.errors import exit_on_user_error
+from pytorch_workflow.errors import exit_on_user_error, stop_on_sigterm
 from pytorch_workflow.params import load_params
 from pytorch_workflow.paths import load_paths
 from pytorch_workflow.tables import write_table
 
 
 @exit_on_user_error
+@stop_on_sigterm
 def main() -> None:
     params = load_params()
     paths = load_paths()

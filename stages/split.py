@@ -4,7 +4,7 @@ The rows stay in the dataset; the split file records which of them are train row
 """
 
 from pytorch_workflow.data_setup import class_name, fitted_features, split_dataset, write_features
-from pytorch_workflow.errors import exit_on_user_error
+from pytorch_workflow.errors import exit_on_user_error, stop_on_sigterm
 from pytorch_workflow.files import atomic_write_json
 from pytorch_workflow.params import load_params
 from pytorch_workflow.paths import load_paths
@@ -12,6 +12,7 @@ from pytorch_workflow.tables import ParquetTable
 
 
 @exit_on_user_error
+@stop_on_sigterm
 def main() -> None:
     params = load_params()
     paths = load_paths()

@@ -3,7 +3,7 @@
 import sys
 
 from pytorch_workflow import distributed
-from pytorch_workflow.errors import exit_on_user_error
+from pytorch_workflow.errors import exit_on_user_error, stop_on_sigterm
 from pytorch_workflow.files import restored_on_failure
 from pytorch_workflow.params import Params, load_params
 from pytorch_workflow.paths import Paths, load_paths
@@ -16,6 +16,7 @@ launching = distributed.wanted(PARAMS.train.processes) and not distributed.in_to
 
 
 @exit_on_user_error
+@stop_on_sigterm
 def main() -> None:
     paths = load_paths()
     # The live metrics are written as training goes: a run that fails puts the last ones back.

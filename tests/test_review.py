@@ -153,11 +153,15 @@ def test_a_mistake_in_the_changes_gate_is_named_before_it_is_merged(pipeline_rep
     result = report(pipeline_repo)
 
     assert result.returncode == 2
-    assert result.stderr.startswith("error: regression_gate.yaml: metrics/evaluate.json:mae: ")
-    assert not (pipeline_repo / "report.md").exists()
+    assert result.stderr.startswith(
+        "error: this change's regression_gate.yaml: metrics/evaluate.json:mae: "
+    )
+    text = (pipeline_repo / "report.md").read_text()
+    assert "**Passed:** every metric in main's `regression_gate.yaml`" in text
+    assert "**Mistake:** this change's regression_gate.yaml: metrics/evaluate.json:mae" in text
 
 
-def test_a_workspace_whose_results_are_out_of_date_gets_no_report(pipeline_repo):
+def test_a_workspace_whose_results_are_out_of_date_is_reported_but_not_judged(pipeline_repo):
     params = pipeline_repo / "params.yaml"
     params.write_text(params.read_text().replace("lr: 0.01", "lr: 0.001"))
 
@@ -169,7 +173,9 @@ def test_a_workspace_whose_results_are_out_of_date_gets_no_report(pipeline_repo)
         "params.yaml (modified train.lr)"
     )
     assert result.stderr.rstrip().endswith("run `dvc repro`, then the report")
-    assert not (pipeline_repo / "report.md").exists()
+    text = (pipeline_repo / "report.md").read_text()
+    assert "**Not judged:** the workspace's results are out of date" in text
+    assert row("params.yaml", "train.lr", "0.01", "0.001").search(text)
 
 
 def test_the_change_that_adds_the_first_gate_is_judged_by_it(pipeline_repo):

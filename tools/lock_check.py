@@ -51,7 +51,8 @@ def stale_stages(absent: list[str] | None = None) -> dict[str, list[str]]:
     for stage, changes in status.items():
         name = stage.removeprefix("dvc.yaml:")
         for change in changes if isinstance(changes, list) else []:
-            if not isinstance(change, dict):
+            if not isinstance(change, dict):  # "changed command", "always changed"
+                stale.setdefault(name, []).append(str(change))
                 continue
             for kind, entries in change.items():
                 for path, what in entries.items():
@@ -186,19 +187,18 @@ def main() -> None:
     # Files a user left beside the pipeline (a predictions CSV) are not what `dvc repro` made.
     before = git_status()
     streamed("dvc", "repro")
-    made = git_status() - before
-    changed = sorted(line[3:] for line in made)
-    if not changed:
+    made = sorted(git_status() - before)
+    if not made:
         print("Reproduces byte for byte: `dvc repro` changed no committed file.")
         return
     key, worst, outside = largest_difference(committed, recorded_numbers(None), tolerance)
-    others = [
+    # A file the commit lacks (deleted from git, never added) is not what the pipeline makes.
+    others = [f"{line[3:]} is not in the commit" for line in made if line.startswith("??")]
+    changed = [line[3:] for line in made if not line.startswith("??")]
+    others += [
         f"{name} changed" for name in changed if name != LOCK_FILE and not name.startswith(RESULTS)
     ]
     others += [f"{name} changed" for name in changed_data()] if LOCK_FILE in changed else []
-    # A result the commit lacks (deleted from git, never added) has no committed numbers to
-    # compare: the pipeline makes it, so the commit does not hold what the pipeline makes.
-    others += [f"{line[3:]} is not in the commit" for line in sorted(made) if line.startswith("??")]
     if key is None:  # every recorded number as committed: a plot's picture has no excuse
         others += [
             f"{name} changed"

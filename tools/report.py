@@ -9,11 +9,12 @@ tables, the loss curves of both revisions as a table of epochs, and the pipeline
 by side (PNG copies in report/, with `dvc plots diff`'s
 interactive page in report/plots/). With --summary, the same report without the images is
 appended to that file: a CI job summary shows Markdown tables, not files from the run. It
-reports on the workspace as it is, and refuses one whose results are out of date (`dvc
-status`): run `dvc repro` first.
+reports on the workspace as it is; where its results are out of date (`dvc status` names a
+stage), the report says so and judges nothing: run `dvc repro` first.
 
 Exit status: 0 when every gated metric is within its allowance, 1 when one regressed (the report
-is written all the same), 2 when no report could be made.
+is written all the same), 2 when the results are out of date or the change's gate has a mistake
+(the report is written, and says so) or when no report could be made.
 """
 
 import argparse
@@ -65,6 +66,7 @@ class Gate(NamedTuple):
     allowances: list[Allowance]
     whose: str  # "main's", or "this change's" where the base has none
     note: str  # what the change does to the gate, or ""
+    problem: str = ""  # a mistake in the change's own gate, or ""
 
 
 def judging_gate(base: str) -> Gate:
@@ -81,14 +83,19 @@ def judging_gate(base: str) -> Gate:
             "reports fail until a gate is committed again."
         )
     elif here != at_base:
-        parse_allowances(here, GATE_FILE)  # a mistake in it is named now, not after the merge
         note = (
             f"`{GATE_FILE}` differs from {base}'s: this change is judged by {base}'s "
             "allowances, and its own apply once it is merged."
         )
     else:
         note = ""
-    return Gate(parse_allowances(at_base, f"{base}:{GATE_FILE}"), f"{base}'s", note)
+    allowances = parse_allowances(at_base, f"{base}:{GATE_FILE}")
+    if here is not None and here != at_base:
+        try:  # named now, not after the merge, when it would break every report
+            parse_allowances(here, GATE_FILE)
+        except UserError as error:
+            return Gate(allowances, f"{base}'s", note, problem=f"this change's {error}")
+    return Gate(allowances, f"{base}'s", note)
 
 
 def diff_table(kind: str, base: str) -> str:
@@ -98,14 +105,21 @@ def diff_table(kind: str, base: str) -> str:
     return table if len(table.splitlines()) > 2 else ""
 
 
-def gate_section(verdicts: list[Verdict], base: str, gate: Gate) -> str:
+def gate_section(verdicts: list[Verdict], base: str, gate: Gate, out_of_date: str) -> str:
     failed = [verdict for verdict in verdicts if not verdict.passed]
-    if failed:
+    if out_of_date:
+        summary = (
+            f"**Not judged:** the workspace's results are out of date ({out_of_date}): run "
+            "`dvc repro`. The tables show them as they are."
+        )
+    elif failed:
         summary = "**Failed.** " + " ".join(f"{v.describe()}." for v in failed)
     else:
         summary = f"**Passed:** every metric in {gate.whose} `{GATE_FILE}` is within its allowance."
     if gate.note:
         summary += f"\n\n{gate.note}"
+    if gate.problem:
+        summary += f"\n\n**Mistake:** {gate.problem}"
     rows = [
         f"| Metric | {base} | workspace | Change | Allowed | Verdict |",
         "|---|---|---|---|---|---|",
@@ -210,22 +224,25 @@ def _read(path: Path) -> bytes | None:
     return path.read_bytes() if path.is_file() else None
 
 
-def build_report(base: str, report_dir: Path) -> tuple[str, str, list[Verdict]]:
-    """The report, the same without its figures (for a job summary), and the gate's verdicts."""
+class Report(NamedTuple):
+    text: str
+    summary: str  # the same without its figures, for a job summary
+    verdicts: list[Verdict]
+    refusal: str  # why the gate's verdict does not stand (stale results, a broken gate), or ""
+
+
+def build_report(base: str, report_dir: Path) -> Report:
+    """The report of the workspace against `base`, and the gate's verdicts."""
     base_id = resolve_base(base)
     stale = stale_stages()
-    if stale:  # its metrics are not what its params and code make: nothing to judge
-        raise UserError(
-            f"the workspace's results are out of date ({describe_stale(stale)}): run `dvc "
-            "repro`, then the report"
-        )
+    out_of_date = describe_stale(stale) if stale else ""
     gate = judging_gate(base)
     metrics_diff = json.loads(output_of("dvc", "metrics", "diff", base, "--all", "--json") or "{}")
     verdicts = judge(gate.allowances, metrics_diff)
     sections = [
         f"# Pipeline report: workspace against {base} ({base_id})",
         "## Regression gate",
-        gate_section(verdicts, base, gate),
+        gate_section(verdicts, base, gate, out_of_date),
         "## Params",
         diff_table("params", base) or f"No param differs from {base}.",
         "## Metrics",
@@ -234,7 +251,14 @@ def build_report(base: str, report_dir: Path) -> tuple[str, str, list[Verdict]]:
         loss_section(base, load_paths().loss_table),
     ]
     figures = ["## Figures", figures_section(base, report_dir)]
-    return "\n\n".join(sections + figures) + "\n", "\n\n".join(sections) + "\n", verdicts
+    refusal = (
+        f"the workspace's results are out of date ({out_of_date}): run `dvc repro`, then the report"
+        if out_of_date
+        else gate.problem
+    )
+    return Report(
+        "\n\n".join(sections + figures) + "\n", "\n\n".join(sections) + "\n", verdicts, refusal
+    )
 
 
 @exit_on_user_error
@@ -245,17 +269,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--summary", type=Path, default=None, help="also append, without images")
     args = parser.parse_args(argv)
 
-    text, summary, verdicts = build_report(args.base, args.output.resolve().parent)
+    report = build_report(args.base, args.output.resolve().parent)
     with contextlib.ExitStack() as stack:
         # Opened first: a summary file that cannot be written leaves no report either.
         appended = None
         if args.summary is not None:
             appended = stack.enter_context(open(args.summary, "a", encoding="utf-8"))
-        atomic_write_text(args.output, text)
+        atomic_write_text(args.output, report.text)
         print(f"Wrote {args.output} (workspace against {args.base})")
         if appended is not None:
-            appended.write(summary)
+            appended.write(report.summary)
             print(f"Appended the report to {args.summary}")
+    if report.refusal:  # the report says so too; a reviewer still gets the tables
+        raise UserError(report.refusal)
+    verdicts = report.verdicts
     failed = [verdict for verdict in verdicts if not verdict.passed]
     for verdict in failed:
         print(f"regression: {verdict.describe()}", file=sys.stderr)
