@@ -267,6 +267,10 @@ def test_lock_check_names_each_stale_stage_down_to_the_param(pipeline_repo):
     params = pipeline_repo / "params.yaml"
     params.write_text(params.read_text().replace("log_every: 10", "log_every: 20"))
     inject(pipeline_repo, "mae", -0.01, by_hand=True)
+    pipeline = pipeline_repo / "dvc.yaml"
+    pipeline.write_text(
+        pipeline.read_text().replace("python -m stages.export", "python -m stages.export -X")
+    )
     run(["git", "commit", "-q", "-am", "Log less often, and a better number"], pipeline_repo)
 
     result = make(["lock-check"], pipeline_repo, check=False)
@@ -276,6 +280,7 @@ def test_lock_check_names_each_stale_stage_down_to_the_param(pipeline_repo):
     assert line.startswith("Does not reproduce: the commit is stale: ")
     assert "stage 'train': changed deps: params.yaml (modified train.log_every)" in line
     assert "stage 'evaluate': changed outs: metrics/evaluate.json (modified)" in line
+    assert "changed command" in line
     assert "stage 'prepare'" not in line and "stage 'split'" not in line
 
 

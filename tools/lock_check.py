@@ -51,8 +51,9 @@ def stale_stages(absent: list[str] | None = None) -> dict[str, list[str]]:
     for stage, changes in status.items():
         name = stage.removeprefix("dvc.yaml:")
         for change in changes if isinstance(changes, list) else []:
-            if not isinstance(change, dict):  # "changed command", "always changed"
-                stale.setdefault(name, []).append(str(change))
+            if not isinstance(change, dict):  # "changed command"; "always changed" is by design
+                if change != "always changed":
+                    stale.setdefault(name, []).append(str(change))
                 continue
             for kind, entries in change.items():
                 for path, what in entries.items():
