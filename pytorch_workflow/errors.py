@@ -73,7 +73,10 @@ def stop_on_sigterm(main: F) -> F:
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
-        if threading.current_thread() is not threading.main_thread():  # only it sets handlers
+        # Only the main thread sets handlers. A training process under torchrun keeps the
+        # default: torchrun stops them with SIGTERM when one fails and reports it itself, and a
+        # Python handler would wait for a process blocked in a collective.
+        if threading.current_thread() is not threading.main_thread() or _under_torchrun():
             return main(*args, **kwargs)
         previous = signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
         try:
@@ -85,16 +88,12 @@ def stop_on_sigterm(main: F) -> F:
 
 
 def _stop_as_ctrl_c(signum: int, frame: object) -> None:
-    # Imported only now: the stage's deps (dvc.yaml) list what it imports to run.
-    from pytorch_workflow.distributed import in_torchrun
-
-    if in_torchrun():
-        # A training process under torchrun, which stops them with SIGTERM when one fails and
-        # reports the failure itself: the default, as torchrun expects.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-        return
     raise KeyboardInterrupt
+
+
+def _under_torchrun() -> bool:
+    # distributed.in_torchrun, not imported: the data stages do not import that module.
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
 def _experiment_hint() -> str:

@@ -517,7 +517,7 @@ class _Reader:
         for width in value:
             if isinstance(width, str):  # DVC's -S may write numbers as text
                 width = width.strip()
-                width = int(width) if width.isdigit() else width
+                width = int(width) if width.isascii() and width.isdecimal() else width  # not ²
             if not isinstance(width, int) or isinstance(width, bool):
                 raise self._fail(key, expected)
             if not 1 <= width <= MAX_HIDDEN_UNITS:

@@ -107,6 +107,7 @@ def test_numbers_written_as_strings_by_dvc_exp_run_are_accepted(tmp_path):
         ({"model.hidden_units": [10, 0]}, "whole numbers from 1 to 1,000,000, such as [10, 10]"),
         ({"model.hidden_units": [2.5]}, "model.hidden_units must be a list"),
         ({"model.hidden_units": [True]}, "model.hidden_units must be a list"),
+        ({"model.hidden_units": ["²"]}, "model.hidden_units must be a list"),
         ({"model.activation": "gelu"}, "model.activation must be one of relu, tanh, sigmoid, none"),
     ],
 )

@@ -75,7 +75,10 @@ def judging_gate(base: str) -> Gate:
     at_base = committed(base, Path(GATE_FILE))
     if at_base is None:
         note = f"{base} has no `{GATE_FILE}` yet: this change's judges it."
-        return Gate(load_allowances(GATE_FILE), "this change's", note)
+        try:
+            return Gate(load_allowances(GATE_FILE), "this change's", note)
+        except UserError as error:  # the report is still written, and says so
+            return Gate([], "this change's", note, problem=f"this change's {error}")
     here = _read(Path(GATE_FILE))
     if here is None:
         note = (
@@ -130,7 +133,7 @@ def gate_section(verdicts: list[Verdict], base: str, gate: Gate, out_of_date: st
         rows.append(
             f"| {allowance.name} | {_number(verdict.old)} | {_number(verdict.new)} "
             f"| {_number(verdict.change, sign=True)} | {limit} <= {allowance.amount:g} "
-            f"| {'ok' if verdict.passed else '**regressed**'} |"
+            f"| {'-' if out_of_date else 'ok' if verdict.passed else '**regressed**'} |"
         )
     return "\n".join([summary, "", *rows])
 
@@ -228,7 +231,8 @@ class Report(NamedTuple):
     text: str
     summary: str  # the same without its figures, for a job summary
     verdicts: list[Verdict]
-    refusal: str  # why the gate's verdict does not stand (stale results, a broken gate), or ""
+    out_of_date: str  # the stale stages: then nothing is judged; or ""
+    gate_problem: str  # a mistake in the change's gate, or ""
 
 
 def build_report(base: str, report_dir: Path) -> Report:
@@ -251,14 +255,8 @@ def build_report(base: str, report_dir: Path) -> Report:
         loss_section(base, load_paths().loss_table),
     ]
     figures = ["## Figures", figures_section(base, report_dir)]
-    refusal = (
-        f"the workspace's results are out of date ({out_of_date}): run `dvc repro`, then the report"
-        if out_of_date
-        else gate.problem
-    )
-    return Report(
-        "\n\n".join(sections + figures) + "\n", "\n\n".join(sections) + "\n", verdicts, refusal
-    )
+    text, summary = "\n\n".join(sections + figures) + "\n", "\n\n".join(sections) + "\n"
+    return Report(text, summary, verdicts, out_of_date, gate.problem)
 
 
 @exit_on_user_error
@@ -280,12 +278,18 @@ def main(argv: list[str] | None = None) -> None:
         if appended is not None:
             appended.write(report.summary)
             print(f"Appended the report to {args.summary}")
-    if report.refusal:  # the report says so too; a reviewer still gets the tables
-        raise UserError(report.refusal)
+    # What follows, the report says too: a reviewer gets its tables whatever the verdict.
+    if report.out_of_date:
+        raise UserError(
+            f"the workspace's results are out of date ({report.out_of_date}): run `dvc repro`, "
+            "then the report"
+        )
     verdicts = report.verdicts
     failed = [verdict for verdict in verdicts if not verdict.passed]
     for verdict in failed:
         print(f"regression: {verdict.describe()}", file=sys.stderr)
+    if report.gate_problem:
+        raise UserError(report.gate_problem)
     if failed:
         sys.exit(EXIT_REGRESSION)
     print(f"Regression gate passed: {len(verdicts)} metrics within their allowances")
