@@ -258,9 +258,11 @@ def test_a_quoted_true_or_false_is_a_flag_where_the_option_is_one():
     from pytorch_workflow.params import construct
 
     class Optimizer:
-        def __init__(self, lr: float, nesterov: bool = False) -> None:
-            self.nesterov = nesterov
+        def __init__(self, lr: float, nesterov: bool = False, momentum: float = 0.0) -> None:
+            self.nesterov, self.momentum = nesterov, momentum
 
-    built = construct("train.optimizer_options", Optimizer, {"nesterov": "false"}, {"lr": 0.1})
+    options = {"nesterov": "false", "momentum": "0_9"}
+    built = construct("train.optimizer_options", Optimizer, options, {"lr": 0.1})
 
     assert built.nesterov is False
+    assert built.momentum == "0_9"  # Python's float() reads 9.0; DVC shows text

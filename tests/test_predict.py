@@ -89,6 +89,7 @@ def test_predict_refuses_folders_where_files_belong(reproduced, tmp_path):
         ("edit:task='clustering'", "task must be one of regression, binary_classification"),
         ("edit:task=['regression']", "task must be one of regression"),
         ("edit:output='logit'", "output must be 'value' for task regression"),
+        ("edit:model_source=1", "model_source must be the sha256 of the model's code"),
     ],
 )
 def test_a_broken_model_card_is_named(reproduced, tmp_path, card, message):

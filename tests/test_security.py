@@ -169,6 +169,18 @@ def test_a_program_the_card_does_not_record_is_refused_even_when_trusted(pipelin
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_a_card_that_records_no_program_hash_is_named_when_the_program_is_trusted(
+    pipeline_repo, tmp_path
+):
+    card = json.loads((pipeline_repo / CARD).read_text())
+    del card["files"]["model.pt2"]
+    (pipeline_repo / CARD).write_text(json.dumps(card))
+
+    result = predict_one_row(pipeline_repo, tmp_path, "--trust-program")
+
+    assert_clean_failure(result, "model_card.json: records no sha256 of model.pt2")
+
+
 def test_a_zip_bomb_program_is_refused_before_it_is_unpacked(pipeline_repo, tmp_path):
     program = pipeline_repo / PROGRAM
     program.unlink()
