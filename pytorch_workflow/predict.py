@@ -166,6 +166,8 @@ def fetch_release(registry: str, version: str | None, stage: str | None, into: P
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.startswith("ERROR")]
         reason = (lines[-1] if lines else "no such release").removeprefix("ERROR: ")
+        if "Unable to find artifact" in reason:  # DVC words a missing git tag so
+            reason = "no such release here (`gto show` lists them; `git fetch --tags` first)"
         raise UserError(f"{' '.join(which).lstrip('-')}: cannot fetch it from {registry}: {reason}")
     return into / "b"
 

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.slow
 def released(reproduced, tmp_path_factory) -> Path:
     """A copy of the reproduced repository with v1.0.0 released and promoted to prod."""
     repo = clone_copy(reproduced[0], tmp_path_factory.mktemp("registry") / "repo")
-    make(["release", "VERSION=v1.0.0"], repo)
+    result = make(["release", "VERSION=v1.0.0"], repo)
+    # The committed default remote is this clone's own folder: the release says so.
+    assert "note: the DVC remote is .dvc/storage, inside this clone" in result.stderr
     run(["gto", "assign", "linear-regression", "--version", "v1.0.0", "--stage", "prod"], repo)
     return repo
 
@@ -26,7 +28,13 @@ def test_a_release_is_a_gto_version_and_a_promotion_a_stage(released):
     tags = run(["git", "tag"], released).stdout.split()
     shown = run(["gto", "show"], released).stdout
 
+    again = make(["release", "VERSION=v1.0.0"], released, check=False)
+
     assert tags == ["linear-regression#prod#1", "linear-regression@v1.0.0"]
+    assert again.returncode != 0 and "pushed" not in again.stdout
+    assert "error: linear-regression@v1.0.0 is already released; give a new VERSION" in (
+        again.stderr
+    )
     assert "linear-regression" in shown and "v1.0.0" in shown
     assert "prod" in run(["gto", "show", "linear-regression"], released).stdout
 
@@ -63,7 +71,9 @@ def test_an_unknown_version_is_one_line(released, tmp_path):
 
     result = predict(released, inputs, tmp_path / "out.csv", "--version", "v9.9.9")
 
-    assert_clean_failure(result, "rev v9.9.9: cannot fetch it from .")
+    assert_clean_failure(
+        result, "rev v9.9.9: cannot fetch it from .: no such release here (`gto show`"
+    )
 
 
 def test_the_registry_page_releases_shares_and_fetches_through_a_git_server(
@@ -89,6 +99,7 @@ def test_the_registry_page_releases_shares_and_fetches_through_a_git_server(
             shutil.rmtree(repo / "models/export", ignore_errors=True)  # use what it fetches
         result = run(["sh", "-c", typed], repo, check=False)
         assert result.returncode == 0, f"{typed}\n{result.stdout}{result.stderr}"
+        assert "note: the DVC remote" not in result.stderr  # the team's, outside the clone
 
     run(["git", "clone", "-q", str(server), "another"], tmp_path)
     assert "prod" in run(["gto", "show", "linear-regression"], tmp_path / "another").stdout

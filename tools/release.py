@@ -12,13 +12,16 @@ the commit is tagged; `git push origin TAG` shares the tag.
 """
 
 import argparse
+import subprocess
+import sys
+from pathlib import Path
 
 import semver
 
 from pytorch_workflow.errors import UserError, exit_on_user_error
 from pytorch_workflow.export import model_from_bundle
 from pytorch_workflow.paths import artifact_name, load_paths
-from tools.commands import streamed, uncommitted
+from tools.commands import output_of, streamed, uncommitted
 from tools.lock_check import describe_stale, stale_stages
 
 
@@ -50,6 +53,19 @@ def check_releasable() -> None:
     model_from_bundle(load_paths().export_dir)
 
 
+def remote_inside_clone() -> str | None:
+    """The default remote's folder where it lies inside this clone (the committed default,
+    `.dvc/storage`): what is pushed there, no teammate can fetch."""
+    name = subprocess.run(["dvc", "remote", "default"], capture_output=True, text=True)
+    if name.returncode != 0:  # no default remote: `dvc push` says so itself
+        return None
+    url = output_of("dvc", "config", f"remote.{name.stdout.strip()}.url").strip()
+    if "://" in url:
+        return None
+    folder, clone = Path(url).resolve(), Path.cwd().resolve()
+    return str(folder.relative_to(clone)) if folder.is_relative_to(clone) else None
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -63,6 +79,16 @@ def main(argv: list[str] | None = None) -> None:
 
     check_releasable()
     name = artifact_name()
+    tag = f"{name}@{args.version}"
+    if output_of("git", "tag", "--list", tag).strip():  # before anything is pushed
+        raise UserError(f"{tag} is already released; give a new VERSION")
+    unshared = remote_inside_clone()
+    if unshared:
+        print(
+            f"note: the DVC remote is {unshared}, inside this clone: the release is fetchable "
+            "here only; point every clone at a shared remote to share it (docs/remotes.md)",
+            file=sys.stderr,
+        )
     streamed("dvc", "push", str(load_paths().export_dir))
     streamed("gto", "register", name, "--version", args.version)
     print(f"Released {name}@{args.version}. Share it: git push origin {name}@{args.version}")
