@@ -139,12 +139,17 @@ def main(argv: list[str] | None = None) -> None:
 
     for option, value in (("--version", args.version), ("--stage", args.stage)):
         check_release_name(option, value)
+    if args.version is None and args.stage is None:
+        predict_csv(args, args.bundle or load_paths().export_dir)
+        return
+    release = f"the release {args.version}" if args.version else f"the {args.stage} release"
     with tempfile.TemporaryDirectory(prefix="predict-") as fetched:
-        if args.version is not None or args.stage is not None:
-            bundle = fetch_release(args.registry, args.version, args.stage, Path(fetched))
-        else:
-            bundle = args.bundle or load_paths().export_dir
-        predict_csv(args, bundle)
+        bundle = fetch_release(args.registry, args.version, args.stage, Path(fetched))
+        try:
+            predict_csv(args, bundle)
+        except UserError as error:  # named by the release, not by the folder it was fetched to
+            message = str(error).replace(f"{bundle}/", f"{release}: ")
+            raise UserError(message.replace(str(bundle), release)) from None
 
 
 def check_release_name(option: str, value: str | None) -> None:

@@ -1,12 +1,21 @@
 """The model registry in temporary git repos: release, promote, fetch, predict, refuse."""
 
+import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO_ROOT, clone_copy, make, predict, run
+from tests.conftest import (
+    CORRUPTED_BYTES,
+    REPO_ROOT,
+    clone_copy,
+    make,
+    predict,
+    remote_object,
+    run,
+)
 from tests.test_bad_inputs import assert_clean_failure, set_params
 from tools.commands import documented_commands
 
@@ -74,6 +83,25 @@ def test_an_unknown_version_is_one_line(released, tmp_path):
     assert_clean_failure(
         result, "rev v9.9.9: cannot fetch it from .: no such release here (`gto show`"
     )
+
+
+def test_a_release_damaged_in_the_remote_is_named_by_its_version(released, tmp_path):
+    repo = clone_copy(released, tmp_path / "repo")
+    shutil.rmtree(repo / ".dvc/cache", ignore_errors=True)  # fetched from the remote
+    storage = repo / ".dvc/storage"
+    manifest = json.loads((storage / remote_object(repo, "models/export")).read_text())
+    md5 = next(entry["md5"] for entry in manifest if entry["relpath"] == "model.pt")
+    (storage / "files/md5" / md5[:2] / md5[2:]).write_bytes(CORRUPTED_BYTES)
+    inputs = tmp_path / "x.csv"
+    inputs.write_text("x\n0.5\n")
+
+    result = predict(repo, inputs, tmp_path / "out.csv", "--version", "v1.0.0")
+
+    assert_clean_failure(
+        result, "error: the release v1.0.0: model.pt: its sha256 is not the one model_card.json"
+    )
+    assert "predict-" not in result.stderr  # not the temporary folder, gone by now
+    assert not (tmp_path / "out.csv").exists()
 
 
 def test_the_registry_page_releases_shares_and_fetches_through_a_git_server(
