@@ -30,10 +30,6 @@ _RAISED = re.compile(
 )
 
 
-def in_torchrun() -> bool:
-    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
-
-
 def wanted(processes: int) -> bool:
     """Whether the train stage should run under torchrun: more processes, or more machines."""
     return processes > 1 or more_machines()

@@ -113,11 +113,12 @@ def l2_penalty(model: nn.Module, l2: float, rows: int) -> torch.Tensor:
 def forward_pass(model: nn.Module, batch: Batch, classes: int | None = None) -> torch.Tensor:
     """model(X), checked to give one output per row (one per class of a multi-class target):
     a loss would broadcast any other shape."""
-    with failing_as("model.name", getattr(model, "module", model)):
+    users_model = getattr(model, "module", model)  # inside DistributedDataParallel
+    with failing_as("model.name", users_model):
         y_pred = model(batch.X)
     if not isinstance(y_pred, torch.Tensor):
         raise UserError(
-            f"model.name: {type(getattr(model, 'module', model)).__name__}.forward returns a "
+            f"model.name: {type(users_model).__name__}.forward returns a "
             f"{type(y_pred).__name__}; expected a tensor, one output per row"
         )
     expected = batch.y.shape if classes is None else (batch.y.shape[0], classes)

@@ -76,7 +76,7 @@ def stop_on_sigterm(main: F) -> F:
         # Only the main thread sets handlers. A training process under torchrun keeps the
         # default: torchrun stops them with SIGTERM when one fails and reports it itself, and a
         # Python handler would wait for a process blocked in a collective.
-        if threading.current_thread() is not threading.main_thread() or _under_torchrun():
+        if threading.current_thread() is not threading.main_thread() or in_torchrun():
             return main(*args, **kwargs)
         previous = signal.signal(signal.SIGTERM, _stop_as_ctrl_c)
         try:
@@ -91,8 +91,9 @@ def _stop_as_ctrl_c(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _under_torchrun() -> bool:
-    # distributed.in_torchrun, not imported: the data stages do not import that module.
+def in_torchrun() -> bool:
+    """Whether this is a training process under torchrun, which reports its errors and stops
+    it: here, since every stage asks (the data stages do not import `distributed`)."""
     return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
@@ -100,8 +101,6 @@ def _experiment_hint() -> str:
     """Under a failed `dvc exp run`, what it left in params.yaml and how to undo it. A training
     process under torchrun leaves it to the train stage that started it, which repeats its
     error: the hint is added once."""
-    # Both modules import this one.
-    from pytorch_workflow.distributed import in_torchrun
-    from pytorch_workflow.params import undo_hint_after_failed_experiment
+    from pytorch_workflow.params import undo_hint_after_failed_experiment  # which imports this
 
     return "" if in_torchrun() else undo_hint_after_failed_experiment()

@@ -161,9 +161,9 @@ def baseline_note(metrics: dict) -> str | None:
         if ratio is not None and ratio > FAR_WORSE_THAN_BASELINE:
             return (
                 f"the model's test {record.loss_name} is {ratio:.3g} times {record.whose} "
-                f"({record.ratio}), the "
-                "best linear model's on the same split: see data.standardize, train.lr, "
-                "train.optimizer and train.epochs (recipes that reach it: docs/own-data.md)"
+                f"({record.ratio}), the best linear model's on the same split: see "
+                "data.standardize, train.lr, train.optimizer and train.epochs (recipes that "
+                "reach it: docs/own-data.md)"
             )
     return None
 

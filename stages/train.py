@@ -3,7 +3,7 @@
 import sys
 
 from pytorch_workflow import distributed
-from pytorch_workflow.errors import exit_on_user_error, stop_on_sigterm
+from pytorch_workflow.errors import exit_on_user_error, in_torchrun, stop_on_sigterm
 from pytorch_workflow.files import restored_on_failure
 from pytorch_workflow.params import Params, load_params
 from pytorch_workflow.paths import Paths, load_paths
@@ -12,7 +12,7 @@ from pytorch_workflow.paths import Paths, load_paths
 PARAMS = exit_on_user_error(load_params)()
 # With more processes this one only starts torchrun and waits: it stops before importing torch
 # (and defining `train`), which every training process imports again.
-launching = distributed.wanted(PARAMS.train.processes) and not distributed.in_torchrun()
+launching = distributed.wanted(PARAMS.train.processes) and not in_torchrun()
 
 
 @exit_on_user_error
@@ -44,7 +44,7 @@ def train(params: Params, paths: Paths) -> None:
     device = resolve_device(params.device, distributed.local_rank())
     # `threads` is the stage's, so that more processes do not crowd more threads on the cores.
     use_repeatable_kernels(device, max(1, params.threads // params.train.processes))
-    processes = distributed.start_process_group(device) if distributed.in_torchrun() else 1
+    processes = distributed.start_process_group(device) if in_torchrun() else 1
     # The first process on each machine logs and writes: every process holds the same model.
     writer = distributed.local_rank() == 0
     log = print if writer else (lambda line: None)
