@@ -3,6 +3,11 @@
 Sums are numpy's (pairwise within a chunk, chunk after chunk), and the sigmoid and softplus are
 numpy's ufuncs: the same bytes on the same machine. On another CPU numpy's `exp` and `log` may
 take another SIMD path, so a log loss can differ in its last bits.
+
+Not torchmetrics (the course's library in chapter 02): its `R2Score` (1.9.0) gives 1.0 for an R²
+of 0.97 when the targets span 0.01 (an absolute tolerance of 1e-4 on its sums), and more than 1
+for targets far from zero (Lightning-AI/torchmetrics#3077, open); it has no log loss. R² here
+merges each chunk's mean and squared deviations (Chan's method) instead.
 """
 
 import math

@@ -108,6 +108,20 @@ def test_metrics_merged_over_chunks_match_one_pass():
     assert chunked.result() == pytest.approx(whole.result(), rel=1e-12)
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+def test_r2_is_scikit_learns_for_targets_of_a_small_spread_near_or_far_from_zero(offset):
+    # The cases torchmetrics' R2Score gets wrong (see pytorch_workflow/metrics.py).
+    from sklearn.metrics import r2_score
+
+    actual = offset + np.linspace(0.0, 0.01, 100)
+    predicted = actual + np.random.default_rng(0).normal(0.0, 5e-4, size=100)
+    metrics = RegressionMetrics()
+    for start in range(0, 100, 30):
+        metrics.add(actual[start : start + 30], predicted[start : start + 30])
+
+    assert metrics.result()["r2"] == pytest.approx(r2_score(actual, predicted), rel=1e-6)
+
+
 def test_r2_of_a_constant_target_is_left_out_rather_than_infinite():
     metrics = RegressionMetrics()
     metrics.add(np.ones(4), np.array([1.0, 2.0, 1.0, 1.0]))
