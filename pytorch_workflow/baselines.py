@@ -107,7 +107,9 @@ def least_squares(train: Chunks, features: int) -> np.ndarray:
     The normal equations are those of the centred features (blocks merged by Chan's update): a
     column of ones beside features far from 0 would square their mean-to-spread ratio into the
     condition number, and centring leaves the intercept out of the minimum-norm choice, as
-    scikit-learn's LinearRegression does.
+    scikit-learn's LinearRegression does. With fewer train rows than features, the minimum norm
+    is that of the features scaled to unit variance (`solve`): scikit-learn's on features as
+    they are picks another of the exact fits.
     """
     count, x_mean, y_mean = 0, np.zeros(features), 0.0
     covariance, cross = np.zeros((features, features)), np.zeros(features)

@@ -8,6 +8,7 @@ import stat
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -25,11 +26,17 @@ from pytorch_workflow.tables import GIVEN_TEST_ROWS, TableWriter, arrow_table, n
 CSV_READ_OPTIONS = pa_csv.ReadOptions(block_size=1 << 22)
 
 
+class CsvDataset(NamedTuple):
+    rows: int
+    test_rows: int  # the last rows, the given test split's (0 without one)
+    # A whole number beyond ±2**24 of each column that float32 rounds: the value, as rounded.
+    rounded: dict[str, tuple[float, float]]
+
+
 def write_csv_dataset(
     params: DataParams, task: str, path: Path, chunk_rows: int, raw_folder: Path
-) -> tuple[int, int]:
-    """The user's CSV (and the given test split after it) as the dataset; returns the rows, and
-    how many of them are the given test split's (0 without one)."""
+) -> CsvDataset:
+    """The user's CSV (and the given test split after it) as the dataset."""
     if params.test_path is not None:
         # Not resolved: a file that `dvc add` links into its cache is still in the folder.
         given, folder = (os.path.abspath(name) for name in (params.test_path, raw_folder))
@@ -42,19 +49,21 @@ def write_csv_dataset(
             raise UserError(
                 f"{params.test_path}: data.test_path is data.path; give the test split's own file"
             )
+    rounded: dict[str, tuple[float, float]] = {}
     with TableWriter(path, chunk_rows) as writer:
         columns = None
-        for chunk in csv_chunks(params, task, params.path):
+        for chunk in csv_chunks(params, task, params.path, rounded=rounded):
             columns = chunk.column_names
             writer.append(chunk)
         if params.test_path is None:
-            return writer.appended, 0
+            return CsvDataset(writer.appended, 0, rounded)
         train_rows = writer.appended
-        for chunk in csv_chunks(params, task, params.test_path, columns, "data.test_path"):
+        given_test = csv_chunks(params, task, params.test_path, columns, "data.test_path", rounded)
+        for chunk in given_test:
             writer.append(chunk)
         test_rows = writer.appended - train_rows
         writer.footer[GIVEN_TEST_ROWS] = str(test_rows)
-    return writer.appended, test_rows
+    return CsvDataset(writer.appended, test_rows, rounded)
 
 
 def csv_chunks(
@@ -63,9 +72,11 @@ def csv_chunks(
     path: str,
     columns: list[str] | None = None,
     key: str = "data.path",
+    rounded: dict[str, tuple[float, float]] | None = None,
 ) -> Iterator[pa.Table]:
     """A CSV as float32 tables of about a block each: the features, then the target (the
-    `columns` given, or those that `params` select). `key` is the param that names the file."""
+    `columns` given, or those that `params` select). `key` is the param that names the file;
+    `rounded` gets a whole number that float32 rounds of each column that has one."""
     path = Path(path)
     try:
         mode = path.stat().st_mode
@@ -89,7 +100,7 @@ def csv_chunks(
         )
         for batch in reader:
             table = pa.Table.from_batches([batch])  # its columns in the order of `columns`
-            yield _checked_float32(path, table, first_row, task, params.target)
+            yield _checked_float32(path, table, first_row, task, params.target, rounded)
             first_row += batch.num_rows
     except pa.ArrowInvalid as error:
         raise UserError(
@@ -130,7 +141,7 @@ def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> li
         features = [
             field.name
             for field in schema
-            if field.name != params.target and _is_number_type(field.type)
+            if field.name not in (params.target, "") and _is_number_type(field.type)
         ]
         _refuse_mistyped_numbers(path, schema, params.target)
         if not features:
@@ -148,14 +159,15 @@ def _is_number_type(kind: pa.DataType) -> bool:
 
 
 def left_out_columns(path: str | Path, params: DataParams) -> list[str]:
-    """The columns that `data.features: null` leaves out of a CSV: those that are not numbers."""
+    """The columns that `data.features: null` leaves out of a CSV: those that are not numbers,
+    and one without a name (what pandas' `to_csv` writes for the index)."""
     if params.features is not None:
         return []
     schema = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema
     return [
         field.name
         for field in schema
-        if field.name != params.target and not _is_number_type(field.type)
+        if field.name != params.target and (field.name == "" or not _is_number_type(field.type))
     ]
 
 
@@ -193,7 +205,12 @@ def _is_number(text: str) -> bool:
 
 
 def _checked_float32(
-    path: Path, table: pa.Table, first_row: int, task: str, target: str
+    path: Path,
+    table: pa.Table,
+    first_row: int,
+    task: str,
+    target: str,
+    rounded: dict[str, tuple[float, float]] | None = None,
 ) -> pa.Table:
     """The table as float32, refusing missing, infinite and float32-overflowing values."""
     names = table.column_names
@@ -225,6 +242,14 @@ def _checked_float32(
                 f"±16,777,216; column {target!r} has {labels[wrong[0]]:.15g} at row "
                 f"{first_row + int(wrong[0])}"
             )
+    if rounded is not None:
+        # float32 holds every whole number up to 2**24 exactly; beyond, neighbours merge (the
+        # seconds of a Unix time, an id).
+        merged = (np.abs(values) > 2**24) & (values == np.round(values)) & (as_float32 != values)
+        for place in np.flatnonzero(merged.any(axis=0)):
+            if names[place] not in rounded:
+                index = int(np.flatnonzero(merged[:, place])[0])
+                rounded[names[place]] = (values[index, place], float(as_float32[index, place]))
     checked = {name: as_float32[:, place] for place, name in enumerate(names)}
     if task == CLASSIFICATION:
         labels = checked[target]
@@ -243,7 +268,7 @@ def first_bad_row(path: Path, columns: list[str]) -> str | None:
     if too_long:
         return too_long
     try:
-        with open(path, newline="", encoding="utf-8", errors="replace") as file:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as file:
             reader = csv.reader(file)
             header = next(reader)
             places = {name: place for place, name in enumerate(header)}
@@ -283,9 +308,10 @@ def first_overlong_line(path: Path) -> str | None:
 def refuse_duplicate_columns(path: Path, names: list[str]) -> None:
     duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicated:
-        raise UserError(f"{path}: column name(s) used twice: {', '.join(duplicated)}")
+        raise UserError(f"{path}: column name(s) used twice: {_names(duplicated)}")
 
 
 def _names(names: list[str]) -> str:
-    shown = ", ".join(names[:20])
+    """Column names as a message shows them: quoted, for a name with a space or a comma."""
+    shown = ", ".join(map(repr, names[:20]))
     return shown + (f", ... ({len(names)} in all)" if len(names) > 20 else "")

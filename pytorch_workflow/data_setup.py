@@ -202,22 +202,41 @@ class SplitSummary:
         return checked_classes(self.classes) if self.task == MULTICLASS else None
 
     def imbalance(self) -> str | None:
-        """A note when train and test differ in their target more than chance would explain."""
+        """A note when train and test differ in their target more than chance would explain:
+        in its mean, or in the share of a class (the class furthest apart, of several)."""
+        # Per side: the mean, and the sum of squared deviations from it.
+        compared: dict[str, dict[str, tuple[float, float]]] = {}
         if self.task == MULTICLASS:
+            for label in sorted(self.classes["train"] | self.classes["test"]):
+                shares = {side: self.classes[side][label] / self.rows[side] for side in SIDES}
+                compared[f"share of class {class_name(label)}"] = {
+                    side: (share, self.rows[side] * share * (1 - share))
+                    for side, share in shares.items()
+                }
+        else:
+            what = "share of class 1" if self.task == CLASSIFICATION else "target mean"
+            compared[what] = {
+                side: (float(self.stats[side].mean[-1]), float(self.stats[side].m2[-1]))
+                for side in SIDES
+            }
+        apart = {what: self._standard_errors_apart(sides) for what, sides in compared.items()}
+        what = max(apart, key=apart.__getitem__)
+        if apart[what] <= 3:
             return None
-        train, test = self.stats["train"], self.stats["test"]
-        difference = float(test.mean[-1] - train.mean[-1])
-        pooled = (train.m2[-1] + test.m2[-1]) / (train.count + test.count)
-        error = math.sqrt(pooled * (1 / train.count + 1 / test.count))
-        if error == 0 or abs(difference) <= 3 * error:
-            return None
-        what = "share of class 1" if self.task == CLASSIFICATION else "target mean"
+        (train_mean, _), (test_mean, _) = compared[what]["train"], compared[what]["test"]
         return (
-            f"the {what} is {float(train.mean[-1]):.4g} in train and {float(test.mean[-1]):.4g} "
-            f"in test, {abs(difference) / error:.1f} standard errors apart: more than a random "
-            "split would give. The split follows the file's row order; split.shuffle: true "
-            "draws a random one"
+            f"the {what} is {train_mean:.4g} in train and {test_mean:.4g} in test, "
+            f"{apart[what]:.1f} standard errors apart: more than a random split would give. The "
+            "split follows the file's row order; split.shuffle: true draws a random one"
         )
+
+    def _standard_errors_apart(self, sides: dict[str, tuple[float, float]]) -> float:
+        """How far apart two sides' means are, in standard errors of their difference (pooled
+        variance); 0 for a value that is constant on both sides."""
+        train, test = self.rows["train"], self.rows["test"]
+        pooled = (sides["train"][1] + sides["test"][1]) / (train + test)
+        error = math.sqrt(pooled * (1 / train + 1 / test))
+        return abs(sides["test"][0] - sides["train"][0]) / error if error else 0.0
 
 
 def split_dataset(

@@ -11,6 +11,7 @@ torchrun the model is wrapped in `DistributedDataParallel`, which averages the p
 gradients in every backward pass.
 """
 
+import inspect
 import math
 import sys
 from collections.abc import Callable, Iterator
@@ -124,9 +125,16 @@ def forward_pass(model: nn.Module, batch: Batch, classes: int | None = None) -> 
     expected = batch.y.shape if classes is None else (batch.y.shape[0], classes)
     if y_pred.shape != expected:
         per_row = "output" if classes is None else f"output per class ({classes})"
+        hint = ""
+        constructor = inspect.signature(type(users_model)).parameters
+        if classes is not None and "out_features" not in constructor:
+            hint = (
+                f": {type(users_model).__name__} takes no out_features; a model that does gets "
+                "one per class from the data (model.name=mlp, for one)"
+            )
         raise UserError(
             f"model.name: the model returns shape {tuple(y_pred.shape)} for a batch of "
-            f"{tuple(batch.X.shape)}; expected {tuple(expected)}, one {per_row} per row"
+            f"{tuple(batch.X.shape)}; expected {tuple(expected)}, one {per_row} per row{hint}"
         )
     return y_pred
 

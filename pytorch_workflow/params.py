@@ -396,7 +396,12 @@ def _suggestion(key: str) -> str:
 
 
 def _shown(value: Any) -> str:
-    """A value as the error shows it: repr, cut to a readable length."""
+    """A value as the error shows it: YAML's null, true and false, else repr; cut to a readable
+    length."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -488,7 +493,13 @@ class _Reader:
             return None
         if isinstance(value, str) and value.strip() and "\0" not in value:
             return value
-        raise self._fail(key, ("null or " if optional else "") + "a non-empty string")
+        error = self._fail(key, ("null or " if optional else "") + "a non-empty string")
+        if isinstance(value, int | float):  # bool too: `2021`, `true` unquoted
+            text = str(value).lower() if isinstance(value, bool) else value
+            raise UserError(
+                f"{error}; a name that YAML reads as a value needs quotes: -S \"{key}='{text}'\""
+            )
+        raise error
 
     def names(self, key: str) -> tuple[str, ...] | None:
         """null, or a non-empty list of distinct column names."""

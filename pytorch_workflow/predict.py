@@ -1,10 +1,9 @@
 """Predict with an exported bundle: `python -m pytorch_workflow.predict INPUT.csv OUTPUT.csv`.
 
-INPUT.csv needs the model's feature columns (for the course's line: `x`; a single column is
-taken as the only feature, whatever its name). OUTPUT.csv gets every input column as it was,
-then `prediction`; for a binary classifier `probability` of class 1; for a multi-class one the
-`predicted` class and `probability_LABEL` of each class. Both are streamed, so the input may be
-larger than memory.
+INPUT.csv needs the model's feature columns, by name (for the course's line: `x`). OUTPUT.csv
+gets every input column as it was, then `prediction`; for a binary classifier `probability` of
+class 1; for a multi-class one the `predicted` class and `probability_LABEL` of each class. Both
+are streamed, so the input may be larger than memory.
 
 The model is rebuilt from the bundle's `model.pt` (tensors only, loaded with `weights_only=True`)
 and its model card: no code from the bundle runs. `--trust-program` runs the bundle's
@@ -43,10 +42,8 @@ from pytorch_workflow.plotting import shortest_texts
 from pytorch_workflow.tables import numpy_column
 
 
-def input_reader(
-    path: Path, columns: list[str]
-) -> tuple[pa_csv.CSVStreamingReader, dict[str, str]]:
-    """A streaming reader of every column as text, and which input column feeds each feature."""
+def input_reader(path: Path, columns: list[str]) -> pa_csv.CSVStreamingReader:
+    """A streaming reader of every column as text, from a file that has the `columns`."""
     if not path.exists():
         raise UserError(f"{path}: file not found")
     if not path.is_file():
@@ -64,24 +61,23 @@ def input_reader(
     except UnicodeDecodeError as error:  # pyarrow reads the bytes; its names decode as UTF-8
         raise UserError(f"{path}: the header is not UTF-8 text ({error.reason})") from None
     refuse_duplicate_columns(path, names)
-    if len(columns) == 1 and columns[0] not in names and len(names) == 1:
-        return reader, {columns[0]: names[0]}
     present = set(names)
     missing = [column for column in columns if column not in present]
     if missing:
         raise UserError(
-            f"{path}: expected column(s) {', '.join(columns)}; missing {', '.join(missing)}"
+            f"{path}: expected column(s) {', '.join(map(repr, columns))}; missing "
+            f"{', '.join(map(repr, missing))}"
         )
-    return reader, {column: column for column in columns}
+    return reader
 
 
 def feature_matrix(
-    path: Path, batch: pa.RecordBatch, sources: dict[str, str], first_row: int
+    path: Path, batch: pa.RecordBatch, features: list[str], first_row: int
 ) -> np.ndarray:
     """The batch's features as float32 (n, k), naming the row and column of a bad value."""
     columns = []
-    for feature, source in sources.items():
-        text = batch.column(source)
+    for feature in features:
+        text = batch.column(feature)
         try:
             values = numpy_column(pc.cast(pc.utf8_trim_whitespace(text), pa.float64()))
         except pa.ArrowInvalid:
@@ -92,8 +88,8 @@ def feature_matrix(
         if bad.any():
             index = int(np.flatnonzero(bad)[0])
             raise UserError(
-                f"{path}: row {first_row + index}, column {source!r}: "
-                f"{text[index].as_py()!r} is not a finite float32 number (feature {feature})"
+                f"{path}: row {first_row + index}, column {feature!r}: "
+                f"{text[index].as_py()!r} is not a finite float32 number"
             )
         columns.append(as_float32)
     return np.ascontiguousarray(np.column_stack(columns))
@@ -180,7 +176,8 @@ def fetch_release(registry: str, version: str | None, stage: str | None, into: P
 def predict_csv(args: argparse.Namespace, bundle: Path) -> None:
     card = read_card(bundle)
     check_output(args.input, args.output)
-    reader, sources = input_reader(args.input, card["input"]["columns"])
+    features = card["input"]["columns"]
+    reader = input_reader(args.input, features)
     classes = card.get("classes")
     added_names = output_names(card["output"], classes)
     # The output would have two columns of one name, and a reader would take either.
@@ -199,7 +196,7 @@ def predict_csv(args: argparse.Namespace, bundle: Path) -> None:
         writer = csv.writer(file)
         writer.writerow([*reader.schema.names, *added_names])
         for batch in _batches(args.input, reader):
-            X = torch.from_numpy(feature_matrix(args.input, batch, sources, rows + 1))
+            X = torch.from_numpy(feature_matrix(args.input, batch, features, rows + 1))
             try:
                 with torch.inference_mode():
                     outputs = model(X.to(device)).cpu().numpy().reshape(batch.num_rows, -1)

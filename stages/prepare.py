@@ -16,17 +16,26 @@ def main() -> None:
 
     data = params.data
     if data.source == "csv":
-        rows, test_rows = write_csv_dataset(
+        rows, test_rows, rounded = write_csv_dataset(
             data, params.task, paths.dataset, data.chunk_rows, paths.raw_data
         )
-        print(f"Read {rows - test_rows:,} rows from {data.path}")
+        print(f"Read {rows - test_rows:,} row{'s' * (rows - test_rows != 1)} from {data.path}")
         if left_out := left_out_columns(data.path, data):
             print(
-                f"Left out the column(s) that are not numbers: {', '.join(left_out)} "
-                "(data.features lists the columns to use)"
+                "Left out the column(s) that are not numbers or have no name (a saved index?): "
+                f"{', '.join(map(repr, left_out))} (data.features lists the columns to use)"
             )
         if test_rows:
-            print(f"Read {test_rows:,} rows from {data.test_path}, the given test split")
+            print(
+                f"Read {test_rows:,} row{'s' * (test_rows != 1)} from {data.test_path}, "
+                "the given test split"
+            )
+        for column, (value, as_float32) in rounded.items():
+            print(
+                f"note: column {column!r} has whole numbers beyond ±16,777,216, which float32 "
+                f"rounds ({value:.0f} becomes {as_float32:.0f}), so that close ones merge: "
+                "subtract an offset from them in the CSV to keep them apart"
+            )
     else:
         rows = write_table(paths.dataset, line_chunks(data, params.seed), data.chunk_rows)
         print(

@@ -23,6 +23,11 @@ pytestmark = pytest.mark.slow
 OUTPUT_DIRS = ("data", "models", "metrics", "plots")
 
 
+# What docs/errors.md restores from git after a failed run: dvc.lock too, which records the
+# stages that ran before the failure.
+RESTORED_AFTER_A_FAILURE = ["params.yaml", "dvc.lock", "metrics", "plots", "dvclive"]
+
+
 def outputs_snapshot(repo: Path) -> dict[str, bytes]:
     return {
         str(path.relative_to(repo)): path.read_bytes()
@@ -423,17 +428,20 @@ def test_a_stage_that_fails_under_dvc_repro_loses_its_outputs_and_dvc_checkout_r
     pipeline_repo,
 ):
     committed = outputs_snapshot(pipeline_repo)
-    set_params(pipeline_repo, train__loss="mse", train__lr=1e6, train__epochs=200)
+    # prepare and split run, and dvc.lock records their new outputs; then train fails.
+    set_params(pipeline_repo, data__noise_std=0.01, train__loss="mse", train__lr=1e6)
 
     failed = run(["dvc", "repro"], pipeline_repo, check=False)
     lost = not (pipeline_repo / "models/model.pt").exists()
     # docs/errors.md: undo the change, then take git's and DVC's copies of the outputs.
-    run(["git", "checkout", "--", "params.yaml", "metrics", "plots"], pipeline_repo)
+    run(["git", "checkout", "--", *RESTORED_AFTER_A_FAILURE], pipeline_repo)
     run(["dvc", "checkout"], pipeline_repo)
 
     assert failed.returncode != 0 and "training diverged" in failed.stderr
     assert lost  # DVC deletes a stage's outputs before it runs the stage
     assert outputs_snapshot(pipeline_repo) == committed
+    assert run(["git", "status", "--porcelain"], pipeline_repo).stdout == ""
+    assert "up to date" in run(["dvc", "status"], pipeline_repo).stdout
 
 
 def test_killed_while_writing_leaves_no_complete_looking_file_and_repro_recovers(pipeline_repo):

@@ -161,6 +161,18 @@ def read_csv(path, task="regression", **params):
     return {name: table[name].to_numpy() for name in table.column_names}
 
 
+def test_whole_numbers_that_float32_merges_are_reported_once_per_column(tmp_path):
+    path = tmp_path / "own.csv"
+    path.write_text("time,small,y\n1700000037,16777216,1\n1700000074,3,2\n1700000000,4,3\n")
+    rounded = {}
+    options = {"source": "csv", "path": str(path), "target": "y"}
+
+    list(csv_chunks(data_params(**options), "regression", str(path), rounded=rounded))
+
+    # 2**24 itself is exact in float32; 1700000037 is not.
+    assert rounded == {"time": (1700000037.0, 1700000000.0)}
+
+
 def test_features_default_to_every_numeric_column_but_the_target(tmp_path):
     path = tmp_path / "own.csv"
     path.write_text("a,name,y,b\n1,p,3.0,0.5\n2,q,4.0,0.25\n")
@@ -187,6 +199,14 @@ def test_the_columns_left_out_are_named(tmp_path):
     assert left_out_columns(path, data_params(source="csv", path=str(path))) == ["name", "city"]
 
 
+def test_an_unnamed_column_a_saved_index_is_left_out(tmp_path):
+    path = tmp_path / "own.csv"
+    path.write_text(",a,y\n0,1.5,3.0\n1,2.5,4.0\n")
+
+    assert list(read_csv(path)) == ["a", "y"]
+    assert left_out_columns(path, data_params(source="csv", path=str(path))) == [""]
+
+
 def test_a_header_that_is_not_utf8_is_one_line(tmp_path):
     path = tmp_path / "own.csv"
     path.write_bytes(b"caf\xe9,y\n1,2\n")
@@ -208,8 +228,8 @@ def test_listed_features_are_taken_in_order(tmp_path):
         (None, {}, "regression", "data.path not found"),
         ("", {}, "regression", "not a readable CSV"),
         ("a,y\n", {}, "regression", "has no rows"),
-        ("a,b\n1,2\n", {}, "regression", "data.target column 'y' not found; columns: a, b"),
-        ("a,y\n1,2\n", {"features": ("a", "z")}, "regression", "column(s) not found: z"),
+        ("a,b\n1,2\n", {}, "regression", "data.target column 'y' not found; columns: 'a', 'b'"),
+        ("a,y\n1,2\n", {"features": ("a", "z")}, "regression", "column(s) not found: 'z'"),
         (
             "a,y\n1,2\nq,3\n",
             {"features": ("a",)},
@@ -231,7 +251,7 @@ def test_listed_features_are_taken_in_order(tmp_path):
             "binary_classification",
             "needs a 0/1 target; column 'y' has 2 at row 2",
         ),
-        ("a,a,y\n1,2,3\n", {}, "regression", "column name(s) used twice: a"),
+        ("a,a,y\n1,2,3\n", {}, "regression", "column name(s) used twice: 'a'"),
         ("a,y\n1,2\n3,4,5\n", {}, "regression", "row 2 has 3 fields; the header has 2"),
     ],
     ids=[
@@ -412,6 +432,24 @@ def test_a_stratified_split_keeps_each_class_share_and_reports_the_balance(tmp_p
     assert stratified.imbalance() is None
 
 
+def test_a_multiclass_split_names_the_class_whose_share_differs_most(tmp_path):
+    labels = np.repeat([0.0, 1.0, 2.0], [400, 350, 250])  # sorted: test holds only class 2
+    columns = {"x": np.arange(1000), "y": labels}
+
+    ordered, _ = split(tmp_path / "a", columns, split_params(), task="multiclass_classification")
+    stratified, _ = split(
+        tmp_path / "b",
+        columns,
+        split_params(stratify=True, shuffle=True),
+        task="multiclass_classification",
+    )
+
+    assert ordered.imbalance().startswith(
+        "the share of class 2 is 0.0625 in train and 1 in test, 54.8 standard errors apart"
+    )
+    assert stratified.imbalance() is None
+
+
 def test_a_split_that_leaves_a_side_empty_is_refused(tmp_path):
     with pytest.raises(UserError, match="leaves an empty split of 2 rows"):
         split(tmp_path, {"x": [0.0, 1.0], "y": [0.0, 1.0]}, split_params(train_fraction=0.2))
@@ -540,7 +578,7 @@ def given_split(
 
 
 def test_the_given_test_split_follows_train_and_the_footer_counts_its_rows(tmp_path):
-    (rows, test_rows), dataset = given_split(tmp_path)
+    (rows, test_rows, _), dataset = given_split(tmp_path)
 
     assert (rows, test_rows, dataset.given_test_rows) == (5, 2, 2)
     assert dataset.chunk(0)["x"].tolist() == [1, 2, 3, 5, 6]
@@ -564,7 +602,7 @@ def test_a_given_test_split_that_dvc_links_into_its_cache_is_still_in_the_folder
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "test.csv").symlink_to(cached)
 
-    assert given_split(tmp_path)[0] == (4, 1)
+    assert given_split(tmp_path)[0][:2] == (4, 1)
 
 
 @pytest.mark.parametrize(
@@ -584,7 +622,7 @@ def test_a_wrong_test_path_is_one_line_and_writes_nothing(tmp_path, test_path, m
 
 
 def test_a_test_split_without_a_train_column_is_refused(tmp_path):
-    with pytest.raises(UserError, match=r"the test split lacks the train split's column\(s\) x"):
+    with pytest.raises(UserError, match=r"the test split lacks the train split's column\(s\) 'x'"):
         given_split(tmp_path, test_text="z,label\n5,1\n")
 
 

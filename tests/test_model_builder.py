@@ -235,6 +235,23 @@ def test_a_forward_that_returns_no_tensor_is_one_line():
     )
 
 
+def test_a_one_output_model_for_several_classes_names_what_gives_one_per_class():
+    from pytorch_workflow.dataloaders import Batch
+    from pytorch_workflow.engine import forward_pass
+
+    batch = Batch(torch.zeros(2, 1), torch.zeros(2, dtype=torch.int64), 1.0, 2)
+    model = build_model("LinearRegressionModel", seed=0)
+
+    with pytest.raises(UserError) as error:
+        forward_pass(model, batch, classes=4)
+
+    assert str(error.value) == (
+        "model.name: the model returns shape (2, 1) for a batch of (2, 1); expected (2, 4), one "
+        "output per class (4) per row: LinearRegressionModel takes no out_features; a model that "
+        "does gets one per class from the data (model.name=mlp, for one)"
+    )
+
+
 def test_a_model_that_torch_export_cannot_trace_is_one_line():
     from pytorch_workflow.export import program_bytes
 

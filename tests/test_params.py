@@ -109,6 +109,11 @@ def test_numbers_written_as_strings_by_dvc_exp_run_are_accepted(tmp_path):
         ({"model.hidden_units": [True]}, "model.hidden_units must be a list"),
         ({"model.hidden_units": ["²"]}, "model.hidden_units must be a list"),
         ({"model.activation": "gelu"}, "model.activation must be one of relu, tanh, sigmoid, none"),
+        (
+            {"data.source": "csv", "data.target": 2021},
+            "data.target must be a non-empty string, got 2021; a name that YAML reads as a value "
+            "needs quotes: -S \"data.target='2021'\"",
+        ),
     ],
 )
 def test_bad_params_name_the_key_and_value_in_one_line(tmp_path, changes, message):

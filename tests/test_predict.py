@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
     [
         ("x\n0.5\nabc\n", "row 2, column 'x': 'abc' is not a finite float32 number"),
         ("x\n0.5\n1e39\n", "row 2, column 'x': '1e39' is not a finite float32 number"),
-        ("a,b\n1,2\n", "expected column(s) x; missing x"),
+        ("a,b\n1,2\n", "expected column(s) 'x'; missing 'x'"),
+        ("X\n0.5\n", "expected column(s) 'x'; missing 'x'"),  # one column, by another name
         ("x\n", "has no rows"),
         ("", "not a readable CSV"),
         ("x\n1\n" + "2," * 2_500_000 + "3\n", "row 2 is longer than 4 MiB"),
@@ -170,7 +171,6 @@ def test_predictions_of_inf_or_nan_are_refused_not_written(reproduced, tmp_path)
     ("card", "text", "column"),
     [
         ({}, "x,prediction\n0.5,1\n", "prediction"),
-        ({}, "prediction\n0.5\n", "prediction"),  # the single column, taken as x
         (
             {"task": "binary_classification", "output": "logit"},
             "x,probability\n1,1\n",
