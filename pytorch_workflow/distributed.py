@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-from pytorch_workflow.errors import UserError
+from pytorch_workflow.errors import UserError, in_torchrun
 
 # torch is imported only where a process group is made: the process that starts torchrun and
 # waits never needs it (two seconds of start-up).
@@ -72,6 +72,13 @@ def run_under_torchrun(processes: int, module: str) -> None:
     own_errors = [line for line in report.splitlines() if line.startswith("error: ")]
     if own_errors:
         raise UserError(own_errors[0].removeprefix("error: "))
+    if "RendezvousTimeoutError" in report:  # before any training process started
+        where = os.environ.get("PET_RDZV_ENDPOINT") or os.environ.get("PET_MASTER_ADDR")
+        raise UserError(
+            f"train: the {os.environ.get('PET_NNODES', '')} machines did not all meet at {where} "
+            "in time (torchrun's RendezvousTimeoutError): start the train stage on each with the "
+            "same PET_ settings; the stage wrote nothing"
+        )
     raise UserError(f"train: {root_cause(report)}; the stage wrote nothing")
 
 
@@ -152,7 +159,8 @@ def sum_over_processes(value: float) -> float:
 
 
 def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
+    """This process's place on its machine under torchrun; 0 outside it."""
+    return int(os.environ["LOCAL_RANK"]) if in_torchrun() else 0
 
 
 def end_process_group() -> None:

@@ -91,10 +91,14 @@ def _stop_as_ctrl_c(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+# What torchrun sets for each process it starts: a shell's stray LOCAL_RANK does not count.
+_TORCHRUN_SETTINGS = ("TORCHELASTIC_RUN_ID", "RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
 def in_torchrun() -> bool:
     """Whether this is a training process under torchrun, which reports its errors and stops
     it: here, since every stage asks (the data stages do not import `distributed`)."""
-    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+    return all(name in os.environ for name in _TORCHRUN_SETTINGS)
 
 
 def _experiment_hint() -> str:

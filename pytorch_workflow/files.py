@@ -60,16 +60,22 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def restored_on_failure(*paths: Path) -> Iterator[None]:
-    """Put the files back as they were if the block fails: for outputs written as it goes."""
-    saved = {path: path.read_bytes() if path.is_file() else None for path in map(Path, paths)}
+def restored_on_failure(folder: Path) -> Iterator[None]:
+    """Put a folder's files back as they were if the block fails (and remove those it added):
+    for outputs written as it goes."""
+    folder = Path(folder)
+
+    def files() -> set[Path]:
+        return {path for path in folder.rglob("*") if path.is_file()} if folder.is_dir() else set()
+
+    saved = {path: path.read_bytes() for path in files()}
     try:
         yield
     except BaseException:
+        for path in files() - set(saved):
+            path.unlink(missing_ok=True)
         for path, data in saved.items():
-            if data is None:
-                path.unlink(missing_ok=True)
-            elif not path.is_file() or path.read_bytes() != data:
+            if not path.is_file() or path.read_bytes() != data:
                 atomic_write_bytes(path, data)
         raise
 

@@ -12,7 +12,6 @@ import yaml
 from pytorch_workflow.errors import UserError
 
 PIPELINE_FILE = "dvc.yaml"
-LIVE_FILES = ("metrics.json", "plots/metrics/train_loss.tsv", "plots/metrics/test_loss.tsv")
 
 
 @dataclass(frozen=True)
@@ -32,11 +31,6 @@ class Paths:
     loss_figure: Path
     export_dir: Path
     live: Path  # DVCLive's folder
-
-    @property
-    def live_files(self) -> list[Path]:
-        """What DVCLive writes in its folder: `Live(dvcyaml=False)`, so no dvc.yaml of its own."""
-        return [self.live / name for name in LIVE_FILES]
 
 
 def _pipeline(pipeline_file: str | Path) -> dict:

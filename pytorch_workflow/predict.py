@@ -15,6 +15,7 @@ released bundle from the model registry (docs/registry.md) with `dvc artifacts g
 import argparse
 import csv
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -48,6 +49,7 @@ def input_reader(path: Path, columns: list[str]) -> pa_csv.CSVStreamingReader:
         raise UserError(f"{path}: file not found")
     if not path.is_file():
         raise UserError(f"{path}: not a regular file (a folder?); give a CSV file")
+    names: list[str] = []
     try:
         names = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema.names
         reader = pa_csv.open_csv(
@@ -56,8 +58,7 @@ def input_reader(path: Path, columns: list[str]) -> pa_csv.CSVStreamingReader:
             convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
         )
     except (pa.ArrowInvalid, OSError) as error:
-        reason = first_overlong_line(path) or f"not a readable CSV ({first_line(error)})"
-        raise UserError(f"{path}: {reason}") from None
+        raise unreadable(path, error, names) from None
     except UnicodeDecodeError as error:  # pyarrow reads the bytes; its names decode as UTF-8
         raise UserError(f"{path}: the header is not UTF-8 text ({error.reason})") from None
     refuse_duplicate_columns(path, names)
@@ -250,8 +251,21 @@ def _batches(path: Path, reader: pa_csv.CSVStreamingReader):
     try:
         yield from reader
     except pa.ArrowInvalid as error:
-        reason = first_overlong_line(path) or f"not a readable CSV ({first_line(error)})"
-        raise UserError(f"{path}: {reason}") from None
+        raise unreadable(path, error, reader.schema.names) from None
+
+
+def unreadable(path: Path, error: Exception, names: list[str]) -> UserError:
+    """pyarrow's refusal of the input CSV, in one line, with the column it numbers named."""
+    reason = first_overlong_line(path)
+    if reason is None:
+        said = first_line(error)
+        numbered = re.match(r"In CSV column #(\d+): (.*)", said)
+        if numbered and int(numbered[1]) < len(names):
+            said = f"column {names[int(numbered[1])]!r}: {numbered[2]}"
+        if "invalid UTF8" in said:
+            said += "; save the file as UTF-8"
+        reason = f"not a readable CSV ({said})"
+    return UserError(f"{path}: {reason}")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,11 @@ launching = distributed.wanted(PARAMS.train.processes) and not in_torchrun()
 @stop_on_sigterm
 def main() -> None:
     paths = load_paths()
+    if in_torchrun():  # the stage that started torchrun puts the live metrics back
+        train(PARAMS, paths)
+        return
     # The live metrics are written as training goes: a run that fails puts the last ones back.
-    with restored_on_failure(*paths.live_files):
+    with restored_on_failure(paths.live):
         if launching:
             distributed.run_under_torchrun(PARAMS.train.processes, "stages.train")
         else:

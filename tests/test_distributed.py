@@ -205,6 +205,26 @@ def test_more_machines_with_nowhere_to_meet_fail_at_once_in_one_line(reproduced,
     assert_clean_failure(result, "error: PET_NNODES=2: the machines need a place to meet; set")
 
 
+def test_machines_that_never_meet_are_named_as_such_after_the_timeout(reproduced, tmp_path):
+    repo = clone_copy(reproduced[0], tmp_path / "repo")
+    endpoint = f"127.0.0.1:{free_port()}"
+    alone = {
+        **tool_env(),
+        "PET_NNODES": "2",
+        "PET_RDZV_BACKEND": "c10d",
+        "PET_RDZV_ENDPOINT": endpoint,
+        "PET_RDZV_CONF": "join_timeout=5",  # the other machine never starts
+    }
+
+    result = run([sys.executable, "-m", "stages.train"], repo, check=False, env=alone)
+
+    assert_clean_failure(
+        result,
+        f"error: train: the 2 machines did not all meet at {endpoint} in time (torchrun's "
+        "RendezvousTimeoutError)",
+    )
+
+
 # torchrun's report of a run in which process 1 raised, shortened: each process's traceback,
 # its lines prefixed with its rank, then torchrun's summary.
 FAILED_RUN = """\

@@ -24,12 +24,17 @@ pytestmark = pytest.mark.slow
         ("x\n", "has no rows"),
         ("", "not a readable CSV"),
         ("x\n1\n" + "2," * 2_500_000 + "3\n", "row 2 is longer than 4 MiB"),
+        (
+            b"x,city\n0.5,Z\xfcrich\n",  # Windows-1252
+            "column 'city': CSV conversion error to string: invalid UTF8 data; save the file as "
+            "UTF-8",
+        ),
     ],
 )
 def test_predict_names_the_problem_in_the_input_csv(reproduced, tmp_path, text, message):
     repo, _ = reproduced
     inputs = tmp_path / "x.csv"
-    inputs.write_text(text)
+    inputs.write_bytes(text if isinstance(text, bytes) else text.encode())
 
     result = predict(repo, inputs, tmp_path / "out.csv")
 

@@ -294,13 +294,22 @@ def test_lock_check_names_each_stale_stage_down_to_the_param(pipeline_repo):
 
 def committed_elsewhere(repo: Path, relative_change: float) -> None:
     """Commit results as another machine would have made them: the last test loss off by
-    `relative_change`, and train.json saying arm64."""
+    `relative_change` (in plots/loss.csv and in DVCLive's files), and train.json saying arm64."""
     losses = repo / "plots/loss.csv"
     lines = losses.read_text().splitlines()
     epoch, train_loss, test_loss = lines[-1].split(",")
-    lines[-1] = f"{epoch},{train_loss},{float(test_loss) * (1 + relative_change)!r}"
+    elsewhere = repr(float(test_loss) * (1 + relative_change))
+    lines[-1] = f"{epoch},{train_loss},{elsewhere}"
     trained = (repo / "metrics/train.json").read_text().replace('"x86_64"', '"aarch64"')
-    commit_results(repo, {"plots/loss.csv": "\n".join(lines) + "\n", "metrics/train.json": trained})
+    live = {
+        name: (repo / name).read_text().replace(test_loss, elsewhere)
+        for name in ("dvclive/metrics.json", "dvclive/plots/metrics/test_loss.tsv")
+    }
+    assert all(elsewhere in text for text in live.values())
+    commit_results(
+        repo,
+        {"plots/loss.csv": "\n".join(lines) + "\n", "metrics/train.json": trained, **live},
+    )
 
 
 def commit_results(repo: Path, results: dict[str, str | bytes]) -> None:
@@ -313,7 +322,7 @@ def commit_results(repo: Path, results: dict[str, str | bytes]) -> None:
 
     for name, content in results.items():
         (repo / name).write_bytes(content.encode() if isinstance(content, str) else content)
-    record_in_lock(repo, *results)
+    run(["dvc", "commit", "-q", "-f"], repo)  # dvc.lock records them (a folder's too)
     run(["git", "commit", "-q", "-am", "Results made elsewhere"], repo)
     shutil.rmtree(repo / ".dvc/cache")
     # A fresh clone has what git keeps (metrics, plots, DVCLive's files), not what DVC caches.

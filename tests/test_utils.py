@@ -150,3 +150,32 @@ def test_a_truncated_model_file_is_a_clear_error(tmp_path):
 
     with pytest.raises(UserError, match="not a readable model file"):
         load_model(build_model("linear_regression"), path)
+
+
+def test_a_failed_block_puts_the_folders_files_back_and_removes_the_ones_it_added(tmp_path):
+    from pytorch_workflow.files import restored_on_failure
+
+    folder = tmp_path / "dvclive"
+    (folder / "plots").mkdir(parents=True)
+    (folder / "metrics.json").write_text("before")
+    (folder / "plots" / "train_loss.tsv").write_text("step\ttrain_loss\n")
+
+    with pytest.raises(KeyboardInterrupt), restored_on_failure(folder):
+        (folder / "metrics.json").write_text("after")
+        (folder / "plots" / "train_loss.tsv").unlink()
+        (folder / "plots" / "train_accuracy.tsv").write_text("added")
+        raise KeyboardInterrupt
+
+    files = {str(path.relative_to(folder)): path.read_text() for path in folder.rglob("*.*")}
+    assert files == {"metrics.json": "before", "plots/train_loss.tsv": "step\ttrain_loss\n"}
+
+
+def test_a_shells_stray_rank_settings_are_not_torchrun(monkeypatch):
+    from pytorch_workflow.distributed import local_rank
+    from pytorch_workflow.errors import in_torchrun
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+
+    assert (in_torchrun(), local_rank()) == (False, 0)

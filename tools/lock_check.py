@@ -2,7 +2,8 @@
 
     python -m tools.lock_check
 
-Three outcomes, each said in one line:
+It reruns every stage (`dvc repro --force`), whatever the workspace already holds. Three
+outcomes, each said in one line:
 - it reproduces byte for byte: `dvc repro` changes no committed file (exit 0);
 - it reproduces within the declared tolerance (`tolerances.yaml`): only recorded numbers
   changed, none by more than the tolerance; the line names the largest relative difference and
@@ -23,16 +24,16 @@ from pathlib import Path
 import yaml
 
 from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
-from pytorch_workflow.params import PARAMS_FILE, changed_values, read_yaml_mapping
+from pytorch_workflow.params import ABSENT, PARAMS_FILE, changed_values, read_yaml_mapping
 from tools.commands import output_of, streamed, uncommitted
 from tools.tolerance import TOLERANCE_FILE, largest_difference, load_tolerance, numbers_of
 
 # How `dvc status` describes outputs that are merely absent: a fresh clone has no data yet.
-ABSENT = ("deleted", "not in cache")
-# The committed files of recorded numbers; dvc.lock changes with them (their hashes).
-RESULTS = ("metrics/", "plots/")
+NOT_HERE = ("deleted", "not in cache")
+# The committed files of recorded numbers (DVCLive's too); dvc.lock changes with them.
+RESULTS = ("metrics/", "plots/", "dvclive/")
 # Of those, the files of numbers; the others (plots/*.png) are pictures of them.
-NUMBER_FILES = (".json", ".csv")
+NUMBER_FILES = (".json", ".csv", ".tsv")
 LOCK_FILE = "dvc.lock"
 TRAIN_METRICS = "metrics/train.json"
 # numpy's stages: their outputs are the same bytes on every machine, tolerance or not.
@@ -57,7 +58,7 @@ def stale_stages(absent: list[str] | None = None) -> dict[str, list[str]]:
                 continue
             for kind, entries in change.items():
                 for path, what in entries.items():
-                    if what in ABSENT:
+                    if what in NOT_HERE:
                         if absent is not None:
                             absent.append(path)
                         continue
@@ -107,7 +108,10 @@ def changed_params(stage: str, sections: list[str]) -> list[str]:
     for section in sections:
         top = section.split(".")[0]
         keys = changed_values(recorded.get(top), current.get(top), top)
-        found += [f"modified {key}" for key, _, _ in keys] or [f"modified {section}"]
+        found += [
+            f"{'added' if was is ABSENT else 'removed' if now is ABSENT else 'modified'} {key}"
+            for key, was, now in keys
+        ] or [f"modified {section}"]
     return found
 
 
@@ -187,7 +191,9 @@ def main() -> None:
     committed = recorded_numbers("HEAD")
     # Files a user left beside the pipeline (a predictions CSV) are not what `dvc repro` made.
     before = git_status()
-    streamed("dvc", "repro")
+    # Every stage runs again: outputs already in the workspace (a working checkout, a
+    # `dvc pull`) would otherwise be taken as made, and nothing would be checked.
+    streamed("dvc", "repro", "--force")
     made = sorted(git_status() - before)
     if not made:
         print("Reproduces byte for byte: `dvc repro` changed no committed file.")

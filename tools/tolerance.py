@@ -1,8 +1,9 @@
 """The declared tolerance (`tolerances.yaml`) and the recorded numbers it applies to.
 
-The recorded numbers are every number in `metrics/*.json` and in the plot tables
-(`plots/*.csv`), keyed `file:name` (`metrics/train.json:learned.bias`,
-`plots/loss.csv:train_loss.99`): the ones `dvc metrics` and `dvc plots` show.
+The recorded numbers are every number in `metrics/*.json`, in the plot tables (`plots/*.csv`)
+and in DVCLive's files (`dvclive/metrics.json`, `dvclive/plots/metrics/*.tsv`), keyed
+`file:name` (`metrics/train.json:learned.bias`, `plots/loss.csv:train_loss.99`): the ones
+`dvc metrics`, `dvc plots` and `dvc exp show` show.
 """
 
 import csv
@@ -71,7 +72,8 @@ def numbers_of(name: str, text: str) -> dict[str, float]:
         numbers = flatten(payload, f"{name}:")
         return {key: value for key, value in numbers.items() if key not in SETTINGS}
     numbers = {}
-    for row_number, row in enumerate(csv.DictReader(io.StringIO(text))):
+    delimiter = "\t" if name.endswith(".tsv") else ","
+    for row_number, row in enumerate(csv.DictReader(io.StringIO(text), delimiter=delimiter)):
         for column, cell in row.items():
             try:
                 numbers[f"{name}:{column}.{row_number}"] = float(cell)
@@ -81,8 +83,14 @@ def numbers_of(name: str, text: str) -> dict[str, float]:
 
 
 def recorded_in(repo: Path) -> dict[str, float]:
-    """Every recorded number of a checkout's workspace: metrics/*.json, then plots/*.csv."""
-    files = [*sorted((repo / "metrics").glob("*.json")), *sorted((repo / "plots").glob("*.csv"))]
+    """Every recorded number of a checkout's workspace: metrics/*.json, plots/*.csv, then
+    DVCLive's."""
+    files = [
+        *sorted((repo / "metrics").glob("*.json")),
+        *sorted((repo / "plots").glob("*.csv")),
+        *sorted((repo / "dvclive").rglob("*.json")),
+        *sorted((repo / "dvclive").rglob("*.tsv")),
+    ]
     numbers: dict[str, float] = {}
     for path in files:
         numbers.update(numbers_of(str(path.relative_to(repo)), path.read_text(encoding="utf-8")))
