@@ -24,13 +24,15 @@ from pytorch_workflow.tables import GIVEN_TEST_ROWS, TableWriter, arrow_table, n
 
 # CSV files are read in blocks of 4 MiB.
 CSV_READ_OPTIONS = pa_csv.ReadOptions(block_size=1 << 22)
+# A column whose float32 values come in steps coarser than this share of its spread gets a note.
+COARSEST_STEP = 1e-4
 
 
 class CsvDataset(NamedTuple):
     rows: int
     test_rows: int  # the last rows, the given test split's (0 without one)
-    # A whole number beyond ±2**24 of each column that float32 rounds: the value, as rounded.
-    rounded: dict[str, tuple[float, float]]
+    # Each column that float32 rounds coarsely for its spread: a value, as rounded, and the step.
+    rounded: dict[str, tuple[float, float, float]]
 
 
 def write_csv_dataset(
@@ -49,7 +51,7 @@ def write_csv_dataset(
             raise UserError(
                 f"{params.test_path}: data.test_path is data.path; give the test split's own file"
             )
-    rounded: dict[str, tuple[float, float]] = {}
+    rounded: dict[str, tuple[float, float, float]] = {}
     with TableWriter(path, chunk_rows) as writer:
         columns = None
         for chunk in csv_chunks(params, task, params.path, rounded=rounded):
@@ -72,11 +74,12 @@ def csv_chunks(
     path: str,
     columns: list[str] | None = None,
     key: str = "data.path",
-    rounded: dict[str, tuple[float, float]] | None = None,
+    rounded: dict[str, tuple[float, float, float]] | None = None,
 ) -> Iterator[pa.Table]:
     """A CSV as float32 tables of about a block each: the features, then the target (the
     `columns` given, or those that `params` select). `key` is the param that names the file;
-    `rounded` gets a whole number that float32 rounds of each column that has one."""
+    `rounded` gets each column that float32 rounds coarsely for its spread (a value, as rounded,
+    and the step)."""
     path = Path(path)
     try:
         mode = path.stat().st_mode
@@ -128,13 +131,14 @@ def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> li
     present = set(names)
     if params.target not in present:
         raise UserError(
-            f"{path}: data.target column {params.target!r} not found; columns: {_names(names)}"
+            f"{path}: data.target column {params.target!r} not found; columns: "
+            f"{quoted_names(names)}"
         )
     if wanted is not None:
         missing = [name for name in wanted if name not in present]
         if missing:
             raise UserError(
-                f"{path}: the test split lacks the train split's column(s) {_names(missing)}"
+                f"{path}: the test split lacks the train split's column(s) {quoted_names(missing)}"
             )
         return wanted
     if params.features is None:
@@ -150,7 +154,7 @@ def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> li
         features = list(params.features)
         missing = [name for name in features if name not in present]
         if missing:
-            raise UserError(f"{path}: data.features column(s) not found: {_names(missing)}")
+            raise UserError(f"{path}: data.features column(s) not found: {quoted_names(missing)}")
     return [*features, params.target]
 
 
@@ -210,7 +214,7 @@ def _checked_float32(
     first_row: int,
     task: str,
     target: str,
-    rounded: dict[str, tuple[float, float]] | None = None,
+    rounded: dict[str, tuple[float, float, float]] | None = None,
 ) -> pa.Table:
     """The table as float32, refusing missing, infinite and float32-overflowing values."""
     names = table.column_names
@@ -242,14 +246,20 @@ def _checked_float32(
                 f"±16,777,216; column {target!r} has {labels[wrong[0]]:.15g} at row "
                 f"{first_row + int(wrong[0])}"
             )
-    if rounded is not None:
-        # float32 holds every whole number up to 2**24 exactly; beyond, neighbours merge (the
-        # seconds of a Unix time, an id).
-        merged = (np.abs(values) > 2**24) & (values == np.round(values)) & (as_float32 != values)
-        for place in np.flatnonzero(merged.any(axis=0)):
+    if rounded is not None and len(values):
+        # float32 keeps about 7 significant digits: a column far from 0 for its spread (a Unix
+        # time, an id) is rounded to steps too coarse to tell its values apart.
+        spread = values.max(axis=0) - values.min(axis=0)
+        step = np.spacing(np.abs(as_float32).max(axis=0)).astype(np.float64)
+        coarse = (spread > 0) & (step > spread * COARSEST_STEP) & (as_float32 != values).any(axis=0)
+        for place in np.flatnonzero(coarse):
             if names[place] not in rounded:
-                index = int(np.flatnonzero(merged[:, place])[0])
-                rounded[names[place]] = (values[index, place], float(as_float32[index, place]))
+                index = int(np.flatnonzero(as_float32[:, place] != values[:, place])[0])
+                rounded[names[place]] = (
+                    float(values[index, place]),
+                    float(as_float32[index, place]),
+                    float(step[place]),
+                )
     checked = {name: as_float32[:, place] for place, name in enumerate(names)}
     if task == CLASSIFICATION:
         labels = checked[target]
@@ -308,10 +318,10 @@ def first_overlong_line(path: Path) -> str | None:
 def refuse_duplicate_columns(path: Path, names: list[str]) -> None:
     duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
     if duplicated:
-        raise UserError(f"{path}: column name(s) used twice: {_names(duplicated)}")
+        raise UserError(f"{path}: column name(s) used twice: {quoted_names(duplicated)}")
 
 
-def _names(names: list[str]) -> str:
+def quoted_names(names: list[str]) -> str:
     """Column names as a message shows them: quoted, for a name with a space or a comma."""
     shown = ", ".join(map(repr, names[:20]))
     return shown + (f", ... ({len(names)} in all)" if len(names) > 20 else "")

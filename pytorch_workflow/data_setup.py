@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pyarrow as pa
@@ -182,6 +183,7 @@ class SplitSummary:
     stats: dict[str, ColumnStats]  # by side; the target is the last column
     task: str
     classes: dict[str, Counter[float]]  # by side: rows of each class (multi-class only)
+    drawn: str  # how the test rows were chosen: "in order", "at random" or "given"
 
     def metrics(self) -> dict[str, dict[str, float | int]]:
         """What `metrics/split.json` records: rows and the target's mean (or the number of
@@ -208,6 +210,9 @@ class SplitSummary:
         compared: dict[str, dict[str, tuple[float, float]]] = {}
         if self.task == MULTICLASS:
             for label in sorted(self.classes["train"] | self.classes["test"]):
+                total = self.classes["train"][label] + self.classes["test"][label]
+                if total * min(self.rows.values()) / sum(self.rows.values()) < _FEWEST_EXPECTED:
+                    continue  # too rare for the normal approximation
                 shares = {side: self.classes[side][label] / self.rows[side] for side in SIDES}
                 compared[f"share of class {class_name(label)}"] = {
                     side: (share, self.rows[side] * share * (1 - share))
@@ -220,14 +225,16 @@ class SplitSummary:
                 for side in SIDES
             }
         apart = {what: self._standard_errors_apart(sides) for what, sides in compared.items()}
-        what = max(apart, key=apart.__getitem__)
-        if apart[what] <= 3:
+        # Three standard errors for one comparison (a random split exceeds it 0.27 % of the
+        # time); for several classes, the same chance for the worst of them (Bonferroni).
+        threshold = NormalDist().inv_cdf(1 - _CHANCE / (2 * max(1, len(apart))))
+        worst = max(apart, key=apart.__getitem__, default=None)
+        if worst is None or apart[worst] <= threshold:
             return None
-        (train_mean, _), (test_mean, _) = compared[what]["train"], compared[what]["test"]
+        (train_mean, _), (test_mean, _) = compared[worst]["train"], compared[worst]["test"]
         return (
-            f"the {what} is {train_mean:.4g} in train and {test_mean:.4g} in test, "
-            f"{apart[what]:.1f} standard errors apart: more than a random split would give. The "
-            "split follows the file's row order; split.shuffle: true draws a random one"
+            f"the {worst} is {train_mean:.4g} in train and {test_mean:.4g} in test, "
+            f"{apart[worst]:.1f} standard errors apart: {_IMBALANCE_ADVICE[self.drawn]}"
         )
 
     def _standard_errors_apart(self, sides: dict[str, tuple[float, float]]) -> float:
@@ -237,6 +244,18 @@ class SplitSummary:
         pooled = (sides["train"][1] + sides["test"][1]) / (train + test)
         error = math.sqrt(pooled * (1 / train + 1 / test))
         return abs(sides["test"][0] - sides["train"][0]) / error if error else 0.0
+
+
+# How often a random split may be called imbalanced: that of three standard errors.
+_CHANCE = 2 * (1 - NormalDist().cdf(3.0))
+# A class expected fewer times than this in the smaller side is not compared.
+_FEWEST_EXPECTED = 5
+_IMBALANCE_ADVICE = {
+    "in order": "more than a random split would give. The split follows the file's row order; "
+    "split.shuffle: true draws a random one",
+    "at random": "a random split gives this about once in 370; another seed draws another",
+    "given": "the given test split (data.test_path) is not drawn like the train rows",
+}
 
 
 def split_dataset(
@@ -279,7 +298,8 @@ def split_dataset(
         if task == MULTICLASS:
             checked_classes(classes)
         writer.footer[TRAIN_ROWS] = json.dumps(train_counts)
-    return SplitSummary(rows, stats, task, classes), stats["train"]
+    drawn = "given" if dataset.given_test_rows else "at random" if params.shuffle else "in order"
+    return SplitSummary(rows, stats, task, classes, drawn), stats["train"]
 
 
 class SplitTable(Chunks):

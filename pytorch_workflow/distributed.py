@@ -73,11 +73,13 @@ def run_under_torchrun(processes: int, module: str) -> None:
     if own_errors:
         raise UserError(own_errors[0].removeprefix("error: "))
     if "RendezvousTimeoutError" in report:  # before any training process started
-        where = os.environ.get("PET_RDZV_ENDPOINT") or os.environ.get("PET_MASTER_ADDR")
+        where = os.environ.get("PET_RDZV_ENDPOINT") or ":".join(
+            filter(None, (os.environ.get("PET_MASTER_ADDR"), os.environ.get("PET_MASTER_PORT")))
+        )
         raise UserError(
-            f"train: the {os.environ.get('PET_NNODES', '')} machines did not all meet at {where} "
-            "in time (torchrun's RendezvousTimeoutError): start the train stage on each with the "
-            "same PET_ settings; the stage wrote nothing"
+            f"train: the machines (PET_NNODES={os.environ.get('PET_NNODES')}) did not all meet at "
+            f"{where} in time (torchrun's RendezvousTimeoutError): start the train stage on each "
+            "with the same PET_ settings; the stage wrote nothing"
         )
     raise UserError(f"train: {root_cause(report)}; the stage wrote nothing")
 

@@ -11,7 +11,6 @@ torchrun the model is wrapped in `DistributedDataParallel`, which averages the p
 gradients in every backward pass.
 """
 
-import inspect
 import math
 import sys
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from torch.utils.data import DataLoader
 from pytorch_workflow.dataloaders import Batch
 from pytorch_workflow.distributed import process_rank, sum_over_processes
 from pytorch_workflow.errors import UserError, first_line
+from pytorch_workflow.model_builder import takes_out_features
 from pytorch_workflow.params import LOSSES, TrainParams, construct, find_class
 
 if TYPE_CHECKING:
@@ -126,8 +126,7 @@ def forward_pass(model: nn.Module, batch: Batch, classes: int | None = None) -> 
     if y_pred.shape != expected:
         per_row = "output" if classes is None else f"output per class ({classes})"
         hint = ""
-        constructor = inspect.signature(type(users_model)).parameters
-        if classes is not None and "out_features" not in constructor:
+        if classes is not None and not takes_out_features(users_model):
             hint = (
                 f": {type(users_model).__name__} takes no out_features; a model that does gets "
                 "one per class from the data (model.name=mlp, for one)"

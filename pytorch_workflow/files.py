@@ -65,15 +65,20 @@ def restored_on_failure(folder: Path) -> Iterator[None]:
     for outputs written as it goes."""
     folder = Path(folder)
 
-    def files() -> set[Path]:
-        return {path for path in folder.rglob("*") if path.is_file()} if folder.is_dir() else set()
+    def entries() -> set[Path]:
+        return {folder, *folder.rglob("*")} if folder.is_dir() else set()
 
-    saved = {path: path.read_bytes() for path in files()}
+    before = entries()
+    saved = {path: path.read_bytes() for path in before if path.is_file()}
     try:
         yield
     except BaseException:
-        for path in files() - set(saved):
-            path.unlink(missing_ok=True)
+        # Deepest first, so that a folder the block made is empty when its turn comes.
+        for path in sorted(entries() - before, key=lambda path: len(path.parts), reverse=True):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         for path, data in saved.items():
             if not path.is_file() or path.read_bytes() != data:
                 atomic_write_bytes(path, data)

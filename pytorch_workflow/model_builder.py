@@ -133,6 +133,11 @@ def build_model(
         ) from None
 
 
+def takes_out_features(model: nn.Module) -> bool:
+    """Whether the model's class gets `out_features` from the data: one output per class."""
+    return "out_features" in inspect.signature(type(model)).parameters
+
+
 def constructor_options(model: ModelParams) -> Options:
     """What the model's constructor gets from params (besides the data's `in_features` and
     `out_features`): what the model card records to build it again."""

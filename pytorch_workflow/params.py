@@ -495,9 +495,10 @@ class _Reader:
             return value
         error = self._fail(key, ("null or " if optional else "") + "a non-empty string")
         if isinstance(value, int | float):  # bool too: `2021`, `true` unquoted
-            text = str(value).lower() if isinstance(value, bool) else value
+            # Not the value shown: YAML has read `007` as 7 and `1.50` as 1.5.
             raise UserError(
-                f"{error}; a name that YAML reads as a value needs quotes: -S \"{key}='{text}'\""
+                f"{error}; a name that YAML reads as a value goes in quotes, as the CSV spells "
+                f"it: -S \"{key}='NAME'\""
             )
         raise error
 

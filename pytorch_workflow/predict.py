@@ -29,6 +29,7 @@ import torch
 from pytorch_workflow.csv_data import (
     CSV_READ_OPTIONS,
     first_overlong_line,
+    quoted_names,
     refuse_duplicate_columns,
 )
 from pytorch_workflow.data_setup import class_name
@@ -58,7 +59,7 @@ def input_reader(path: Path, columns: list[str]) -> pa_csv.CSVStreamingReader:
             convert_options=pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
         )
     except (pa.ArrowInvalid, OSError) as error:
-        raise unreadable(path, error, names) from None
+        raise unreadable_csv_error(path, error, names) from None
     except UnicodeDecodeError as error:  # pyarrow reads the bytes; its names decode as UTF-8
         raise UserError(f"{path}: the header is not UTF-8 text ({error.reason})") from None
     refuse_duplicate_columns(path, names)
@@ -66,8 +67,7 @@ def input_reader(path: Path, columns: list[str]) -> pa_csv.CSVStreamingReader:
     missing = [column for column in columns if column not in present]
     if missing:
         raise UserError(
-            f"{path}: expected column(s) {', '.join(map(repr, columns))}; missing "
-            f"{', '.join(map(repr, missing))}"
+            f"{path}: expected column(s) {quoted_names(columns)}; missing {quoted_names(missing)}"
         )
     return reader
 
@@ -251,10 +251,10 @@ def _batches(path: Path, reader: pa_csv.CSVStreamingReader):
     try:
         yield from reader
     except pa.ArrowInvalid as error:
-        raise unreadable(path, error, reader.schema.names) from None
+        raise unreadable_csv_error(path, error, reader.schema.names) from None
 
 
-def unreadable(path: Path, error: Exception, names: list[str]) -> UserError:
+def unreadable_csv_error(path: Path, error: Exception, names: list[str]) -> UserError:
     """pyarrow's refusal of the input CSV, in one line, with the column it numbers named."""
     reason = first_overlong_line(path)
     if reason is None:

@@ -1,6 +1,6 @@
 """Stage 1, prepare: make the dataset, the course's straight line or the user's CSV."""
 
-from pytorch_workflow.csv_data import left_out_columns, write_csv_dataset
+from pytorch_workflow.csv_data import left_out_columns, quoted_names, write_csv_dataset
 from pytorch_workflow.data_setup import line_chunks
 from pytorch_workflow.errors import exit_on_user_error, stop_on_sigterm
 from pytorch_workflow.params import load_params
@@ -16,25 +16,27 @@ def main() -> None:
 
     data = params.data
     if data.source == "csv":
-        rows, test_rows, rounded = write_csv_dataset(
-            data, params.task, paths.dataset, data.chunk_rows, paths.raw_data
-        )
-        print(f"Read {rows - test_rows:,} row{'s' * (rows - test_rows != 1)} from {data.path}")
-        if left_out := left_out_columns(data.path, data):
+        read = write_csv_dataset(data, params.task, paths.dataset, data.chunk_rows, paths.raw_data)
+        train_rows = read.rows - read.test_rows
+        print(f"Read {train_rows:,} row{'s' * (train_rows != 1)} from {data.path}")
+        left_out = left_out_columns(data.path, data)
+        if "" in left_out:
+            print("Left out the column without a name (a saved index?)")
+        if texts := [name for name in left_out if name]:
             print(
-                "Left out the column(s) that are not numbers or have no name (a saved index?): "
-                f"{', '.join(map(repr, left_out))} (data.features lists the columns to use)"
+                f"Left out the column(s) that are not numbers: {quoted_names(texts)} "
+                "(data.features lists the columns to use)"
             )
-        if test_rows:
+        if read.test_rows:
             print(
-                f"Read {test_rows:,} row{'s' * (test_rows != 1)} from {data.test_path}, "
-                "the given test split"
+                f"Read {read.test_rows:,} row{'s' * (read.test_rows != 1)} from "
+                f"{data.test_path}, the given test split"
             )
-        for column, (value, as_float32) in rounded.items():
+        for column, (value, as_float32, step) in read.rounded.items():
             print(
-                f"note: column {column!r} has whole numbers beyond ±16,777,216, which float32 "
-                f"rounds ({value:.0f} becomes {as_float32:.0f}), so that close ones merge: "
-                "subtract an offset from them in the CSV to keep them apart"
+                f"note: column {column!r} lies far from 0 for its spread: float32 rounds it to "
+                f"steps of {step:g} ({value:.15g} becomes {as_float32:.15g}), so that close "
+                "values merge; subtract an offset from the column in the CSV to keep them apart"
             )
     else:
         rows = write_table(paths.dataset, line_chunks(data, params.seed), data.chunk_rows)

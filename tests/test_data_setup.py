@@ -161,16 +161,19 @@ def read_csv(path, task="regression", **params):
     return {name: table[name].to_numpy() for name in table.column_names}
 
 
-def test_whole_numbers_that_float32_merges_are_reported_once_per_column(tmp_path):
+def test_a_column_that_float32_rounds_coarsely_for_its_spread_is_reported(tmp_path):
     path = tmp_path / "own.csv"
-    path.write_text("time,small,y\n1700000037,16777216,1\n1700000074,3,2\n1700000000,4,3\n")
+    path.write_text(
+        "time,people,small,y\n"
+        "1700000037.25,30000001,16777216,1\n1700000074,20000003,3,2\n1700000000,10000007,4,3\n"
+    )
     rounded = {}
     options = {"source": "csv", "path": str(path), "target": "y"}
 
     list(csv_chunks(data_params(**options), "regression", str(path), rounded=rounded))
 
-    # 2**24 itself is exact in float32; 1700000037 is not.
-    assert rounded == {"time": (1700000037.0, 1700000000.0)}
+    # float32's step near 1.7e9 is 128, against a spread of 74; near 3e7 it is 2, against 2e7.
+    assert rounded == {"time": (1700000037.25, 1700000000.0, 128.0)}
 
 
 def test_features_default_to_every_numeric_column_but_the_target(tmp_path):
@@ -444,10 +447,18 @@ def test_a_multiclass_split_names_the_class_whose_share_differs_most(tmp_path):
         task="multiclass_classification",
     )
 
-    assert ordered.imbalance().startswith(
-        "the share of class 2 is 0.0625 in train and 1 in test, 54.8 standard errors apart"
+    many = {"x": np.arange(1000), "y": np.repeat(np.arange(100.0), 10)}  # 2 rows each in test
+    random, _ = split(
+        tmp_path / "c", many, split_params(shuffle=True), task="multiclass_classification"
+    )
+
+    assert ordered.imbalance() == (
+        "the share of class 2 is 0.0625 in train and 1 in test, 54.8 standard errors apart: more "
+        "than a random split would give. The split follows the file's row order; split.shuffle: "
+        "true draws a random one"
     )
     assert stratified.imbalance() is None
+    assert random.imbalance() is None  # no class common enough to compare
 
 
 def test_a_split_that_leaves_a_side_empty_is_refused(tmp_path):

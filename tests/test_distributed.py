@@ -170,6 +170,22 @@ def test_a_process_that_dies_fails_the_stage_in_one_line_and_writes_nothing(chun
     assert list(repo.rglob("*.tmp")) == []
 
 
+def test_an_error_in_every_process_is_one_line_and_dvclive_is_put_back_once(reproduced, tmp_path):
+    # Both processes diverge together: each raises the same error, and only the stage that
+    # started torchrun puts DVCLive's files back (they used to race to do it).
+    repo = clone_copy(reproduced[0], tmp_path / "repo")
+    set_params(repo, train__processes=2, train__loss="mse", train__lr=1000)
+    live = {path: path.read_bytes() for path in (repo / "dvclive").rglob("*") if path.is_file()}
+
+    for _ in range(3):
+        result = run([sys.executable, "-m", "stages.train"], repo, check=False)
+
+        assert_clean_failure(result, "error: training diverged: the MSE loss became")
+        assert result.stderr.count("error:") == 1
+        now = {path: path.read_bytes() for path in (repo / "dvclive").rglob("*") if path.is_file()}
+        assert now == live
+
+
 @pytest.mark.parametrize("stop", ["Ctrl-C in a terminal", "SIGTERM"])
 def test_a_stopped_stage_stops_its_training_processes_and_keeps_the_outputs(
     chunked, tmp_path, stop
@@ -220,8 +236,8 @@ def test_machines_that_never_meet_are_named_as_such_after_the_timeout(reproduced
 
     assert_clean_failure(
         result,
-        f"error: train: the 2 machines did not all meet at {endpoint} in time (torchrun's "
-        "RendezvousTimeoutError)",
+        f"error: train: the machines (PET_NNODES=2) did not all meet at {endpoint} in time "
+        "(torchrun's RendezvousTimeoutError)",
     )
 
 

@@ -112,7 +112,7 @@ def test_numbers_written_as_strings_by_dvc_exp_run_are_accepted(tmp_path):
         (
             {"data.source": "csv", "data.target": 2021},
             "data.target must be a non-empty string, got 2021; a name that YAML reads as a value "
-            "needs quotes: -S \"data.target='2021'\"",
+            "goes in quotes, as the CSV spells it: -S \"data.target='NAME'\"",
         ),
     ],
 )

@@ -270,10 +270,23 @@ def test_lock_check_passes_when_repro_changes_nothing(pipeline_repo):
     assert "Reproduces byte for byte: `dvc repro` changed no committed file." in result.stdout
 
 
+def test_lock_check_makes_again_what_a_working_checkout_already_holds(pipeline_repo):
+    # A better number, recorded in dvc.lock as if the pipeline had made it: every output is in
+    # the workspace and up to date, so a plain `dvc repro` would run nothing.
+    inject(pipeline_repo, "mae", -0.01)
+    run(["git", "commit", "-q", "-am", "A better number"], pipeline_repo)
+
+    result = make(["lock-check"], pipeline_repo, check=False)
+
+    assert result.returncode != 0
+    assert "Does not reproduce: metrics/evaluate.json:mae beyond the tolerance." in result.stderr
+
+
 def test_lock_check_names_each_stale_stage_down_to_the_param(pipeline_repo):
     # A param changed and a metric edited by hand, committed without rerunning the pipeline.
     params = pipeline_repo / "params.yaml"
-    params.write_text(params.read_text().replace("log_every: 10", "log_every: 20"))
+    text = params.read_text().replace("log_every: 10", "log_every: 20")
+    params.write_text(text.replace("optimizer_options: {}", "optimizer_options: {momentum: 0.9}"))
     inject(pipeline_repo, "mae", -0.01, by_hand=True)
     pipeline = pipeline_repo / "dvc.yaml"
     pipeline.write_text(
@@ -286,7 +299,10 @@ def test_lock_check_names_each_stale_stage_down_to_the_param(pipeline_repo):
     assert result.returncode != 0
     (line,) = [line for line in result.stderr.splitlines() if not line.startswith("make")]
     assert line.startswith("Does not reproduce: the commit is stale: ")
-    assert "stage 'train': changed deps: params.yaml (modified train.log_every)" in line
+    assert (
+        "stage 'train': changed deps: params.yaml (modified train.log_every; added "
+        "train.optimizer_options.momentum)" in line
+    )
     assert "stage 'evaluate': changed outs: metrics/evaluate.json (modified)" in line
     assert re.search(r"stage 'export': [^|]*changed command", line)
     assert "stage 'prepare'" not in line and "stage 'split'" not in line
@@ -309,10 +325,13 @@ def committed_elsewhere(repo: Path, relative_change: float) -> None:
     commit_results(
         repo,
         {"plots/loss.csv": "\n".join(lines) + "\n", "metrics/train.json": trained, **live},
+        every_output_here=True,
     )
 
 
-def commit_results(repo: Path, results: dict[str, str | bytes]) -> None:
+def commit_results(
+    repo: Path, results: dict[str, str | bytes], every_output_here: bool = False
+) -> None:
     """Commit these contents of results files, the lock recording their hashes. Then drop the
     DVC cache (and its run cache) and the model's outputs, as in a fresh clone, so `dvc repro`
     trains again; the data stay, as numpy made them the same everywhere."""
@@ -322,7 +341,10 @@ def commit_results(repo: Path, results: dict[str, str | bytes]) -> None:
 
     for name, content in results.items():
         (repo / name).write_bytes(content.encode() if isinstance(content, str) else content)
-    run(["dvc", "commit", "-q", "-f"], repo)  # dvc.lock records them (a folder's too)
+    if every_output_here:  # DVC records them all, a folder (DVCLive's) hashed its own way
+        run(["dvc", "commit", "-q", "-f"], repo)
+    else:
+        record_in_lock(repo, *results)
     run(["git", "commit", "-q", "-am", "Results made elsewhere"], repo)
     shutil.rmtree(repo / ".dvc/cache")
     # A fresh clone has what git keeps (metrics, plots, DVCLive's files), not what DVC caches.

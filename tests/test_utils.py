@@ -164,10 +164,19 @@ def test_a_failed_block_puts_the_folders_files_back_and_removes_the_ones_it_adde
         (folder / "metrics.json").write_text("after")
         (folder / "plots" / "train_loss.tsv").unlink()
         (folder / "plots" / "train_accuracy.tsv").write_text("added")
+        (folder / "report" / "images").mkdir(parents=True)
+        (folder / "report" / "images" / "loss.png").write_text("added")
         raise KeyboardInterrupt
 
-    files = {str(path.relative_to(folder)): path.read_text() for path in folder.rglob("*.*")}
-    assert files == {"metrics.json": "before", "plots/train_loss.tsv": "step\ttrain_loss\n"}
+    entries = {
+        str(path.relative_to(folder)): path.read_text() if path.is_file() else "folder"
+        for path in folder.rglob("*")
+    }
+    assert entries == {
+        "metrics.json": "before",
+        "plots": "folder",
+        "plots/train_loss.tsv": "step\ttrain_loss\n",
+    }
 
 
 def test_a_shells_stray_rank_settings_are_not_torchrun(monkeypatch):

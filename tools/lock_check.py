@@ -12,7 +12,7 @@ outcomes, each said in one line:
   without rerunning it (named down to the param, `train.epochs`), or `dvc repro` changes a
   number by more than the tolerance or a file that is not a recorded number (exit 1).
 
-`dvc repro` rewrites dvc.lock, metrics/ and plots/ in the working tree, so uncommitted changes
+`dvc repro` rewrites dvc.lock and the results in the working tree, so uncommitted changes
 to tracked files are refused before anything runs (exit 2); untracked files do not count.
 """
 
@@ -26,14 +26,19 @@ import yaml
 from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
 from pytorch_workflow.params import ABSENT, PARAMS_FILE, changed_values, read_yaml_mapping
 from tools.commands import output_of, streamed, uncommitted
-from tools.tolerance import TOLERANCE_FILE, largest_difference, load_tolerance, numbers_of
+from tools.tolerance import (
+    LIVE_RESULTS,
+    NUMBER_FILES,
+    RESULTS,
+    TOLERANCE_FILE,
+    largest_difference,
+    load_tolerance,
+    numbers_of,
+    result_order,
+)
 
 # How `dvc status` describes outputs that are merely absent: a fresh clone has no data yet.
 NOT_HERE = ("deleted", "not in cache")
-# The committed files of recorded numbers (DVCLive's too); dvc.lock changes with them.
-RESULTS = ("metrics/", "plots/", "dvclive/")
-# Of those, the files of numbers; the others (plots/*.png) are pictures of them.
-NUMBER_FILES = (".json", ".csv", ".tsv")
 LOCK_FILE = "dvc.lock"
 TRAIN_METRICS = "metrics/train.json"
 # numpy's stages: their outputs are the same bytes on every machine, tolerance or not.
@@ -135,7 +140,7 @@ def git_status() -> set[str]:
 
 def recorded_numbers(revision: str | None) -> dict[str, float]:
     """Every recorded number of a commit (`revision`) or of the workspace (None)."""
-    files = output_of("git", "ls-files", *RESULTS).split()
+    files = sorted(output_of("git", "ls-files", *RESULTS).split(), key=result_order)
     numbers: dict[str, float] = {}
     for name in files:
         if not name.endswith(NUMBER_FILES):
@@ -171,7 +176,7 @@ def platform_difference() -> str:
 
 @exit_on_user_error
 def main() -> None:
-    # `dvc repro` below rewrites dvc.lock, metrics/ and plots/ in place: a user's uncommitted
+    # `dvc repro` below rewrites dvc.lock and the results in place: a user's uncommitted
     # work there would be lost, and the verdict would not be the commit's.
     changed = uncommitted()
     if changed:
@@ -183,7 +188,7 @@ def main() -> None:
     if stale:
         print(
             f"Does not reproduce: the commit is stale: {describe_stale(stale)}; run `dvc repro` "
-            "and commit dvc.lock, metrics/ and plots/.",
+            f"and commit dvc.lock, {', '.join(RESULTS)}.",
             file=sys.stderr,
         )
         sys.exit(1)
@@ -218,8 +223,10 @@ def main() -> None:
             f"relative difference is {worst:.3g}, in {key}; {platform_difference()}."
         )
         return
-    what = [f"{name} beyond the tolerance" for name in outside[:5]] + others
-    more = f" (and {len(outside) - 5} more numbers)" if len(outside) > 5 else ""
+    # DVCLive's numbers repeat others: named only where none of those is beyond the tolerance.
+    named = [key for key in outside if not key.startswith(LIVE_RESULTS)] or outside
+    what = [f"{name} beyond the tolerance" for name in named[:5]] + others
+    more = f" (and {len(named) - 5} more numbers)" if len(named) > 5 else ""
     print(f"Does not reproduce: {', '.join(what)}{more}.", file=sys.stderr)
     sys.exit(1)
 

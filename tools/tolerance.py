@@ -18,6 +18,12 @@ import yaml
 from pytorch_workflow.errors import UserError
 
 TOLERANCE_FILE = Path(__file__).resolve().parents[1] / "tolerances.yaml"
+# The committed folders of recorded numbers, in the order a verdict names them: DVCLive's files
+# repeat numbers of the others (the losses at each log line).
+LIVE_RESULTS = "dvclive/"
+RESULTS = ("metrics/", "plots/", LIVE_RESULTS)
+# Their files of numbers; the others (plots/*.png) are pictures of them.
+NUMBER_FILES = (".json", ".csv", ".tsv")
 # Numbers that say how a run ran, not what it found: a param, compared as one.
 SETTINGS = ("metrics/train.json:processes",)
 
@@ -60,8 +66,15 @@ def flatten(payload: dict, prefix: str = "") -> dict[str, float]:
     return flat
 
 
+def result_order(name: str) -> tuple[int, str]:
+    """Where a results file comes in a verdict: by its folder in RESULTS, then by name."""
+    folder = next((place for place, prefix in enumerate(RESULTS) if name.startswith(prefix)), 99)
+    return folder, name
+
+
 def numbers_of(name: str, text: str) -> dict[str, float]:
-    """The numbers of one results file's text (JSON metrics or a CSV plot table), by key."""
+    """The numbers of one results file's text (JSON metrics, a CSV plot table, or DVCLive's TSV
+    of a metric by step), by key: `file:name`, `file:column.row` or `file:column.step`."""
     if name.endswith(".json"):
         try:
             payload = json.loads(text)
@@ -72,39 +85,41 @@ def numbers_of(name: str, text: str) -> dict[str, float]:
         numbers = flatten(payload, f"{name}:")
         return {key: value for key, value in numbers.items() if key not in SETTINGS}
     numbers = {}
-    delimiter = "\t" if name.endswith(".tsv") else ","
-    for row_number, row in enumerate(csv.DictReader(io.StringIO(text), delimiter=delimiter)):
+    by_step = name.endswith(".tsv")
+    rows = csv.DictReader(io.StringIO(text), delimiter="\t" if by_step else ",")
+    for row_number, row in enumerate(rows):
+        label = row.get("step", row_number) if by_step else row_number
         for column, cell in row.items():
             try:
-                numbers[f"{name}:{column}.{row_number}"] = float(cell)
+                numbers[f"{name}:{column}.{label}"] = float(cell)
             except (TypeError, ValueError):
                 continue
     return numbers
 
 
 def recorded_in(repo: Path) -> dict[str, float]:
-    """Every recorded number of a checkout's workspace: metrics/*.json, plots/*.csv, then
-    DVCLive's."""
-    files = [
-        *sorted((repo / "metrics").glob("*.json")),
-        *sorted((repo / "plots").glob("*.csv")),
-        *sorted((repo / "dvclive").rglob("*.json")),
-        *sorted((repo / "dvclive").rglob("*.tsv")),
+    """Every recorded number of a checkout's workspace, in RESULTS' order."""
+    names = [
+        path.relative_to(repo).as_posix()
+        for folder in RESULTS
+        for path in (repo / folder).rglob("*")
+        if path.is_file() and path.name.endswith(NUMBER_FILES)
     ]
     numbers: dict[str, float] = {}
-    for path in files:
-        numbers.update(numbers_of(str(path.relative_to(repo)), path.read_text(encoding="utf-8")))
+    for name in sorted(names, key=result_order):
+        numbers.update(numbers_of(name, (repo / name).read_text(encoding="utf-8")))
     return numbers
 
 
 def largest_difference(
     committed: dict[str, float], reproduced: dict[str, float], tolerance: Tolerance
 ) -> tuple[str | None, float, list[str]]:
-    """The key with the largest relative difference, that difference, and the keys outside the
-    tolerance (a number that appears or disappears is outside it)."""
+    """The key with the largest relative difference (the first of equals, in the order of
+    `committed`), that difference, and the keys outside the tolerance (a number that appears or
+    disappears is outside it)."""
     outside = sorted(set(committed) ^ set(reproduced))
     largest, worst = None, 0.0
-    for key in sorted(set(committed) & set(reproduced)):
+    for key in [key for key in committed if key in reproduced]:
         a, b = committed[key], reproduced[key]
         if not tolerance.agrees(a, b):
             outside.append(key)
