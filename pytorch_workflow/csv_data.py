@@ -26,13 +26,14 @@ from pytorch_workflow.tables import GIVEN_TEST_ROWS, TableWriter, arrow_table, n
 CSV_READ_OPTIONS = pa_csv.ReadOptions(block_size=1 << 22)
 # A column whose float32 values come in steps coarser than this share of its spread gets a note.
 COARSEST_STEP = 1e-4
+# Each column that float32 rounds coarsely for its spread: a value, as rounded, and the step.
+Rounded = dict[str, tuple[float, float, float]]
 
 
 class CsvDataset(NamedTuple):
     rows: int
     test_rows: int  # the last rows, the given test split's (0 without one)
-    # Each column that float32 rounds coarsely for its spread: a value, as rounded, and the step.
-    rounded: dict[str, tuple[float, float, float]]
+    rounded: Rounded
 
 
 def write_csv_dataset(
@@ -51,7 +52,7 @@ def write_csv_dataset(
             raise UserError(
                 f"{params.test_path}: data.test_path is data.path; give the test split's own file"
             )
-    rounded: dict[str, tuple[float, float, float]] = {}
+    rounded: Rounded = {}
     with TableWriter(path, chunk_rows) as writer:
         columns = None
         for chunk in csv_chunks(params, task, params.path, rounded=rounded):
@@ -74,7 +75,7 @@ def csv_chunks(
     path: str,
     columns: list[str] | None = None,
     key: str = "data.path",
-    rounded: dict[str, tuple[float, float, float]] | None = None,
+    rounded: Rounded | None = None,
 ) -> Iterator[pa.Table]:
     """A CSV as float32 tables of about a block each: the features, then the target (the
     `columns` given, or those that `params` select). `key` is the param that names the file;
@@ -142,11 +143,7 @@ def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> li
             )
         return wanted
     if params.features is None:
-        features = [
-            field.name
-            for field in schema
-            if field.name not in (params.target, "") and _is_number_type(field.type)
-        ]
+        features = [field.name for field in schema if _is_feature(field, params.target)]
         _refuse_mistyped_numbers(path, schema, params.target)
         if not features:
             raise UserError(f"{path}: no numeric column besides the target {params.target!r}")
@@ -162,6 +159,12 @@ def _is_number_type(kind: pa.DataType) -> bool:
     return pa.types.is_integer(kind) or pa.types.is_floating(kind)
 
 
+def _is_feature(field: pa.Field, target: str) -> bool:
+    """Whether `data.features: null` takes the column: a named column of numbers, not the
+    target (an unnamed one is what pandas' `to_csv` writes for the index)."""
+    return field.name not in (target, "") and _is_number_type(field.type)
+
+
 def left_out_columns(path: str | Path, params: DataParams) -> list[str]:
     """The columns that `data.features: null` leaves out of a CSV: those that are not numbers,
     and one without a name (what pandas' `to_csv` writes for the index)."""
@@ -171,7 +174,7 @@ def left_out_columns(path: str | Path, params: DataParams) -> list[str]:
     return [
         field.name
         for field in schema
-        if field.name != params.target and (field.name == "" or not _is_number_type(field.type))
+        if field.name != params.target and not _is_feature(field, params.target)
     ]
 
 
@@ -214,7 +217,7 @@ def _checked_float32(
     first_row: int,
     task: str,
     target: str,
-    rounded: dict[str, tuple[float, float, float]] | None = None,
+    rounded: Rounded | None = None,
 ) -> pa.Table:
     """The table as float32, refusing missing, infinite and float32-overflowing values."""
     names = table.column_names

@@ -253,7 +253,8 @@ _FEWEST_EXPECTED = 5
 _IMBALANCE_ADVICE = {
     "in order": "more than a random split would give. The split follows the file's row order; "
     "split.shuffle: true draws a random one",
-    "at random": "a random split gives this about once in 370; another seed draws another",
+    "at random": f"a random split gives this about once in {1 / _CHANCE:.0f}; another seed "
+    "draws another",
     "given": "the given test split (data.test_path) is not drawn like the train rows",
 }
 

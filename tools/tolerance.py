@@ -68,8 +68,8 @@ def flatten(payload: dict, prefix: str = "") -> dict[str, float]:
 
 def result_order(name: str) -> tuple[int, str]:
     """Where a results file comes in a verdict: by its folder in RESULTS, then by name."""
-    folder = next((place for place, prefix in enumerate(RESULTS) if name.startswith(prefix)), 99)
-    return folder, name
+    places = (place for place, prefix in enumerate(RESULTS) if name.startswith(prefix))
+    return next(places, len(RESULTS)), name
 
 
 def numbers_of(name: str, text: str) -> dict[str, float]:
