@@ -15,6 +15,7 @@ from tests.conftest import (
     run,
     workspace_files,
 )
+from tests.test_workflow import PULL_COMMAND
 
 pytestmark = pytest.mark.slow
 
@@ -82,3 +83,20 @@ def test_object_corrupted_in_the_local_remote_never_reaches_the_workspace(pushed
     pull = run(["dvc", "pull"], clone, check=False)
 
     assert_pull_refused_the_corrupted_model(pull, clone, source)
+
+
+def test_the_ci_pull_brings_the_raw_data_and_no_output_the_stages_make(pushed, tmp_path):
+    source = clone_copy(pushed[0], tmp_path / "source")
+    (source / "data/raw/my.csv").write_text("x,y\n0,1\n")
+    run(["dvc", "add", "data/raw/my.csv"], source)
+    run(["git", "add", "data/raw/my.csv.dvc", "data/raw/.gitignore"], source)
+    run(["git", "commit", "-q", "-m", "A CSV of my own"], source)
+    run(["dvc", "push"], source)
+    clone = git_clone(source, tmp_path / "clone")
+    share_storage_of(source, clone)
+
+    run(["sh", "-c", PULL_COMMAND], clone)
+
+    assert (clone / "data/raw/my.csv").read_text() == "x,y\n0,1\n"
+    assert not (clone / "models/model.pt").exists()
+    assert not (clone / "data/dataset.parquet").exists()

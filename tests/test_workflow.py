@@ -130,9 +130,13 @@ def test_the_steps_after_the_install_find_the_venvs_python_and_dvc_first(workflo
         assert found and Path(found).parent.samefile(VENV_BIN), (tool, found)
 
 
+# The report job's pull: only what no stage makes (tests/test_remote_local.py runs it).
+PULL_COMMAND = "git ls-files -z '*.dvc' | xargs -0 --no-run-if-empty dvc pull"
+
+
 def test_it_pulls_from_the_dvc_remote_only_when_credentials_are_set(workflow):
     steps = steps_of(workflow, "report")
-    index, pull = step_running(steps, "dvc pull")
+    index, pull = step_running(steps, PULL_COMMAND)
 
     assert pull["if"] == "env.AWS_ACCESS_KEY_ID != ''"
     assert index < step_running(steps, "make lock-check")[0]
