@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
 
@@ -360,6 +361,11 @@ def load_yaml(text: str | bytes, path: str | Path) -> Any:
             elif isinstance(event, CollectionEndEvent):
                 depth -= 1
         loaded = reader.load(text)
+    except DuplicateKeyError as error:
+        # Its text shows the values before nested ones are read: `with value "{}"` for both.
+        duplicate = error.problem.split(" with value ")[0].removeprefix("found ")
+        at = f" line {error.problem_mark.line + 1}:" if error.problem_mark else ""
+        raise UserError(f"{path}:{at} {duplicate}; keep one of them") from None
     except MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f" line {mark.line + 1}:" if mark else ""

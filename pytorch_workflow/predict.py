@@ -139,9 +139,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.version is None and args.stage is None:
         predict_csv(args, args.bundle or load_paths().export_dir)
         return
-    release = f"the release {args.version}" if args.version else f"the {args.stage} release"
+    version = args.version or staged_version(args.registry, args.stage)
+    release = f"the release {version}"
     with tempfile.TemporaryDirectory(prefix="predict-") as fetched:
-        bundle = fetch_release(args.registry, args.version, args.stage, Path(fetched))
+        bundle = fetch_release(args.registry, version, Path(fetched))
+        staged = f", the {args.stage} stage," if args.stage else ""
+        print(f"Fetched {artifact_name()}@{version}{staged} from {args.registry}")
         try:
             predict_csv(args, bundle)
         except UserError as error:  # named by the release, not by the folder it was fetched to
@@ -160,18 +163,43 @@ def check_release_name(option: str, value: str | None) -> None:
         raise UserError(f"{option} {value!r}: not a version or stage name (it starts with '-')")
 
 
-def fetch_release(registry: str, version: str | None, stage: str | None, into: Path) -> Path:
-    """A released bundle, fetched with `dvc artifacts get` (DVC verifies what it downloads)."""
-    which = ["--rev", version] if version else ["--stage", stage]
-    command = ["dvc", "artifacts", "get", registry, artifact_name(), *which, "-o", str(into / "b")]
+# Where a registry's tags are missing: a clone has only the tags it fetched.
+NO_SUCH_RELEASE = "no such release here (`gto show` lists them; `git fetch --tags` first)"
+
+
+def staged_version(registry: str, stage: str) -> str:
+    """The version a stage holds in the registry's tags, as GTO reads them."""
+    name = artifact_name()
+    command = ["gto", "show", f"{name}#{stage}", "--version", "--repo", registry]
     result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:  # GTO's own words, on one line
+        raise UserError(f"--stage {stage}: cannot read {registry}'s tags: {last_line(result)}")
+    if not result.stdout.strip():
+        raise UserError(f"--stage {stage}: cannot fetch it from {registry}: {NO_SUCH_RELEASE}")
+    return result.stdout.strip()
+
+
+def fetch_release(registry: str, version: str, into: Path) -> Path:
+    """A released bundle, fetched with `dvc artifacts get` (DVC verifies what it downloads)."""
+    command = ["dvc", "artifacts", "get", registry, artifact_name(), "--rev", version]
+    result = subprocess.run([*command, "-o", str(into / "b")], capture_output=True, text=True)
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.startswith("ERROR")]
         reason = (lines[-1] if lines else "no such release").removeprefix("ERROR: ")
         if "Unable to find artifact" in reason:  # DVC words a missing git tag so
-            reason = "no such release here (`gto show` lists them; `git fetch --tags` first)"
-        raise UserError(f"{' '.join(which).lstrip('-')}: cannot fetch it from {registry}: {reason}")
+            reason = NO_SUCH_RELEASE
+        elif ".dvc/storage/" in reason:  # the committed default remote, in the releaser's clone
+            reason += (
+                " (the release went to the DVC remote inside the clone that made it: share "
+                "releases through a shared remote, docs/remotes.md)"
+            )
+        raise UserError(f"--version {version}: cannot fetch it from {registry}: {reason}")
     return into / "b"
+
+
+def last_line(result: subprocess.CompletedProcess) -> str:
+    lines = (result.stderr or result.stdout).strip().splitlines()
+    return lines[-1].strip() if lines else "no output"
 
 
 def predict_csv(args: argparse.Namespace, bundle: Path) -> None:

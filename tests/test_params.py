@@ -154,7 +154,7 @@ def test_a_missing_key_is_named(tmp_path):
         ("seed: " + "[" * 30_000 + "]" * 30_000 + "\n", "nested more than 8 levels"),
         ("seed: 42\n" + "#" * 70_000 + "\n", "a params file is at most 65,536"),
         ("\xff\xfe", "cannot read it"),
-        ("seed: 42\nseed: 7\n", 'line 2: YAML syntax error: found duplicate key "seed"'),
+        ("seed: 42\nseed: 7\n", 'line 2: duplicate key "seed"; keep one of them'),
         ("seed: " + "9" * 5000 + "\n", "a value cannot be read: Exceeds the limit"),
     ],
     ids=["empty", "list", "syntax", "aliases", "deep", "huge", "not-utf8", "twice", "digits"],

@@ -49,6 +49,7 @@ def test_a_release_is_a_gto_version_and_a_promotion_a_stage(released):
 
 
 def test_a_released_bundle_is_fetched_into_an_empty_folder_from_the_remote(released, tmp_path):
+    released = clone_copy(released, tmp_path / "released")
     shutil.rmtree(released / ".dvc/cache")  # what was pushed, not what is cached here
     target = tmp_path / "empty"
     target.mkdir()
@@ -81,8 +82,53 @@ def test_an_unknown_version_is_one_line(released, tmp_path):
     result = predict(released, inputs, tmp_path / "out.csv", "--version", "v9.9.9")
 
     assert_clean_failure(
-        result, "rev v9.9.9: cannot fetch it from .: no such release here (`gto show`"
+        result, "--version v9.9.9: cannot fetch it from .: no such release here (`gto show`"
     )
+
+
+def test_a_stage_is_fetched_as_the_version_it_holds_and_predict_says_which(released, tmp_path):
+    inputs = tmp_path / "x.csv"
+    inputs.write_text("x\n0.5\n")
+
+    staged = predict(released, inputs, tmp_path / "out.csv", "--stage", "prod", check=True)
+    unknown = predict(released, inputs, tmp_path / "dev.csv", "--stage", "dev")
+
+    assert "Fetched linear-regression@v1.0.0, the prod stage, from .\n" in staged.stdout
+    assert_clean_failure(
+        unknown, "--stage dev: cannot fetch it from .: no such release here (`gto show`"
+    )
+
+
+def test_a_version_on_a_released_commit_or_on_the_teams_server_is_refused_before_a_push(
+    released, tmp_path
+):
+    repo = clone_copy(released, tmp_path / "repo")
+    same_commit = make(["release", "VERSION=v1.0.1"], repo, check=False)
+    # The team's server has v1.1.0, released from another clone; this clone lacks the tag.
+    server = tmp_path / "server.git"
+    run(["git", "clone", "-q", "--bare", str(repo), str(server)], tmp_path)
+    run(["git", "tag", "linear-regression@v1.1.0", "main"], server)
+    run(["git", "remote", "add", "origin", str(server)], repo)
+    (repo / "NOTES.md").write_text("A commit of its own\n")
+    run(["git", "add", "NOTES.md"], repo)
+    run(["git", "commit", "-qm", "Notes"], repo)
+    on_server = make(["release", "VERSION=v1.1.0"], repo, check=False)
+
+    assert_clean_failure(
+        same_commit,
+        "error: this commit is already released as linear-regression@v1.0.0: GTO registers one",
+    )
+    assert_clean_failure(
+        on_server,
+        "error: linear-regression@v1.1.0 is already released on origin (this clone lacks its "
+        "tag): `git fetch --tags`, then give a new VERSION",
+    )
+    for refused in (same_commit, on_server):
+        assert "pushed" not in refused.stdout
+    assert run(["git", "tag"], repo).stdout.split() == [
+        "linear-regression#prod#1",
+        "linear-regression@v1.0.0",
+    ]
 
 
 def test_a_release_damaged_in_the_remote_is_named_by_its_version(released, tmp_path):

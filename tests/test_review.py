@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make, run, workspace_files
+from tests.test_bad_inputs import set_params
 
 pytestmark = pytest.mark.slow
 
@@ -165,6 +166,19 @@ def test_a_mistake_in_the_changes_gate_is_named_before_it_is_merged(pipeline_rep
     assert "**Mistake:** this change's regression_gate.yaml: metrics/evaluate.json:mae" in text
 
 
+def test_a_misspelt_metric_in_the_changes_gate_is_named_before_it_is_merged(pipeline_repo):
+    gate = pipeline_repo / "regression_gate.yaml"
+    gate.write_text(gate.read_text().replace("  mae:", "  maee:"))
+
+    result = report(pipeline_repo)
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: this change's regression_gate.yaml: metrics/evaluate.json:maee: not a metric "
+        "of the workspace (`dvc metrics show` lists them); check the name\n"
+    )
+
+
 def test_a_workspace_whose_results_are_out_of_date_is_reported_but_not_judged(pipeline_repo):
     params = pipeline_repo / "params.yaml"
     params.write_text(params.read_text().replace("lr: 0.01", "lr: 0.001"))
@@ -306,6 +320,29 @@ def test_lock_check_names_each_stale_stage_down_to_the_param(pipeline_repo):
     assert "stage 'evaluate': changed outs: metrics/evaluate.json (modified)" in line
     assert re.search(r"stage 'export': [^|]*changed command", line)
     assert "stage 'prepare'" not in line and "stage 'split'" not in line
+
+
+def test_outputs_left_from_another_commit_are_made_again_not_called_stale(pipeline_repo):
+    # A `git checkout` of a commit with another model, without `dvc checkout`.
+    set_params(pipeline_repo, train__epochs=7)
+    run(["dvc", "repro", "-q"], pipeline_repo)
+    run(["git", "stash", "-q"], pipeline_repo)
+
+    report_result = report(pipeline_repo)
+    release = make(["release", "VERSION=v1.0.0"], pipeline_repo, check=False)
+    result = lock_check(pipeline_repo)
+
+    assert report_result.returncode == 2
+    assert report_result.stderr.startswith("error: the workspace's results are out of date (")
+    assert report_result.stderr.endswith(
+        "run `dvc checkout` (`dvc pull` where the cache lacks them), then the report\n"
+    )
+    assert "error: the workspace's outputs are not those dvc.lock records (stage 'train': " in (
+        release.stderr
+    )
+    assert "`dvc checkout` them" in release.stderr and "pushed" not in release.stdout
+    assert result.returncode == 0, result.stderr
+    assert "Reproduces byte for byte" in result.stdout
 
 
 def committed_elsewhere(repo: Path, relative_change: float) -> None:

@@ -20,6 +20,7 @@ import json
 import platform
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -45,8 +46,19 @@ TRAIN_METRICS = "metrics/train.json"
 EXACT_STAGES = ("prepare", "split")
 
 
-def stale_stages(absent: list[str] | None = None) -> dict[str, list[str]]:
-    """Each stage whose dvc.lock entry no longer matches its params, code or committed outputs.
+class Change(NamedTuple):
+    """One way a stage differs from its record in dvc.lock, as `dvc status` says it."""
+
+    kind: str  # "changed deps", "changed outs", or one for the whole stage ("changed command")
+    path: str = ""
+    detail: str = ""  # "modified", or the params that changed, each named to its key
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.path} ({self.detail})" if self.path else self.kind
+
+
+def stale_stages(absent: list[str] | None = None) -> dict[str, list[Change]]:
+    """Each stage whose dvc.lock entry no longer matches its params, code or outputs.
 
     Outputs that are merely absent (a fresh clone) are not stale; they go to `absent`.
     """
@@ -59,7 +71,7 @@ def stale_stages(absent: list[str] | None = None) -> dict[str, list[str]]:
         for change in changes if isinstance(changes, list) else []:
             if not isinstance(change, dict):  # "changed command"; "always changed" is by design
                 if change != "always changed":
-                    stale.setdefault(name, []).append(str(change))
+                    stale.setdefault(name, []).append(Change(str(change)))
                 continue
             for kind, entries in change.items():
                 for path, what in entries.items():
@@ -71,14 +83,34 @@ def stale_stages(absent: list[str] | None = None) -> dict[str, list[str]]:
                         detail = "; ".join(changed_params(name, sorted(what)))
                     else:
                         detail = what
-                    stale.setdefault(name, []).append(f"{kind}: {path} ({detail})")
+                    stale.setdefault(name, []).append(Change(kind, path, detail))
     return stale
 
 
-def describe_stale(stale: dict[str, list[str]]) -> str:
+def describe_stale(stale: dict[str, list[Change]]) -> str:
     """`stale_stages` in one line: `stage 'train': changed deps: params.yaml (modified
     train.epochs) | stage ...`."""
-    return " | ".join(f"stage '{stage}': {'; '.join(why)}" for stage, why in stale.items())
+    return " | ".join(f"stage '{name}': {'; '.join(map(str, why))}" for name, why in stale.items())
+
+
+def only_outputs_differ(stale: dict[str, list[Change]]) -> bool:
+    """Whether dvc.lock agrees with the params and code, and only the workspace holds other
+    outputs than it records (a `git checkout` without `dvc checkout`, a DVC-tracked output
+    edited by hand): `dvc checkout` brings back the recorded ones, and nothing need run again."""
+    changes = [change for why in stale.values() for change in why]
+    lock = read_lock(Path(LOCK_FILE).read_bytes(), LOCK_FILE)
+    outputs = {out["path"] for stage in lock.get("stages", {}).values() for out in stage["outs"]}
+    if not all(change.path in outputs and change.detail == "modified" for change in changes):
+        return False
+    # An output that git holds (a metrics file) is the commit's own: a checkout is no remedy.
+    return not output_of("git", "ls-files", "--", *{change.path for change in changes}).strip()
+
+
+def remedy(stale: dict[str, list[Change]]) -> str:
+    """What brings the workspace in line with dvc.lock: a checkout, or a rerun."""
+    if only_outputs_differ(stale):
+        return "`dvc checkout` (`dvc pull` where the cache lacks them)"
+    return "`dvc repro`"
 
 
 def read_lock(data: bytes, where: str) -> dict:
@@ -185,7 +217,8 @@ def main() -> None:
             "the pipeline over the working tree; commit or stash them first"
         )
     stale = stale_stages()
-    if stale:
+    # Outputs that are not dvc.lock's, the commit's params and code unchanged: made again below.
+    if stale and not only_outputs_differ(stale):
         print(
             f"Does not reproduce: the commit is stale: {describe_stale(stale)}; run `dvc repro` "
             f"and commit dvc.lock, {', '.join(RESULTS)}.",

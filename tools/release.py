@@ -4,11 +4,12 @@
 
 The registry is git tags in GTO's format (`linear-regression@v1.2.3` registers a version,
 `linear-regression#prod#1` assigns a stage); `dvc.yaml`'s `artifacts:` names the model and its
-folder. A version is registered only from a commit that records what `dvc repro` makes: the
-working tree is clean (git), every stage is up to date with `dvc.lock` (`dvc status`, so the
-bundle is the one whose reload check passed when export ran), and the bundle loads as `predict`
-loads it. The bundle is then pushed to the DVC remote, where `dvc artifacts get` finds it, and
-the commit is tagged; `git push origin TAG` shares the tag.
+folder. A version is registered only from a commit that records what `dvc repro` makes: no
+uncommitted changes to tracked files (git), every stage up to date with `dvc.lock` (`dvc
+status`, so the bundle is the one whose reload check passed when export ran), and the bundle
+loads as `predict` loads it; and the version is new, here and on `origin`. The bundle is then
+pushed to the DVC remote, where `dvc artifacts get` finds it, and the commit is tagged; `git
+push origin TAG` shares the tag.
 """
 
 import argparse
@@ -22,7 +23,7 @@ from pytorch_workflow.errors import UserError, exit_on_user_error
 from pytorch_workflow.export import model_from_bundle
 from pytorch_workflow.paths import artifact_name, load_paths
 from tools.commands import output_of, streamed, uncommitted
-from tools.lock_check import describe_stale, stale_stages
+from tools.lock_check import describe_stale, only_outputs_differ, stale_stages
 
 
 def is_version(text: str) -> bool:
@@ -38,6 +39,11 @@ def check_releasable() -> None:
         raise UserError(f"uncommitted changes ({changed}): commit them first")
     missing: list[str] = []
     stale = stale_stages(missing)
+    if stale and only_outputs_differ(stale):  # after a `git checkout` without `dvc checkout`
+        raise UserError(
+            f"the workspace's outputs are not those dvc.lock records ({describe_stale(stale)}): "
+            "`dvc checkout` them (`dvc pull` where the cache lacks them), then release"
+        )
     if stale:
         raise UserError(
             f"the commit is not what `dvc repro` makes ({describe_stale(stale)}): run `dvc "
@@ -51,6 +57,14 @@ def check_releasable() -> None:
             "them (or `dvc repro`), then release"
         )
     model_from_bundle(load_paths().export_dir)
+
+
+def released_on_origin(tag: str) -> bool:
+    """Whether the team's repository, the `origin` remote where there is one, has the tag: a
+    clone without the team's latest tags would release another model under the same name."""
+    if "origin" not in output_of("git", "remote").split():
+        return False
+    return bool(output_of("git", "ls-remote", "--tags", "origin", f"refs/tags/{tag}").strip())
 
 
 def remote_inside_clone() -> str | None:
@@ -80,8 +94,20 @@ def main(argv: list[str] | None = None) -> None:
     check_releasable()
     name = artifact_name()
     tag = f"{name}@{args.version}"
-    if output_of("git", "tag", "--list", tag).strip():  # before anything is pushed
+    # Before anything is pushed.
+    if output_of("git", "tag", "--list", tag).strip():
         raise UserError(f"{tag} is already released; give a new VERSION")
+    released = output_of("git", "tag", "--points-at", "HEAD", "--list", f"{name}@*").split()
+    if released:
+        raise UserError(
+            f"this commit is already released as {released[0]}: GTO registers one version of "
+            "a commit; release a new commit"
+        )
+    if released_on_origin(tag):
+        raise UserError(
+            f"{tag} is already released on origin (this clone lacks its tag): `git fetch "
+            "--tags`, then give a new VERSION"
+        )
     unshared = remote_inside_clone()
     if unshared:
         print(

@@ -10,7 +10,8 @@ by side (PNG copies in report/, with `dvc plots diff`'s
 interactive page in report/plots/). With --summary, the same report without the images is
 appended to that file: a CI job summary shows Markdown tables, not files from the run. It
 reports on the workspace as it is; where its results are out of date (`dvc status` names a
-stage), the report says so and judges nothing: run `dvc repro` first.
+stage), the report says so and judges nothing: run `dvc repro` first (or `dvc checkout`, where
+only the outputs differ from dvc.lock's, after a `git checkout`).
 
 Exit status: 0 when every gated metric is within its allowance, 1 when one regressed (the report
 is written all the same), 2 when the results are out of date or the change's gate has a mistake
@@ -25,14 +26,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
 from pytorch_workflow.files import atomic_write_bytes, atomic_write_text
 from pytorch_workflow.paths import load_paths
 from tools.commands import output_of
 from tools.gate import GATE_FILE, Allowance, Verdict, judge, load_allowances, parse_allowances
-from tools.lock_check import describe_stale, stale_stages
+from tools.lock_check import describe_stale, remedy, stale_stages
 
 EXIT_REGRESSION = 1
 LOSS_ROWS = 11  # epochs shown in the loss table
@@ -67,6 +68,7 @@ class Gate(NamedTuple):
     whose: str  # "main's", or "this change's" where the base has none
     note: str  # what the change does to the gate, or ""
     problem: str = ""  # a mistake in the change's own gate, or ""
+    own: list[Allowance] | None = None  # the change's own gate, where it differs and parses
 
 
 def judging_gate(base: str) -> Gate:
@@ -95,10 +97,23 @@ def judging_gate(base: str) -> Gate:
     allowances = parse_allowances(at_base, f"{base}:{GATE_FILE}")
     if here is not None and here != at_base:
         try:  # named now, not after the merge, when it would break every report
-            parse_allowances(here, GATE_FILE)
+            own = parse_allowances(here, GATE_FILE)
         except UserError as error:
             return Gate(allowances, f"{base}'s", note, problem=f"this change's {error}")
+        return Gate(allowances, f"{base}'s", note, own=own)
     return Gate(allowances, f"{base}'s", note)
+
+
+def unknown_metrics(allowances: list[Allowance], metrics_diff: dict[str, Any]) -> str:
+    """A mistake in a gate that parses: a metric the workspace does not record (a misspelt
+    name), which every report would fail on once the gate judges; or ""."""
+    unknown = [v.allowance.name for v in judge(allowances, metrics_diff) if v.new is None]
+    if not unknown:
+        return ""
+    return (
+        f"this change's {GATE_FILE}: {', '.join(unknown)}: not a metric of the workspace "
+        "(`dvc metrics show` lists them); check the name"
+    )
 
 
 def diff_table(kind: str, base: str) -> str:
@@ -112,8 +127,8 @@ def gate_section(verdicts: list[Verdict], base: str, gate: Gate, out_of_date: st
     failed = [verdict for verdict in verdicts if not verdict.passed]
     if out_of_date:
         summary = (
-            f"**Not judged:** the workspace's results are out of date ({out_of_date}): run "
-            "`dvc repro`. The tables show them as they are."
+            f"**Not judged:** the workspace's results are {out_of_date}. "
+            "The tables show them as they are."
         )
     elif failed:
         summary = "**Failed.** " + " ".join(f"{v.describe()}." for v in failed)
@@ -231,7 +246,8 @@ class Report(NamedTuple):
     text: str
     summary: str  # the same without its figures, for a job summary
     verdicts: list[Verdict]
-    out_of_date: str  # the stale stages: then nothing is judged; or ""
+    # "out of date (the stale stages): run REMEDY": then nothing is judged; or "".
+    out_of_date: str
     gate_problem: str  # a mistake in the change's gate, or ""
 
 
@@ -239,10 +255,12 @@ def build_report(base: str, report_dir: Path) -> Report:
     """The report of the workspace against `base`, and the gate's verdicts."""
     base_id = resolve_base(base)
     stale = stale_stages()
-    out_of_date = describe_stale(stale) if stale else ""
+    out_of_date = f"out of date ({describe_stale(stale)}): run {remedy(stale)}" if stale else ""
     gate = judging_gate(base)
     metrics_diff = json.loads(output_of("dvc", "metrics", "diff", base, "--all", "--json") or "{}")
     verdicts = judge(gate.allowances, metrics_diff)
+    if gate.own:
+        gate = gate._replace(problem=unknown_metrics(gate.own, metrics_diff))
     sections = [
         f"# Pipeline report: workspace against {base} ({base_id})",
         "## Regression gate",
@@ -280,10 +298,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"Appended the report to {args.summary}")
     # What follows, the report says too: a reviewer gets its tables whatever the verdict.
     if report.out_of_date:
-        raise UserError(
-            f"the workspace's results are out of date ({report.out_of_date}): run `dvc repro`, "
-            "then the report"
-        )
+        raise UserError(f"the workspace's results are {report.out_of_date}, then the report")
     verdicts = report.verdicts
     failed = [verdict for verdict in verdicts if not verdict.passed]
     for verdict in failed:
