@@ -11,6 +11,7 @@ from tests.conftest import (
     CORRUPTED_BYTES,
     REPO_ROOT,
     clone_copy,
+    git_clone,
     make,
     predict,
     remote_object,
@@ -83,6 +84,21 @@ def test_an_unknown_version_is_one_line(released, tmp_path):
 
     assert_clean_failure(
         result, "--version v9.9.9: cannot fetch it from .: no such release here (`gto show`"
+    )
+
+
+def test_a_release_in_another_clones_own_remote_is_named_as_such(released, tmp_path):
+    clone = git_clone(released, tmp_path / "clone")  # the tags, not the releaser's .dvc/storage
+    inputs = tmp_path / "x.csv"
+    inputs.write_text("x\n0.5\n")
+
+    result = predict(clone, inputs, tmp_path / "out.csv", "--version", "v1.0.0")
+
+    assert_clean_failure(
+        result,
+        "error: --version v1.0.0: cannot fetch it from .: ",
+        "(the release went to the DVC remote inside the clone that made it: share releases "
+        "through a shared remote, docs/remotes.md)",
     )
 
 

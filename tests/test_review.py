@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import make, run, workspace_files
 from tests.test_bad_inputs import set_params
+from tests.test_chapter02 import CIRCLES
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +37,6 @@ def record_in_lock(repo: Path, *paths: str) -> None:
     """Record the files' hashes in dvc.lock, as if the pipeline had made them: `dvc status`
     then finds the results up to date."""
     import hashlib
-
-    import yaml
 
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     for stage in lock["stages"].values():
@@ -174,9 +174,45 @@ def test_a_misspelt_metric_in_the_changes_gate_is_named_before_it_is_merged(pipe
 
     assert result.returncode == 2
     assert result.stderr == (
-        "error: this change's regression_gate.yaml: metrics/evaluate.json:maee: not a metric "
-        "of the workspace (`dvc metrics show` lists them); check the name\n"
+        "error: this change's regression_gate.yaml: metrics/evaluate.json:maee: recorded by "
+        "neither revision (`dvc metrics show` lists the metrics); check the name\n"
     )
+
+
+REGRESSION_GATE = "metrics/evaluate.json:\n  mae: {max_increase: 0.001}\n"
+EVERY_TASKS_GATE = REGRESSION_GATE + "  accuracy: {max_decrease: 0.01}\n"
+
+
+def test_a_classifier_is_judged_on_its_own_metrics_not_on_a_regressors(pipeline_repo):
+    (pipeline_repo / "params.yaml").write_text(yaml.safe_dump(CIRCLES, sort_keys=False))
+    gate = pipeline_repo / "regression_gate.yaml"
+    gate.write_text(REGRESSION_GATE)
+    run(["dvc", "repro", "-q"], pipeline_repo)
+    run(["git", "add", "-A"], pipeline_repo)
+    run(["git", "commit", "-qm", "The course's circles, a regressor's gate"], pipeline_repo)
+
+    judged_by_nothing = report(pipeline_repo)
+    gate.write_text(EVERY_TASKS_GATE)  # the change adds a classifier's allowance
+    judged_by_the_change = report(pipeline_repo)
+    text = (pipeline_repo / "report.md").read_text()
+
+    assert judged_by_nothing.returncode == 2
+    assert judged_by_nothing.stderr == (
+        "error: regression_gate.yaml names none of the metrics either revision records "
+        "(`dvc metrics show` lists them): add allowances for them (docs/review.md)\n"
+    )
+    assert judged_by_the_change.returncode == 0, judged_by_the_change.stderr
+    assert "Regression gate passed: 1 metrics within their allowances" in (
+        judged_by_the_change.stdout
+    )
+    assert (
+        "main's `regression_gate.yaml` names none of the metrics either revision records: "
+        "this change's judges it." in text
+    )
+    assert row("metrics/evaluate.json:mae", "-", "-", "-", "rise <= 0.001", "not recorded").search(
+        text
+    )
+    assert re.search(r"\| metrics/evaluate.json:accuracy \|.*\| \+0 \| fall <= 0.01 \| ok \|", text)
 
 
 def test_a_workspace_whose_results_are_out_of_date_is_reported_but_not_judged(pipeline_repo):
@@ -373,8 +409,6 @@ def commit_results(
     DVC cache (and its run cache) and the model's outputs, as in a fresh clone, so `dvc repro`
     trains again; the data stay, as numpy made them the same everywhere."""
     import shutil
-
-    import yaml
 
     for name, content in results.items():
         (repo / name).write_bytes(content.encode() if isinstance(content, str) else content)

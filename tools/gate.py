@@ -7,6 +7,9 @@ metrics file, then the metric, nested keys joined with dots):
       mae: {max_increase: 0.001}   # lower is better: fail if it rises by more than 0.001
       r2: {max_decrease: 0.05}     # higher is better: fail if it falls by more than 0.05
 
+A metric that neither revision records is another task's (a classifier records no mae) and is
+not judged.
+
 No stage imports this module: changing the gate never reruns the pipeline.
 """
 
@@ -57,7 +60,15 @@ class Verdict:
         return change if self.allowance.direction == "max_increase" else -change
 
     @property
+    def recorded(self) -> bool:
+        """Whether either revision records the metric. One gate serves every task: a regressor
+        records no accuracy, a classifier no mae, and neither is judged on the other's."""
+        return self.old is not None or self.new is not None
+
+    @property
     def passed(self) -> bool:
+        if not self.recorded:
+            return True  # another task's metric
         if self.new is None or not math.isfinite(self.new):
             return False  # the workspace lost the metric, or it is NaN
         if self.old is None:
@@ -67,8 +78,6 @@ class Verdict:
     def describe(self) -> str:
         """One line for a failure, naming the metric and by how much it moved."""
         name = self.allowance.name
-        if self.new is None and self.old is None:
-            return f"{name} is in neither the base nor the workspace; check its name in the gate"
         if self.new is None:
             return f"{name} is missing from the workspace (base: {self.old:.6g})"
         if not math.isfinite(self.new):

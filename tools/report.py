@@ -104,15 +104,44 @@ def judging_gate(base: str) -> Gate:
     return Gate(allowances, f"{base}'s", note)
 
 
-def unknown_metrics(allowances: list[Allowance], metrics_diff: dict[str, Any]) -> str:
-    """A mistake in a gate that parses: a metric the workspace does not record (a misspelt
-    name), which every report would fail on once the gate judges; or ""."""
-    unknown = [v.allowance.name for v in judge(allowances, metrics_diff) if v.new is None]
+def applied_gate(gate: Gate, base: str, metrics_diff: dict[str, Any]) -> tuple[Gate, list[Verdict]]:
+    """The judging gate and its verdicts. A base gate that names none of the metrics either
+    revision records (a classifier under a regressor's gate) judges nothing: the change's own
+    gate judges instead, as where the base has none."""
+    verdicts = judge(gate.allowances, metrics_diff)
+    if gate.problem:
+        return gate, verdicts
+    if any(verdict.recorded for verdict in verdicts):
+        return gate._replace(problem=misspelt_metrics(gate, metrics_diff)), verdicts
+    if gate.own:
+        own_verdicts = judge(gate.own, metrics_diff)
+        if any(verdict.recorded for verdict in own_verdicts):
+            note = (
+                f"{base}'s `{GATE_FILE}` names none of the metrics either revision records: "
+                "this change's judges it."
+            )
+            return Gate(gate.own, "this change's", note), own_verdicts
+    problem = (
+        f"{GATE_FILE} names none of the metrics either revision records (`dvc metrics show` "
+        "lists them): add allowances for them (docs/review.md)"
+    )
+    return gate._replace(problem=problem), verdicts
+
+
+def misspelt_metrics(gate: Gate, metrics_diff: dict[str, Any]) -> str:
+    """A mistake in the change's gate that parses: a metric it adds that neither revision
+    records (a misspelt name, never judged); or ""."""
+    named = {allowance.name for allowance in gate.allowances}
+    unknown = [
+        verdict.allowance.name
+        for verdict in judge(gate.own or [], metrics_diff)
+        if not verdict.recorded and verdict.allowance.name not in named
+    ]
     if not unknown:
         return ""
     return (
-        f"this change's {GATE_FILE}: {', '.join(unknown)}: not a metric of the workspace "
-        "(`dvc metrics show` lists them); check the name"
+        f"this change's {GATE_FILE}: {', '.join(unknown)}: recorded by neither revision "
+        "(`dvc metrics show` lists the metrics); check the name"
     )
 
 
@@ -148,9 +177,15 @@ def gate_section(verdicts: list[Verdict], base: str, gate: Gate, out_of_date: st
         rows.append(
             f"| {allowance.name} | {_number(verdict.old)} | {_number(verdict.new)} "
             f"| {_number(verdict.change, sign=True)} | {limit} <= {allowance.amount:g} "
-            f"| {'-' if out_of_date else 'ok' if verdict.passed else '**regressed**'} |"
+            f"| {'-' if out_of_date else _verdict(verdict)} |"
         )
     return "\n".join([summary, "", *rows])
+
+
+def _verdict(verdict: Verdict) -> str:
+    if not verdict.recorded:
+        return "not recorded"
+    return "ok" if verdict.passed else "**regressed**"
 
 
 def _number(value: float | None, sign: bool = False) -> str:
@@ -258,9 +293,7 @@ def build_report(base: str, report_dir: Path) -> Report:
     out_of_date = f"out of date ({describe_stale(stale)}): run {remedy(stale)}" if stale else ""
     gate = judging_gate(base)
     metrics_diff = json.loads(output_of("dvc", "metrics", "diff", base, "--all", "--json") or "{}")
-    verdicts = judge(gate.allowances, metrics_diff)
-    if gate.own:
-        gate = gate._replace(problem=unknown_metrics(gate.own, metrics_diff))
+    gate, verdicts = applied_gate(gate, base, metrics_diff)
     sections = [
         f"# Pipeline report: workspace against {base} ({base_id})",
         "## Regression gate",
@@ -307,7 +340,8 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(report.gate_problem)
     if failed:
         sys.exit(EXIT_REGRESSION)
-    print(f"Regression gate passed: {len(verdicts)} metrics within their allowances")
+    judged = sum(verdict.recorded for verdict in verdicts)
+    print(f"Regression gate passed: {judged} metrics within their allowances")
 
 
 if __name__ == "__main__":
