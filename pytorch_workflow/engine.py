@@ -13,9 +13,11 @@ gradients in every backward pass.
 
 import math
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -327,9 +329,24 @@ def failing_as(key: str, instance: object) -> Iterator[None]:
     other features fails on its first batch)."""
     try:
         yield
-    except (ValueError, TypeError, ZeroDivisionError, RuntimeError, IndexError) as error:
+    except UserError:
+        raise
+    except Exception as error:  # whatever the user's class raises, it is about this param
         name = type(instance).__name__
-        raise UserError(f"{key}: {name} failed: {first_line(error)}") from None
+        where = project_line(error)
+        raise UserError(f"{key}: {name} failed: {first_line(error)}{where}") from None
+
+
+def project_line(error: Exception) -> str:
+    """Where this project's own code raised `error` (a model the user wrote), as
+    ` (pytorch_workflow/model_builder.py, line 12)`: what a one-line error keeps of the
+    traceback; "" where the error comes from torch alone."""
+    root, engine = Path.cwd().resolve(), Path(__file__).resolve()
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        path = Path(frame.filename).resolve()
+        if path.is_relative_to(root) and "site-packages" not in path.parts and path != engine:
+            return f" ({path.relative_to(root)}, line {frame.lineno})"
+    return ""
 
 
 @contextmanager

@@ -213,14 +213,19 @@ def read_card(export_dir: Path) -> dict[str, Any]:
     problem = _card_problem(card)
     if problem:
         raise UserError(f"{path}: not a model card of this pipeline: {problem}")
+    if card["model"].lower() not in {name.lower() for name in model_classes()}:
+        raise UserError(  # renamed or removed since the export
+            f"{path}: its model {card['model']!r} is no class of "
+            f"pytorch_workflow/model_builder.py here ({', '.join(model_classes())}): check out "
+            "the commit that exported it, or run the bundle's program with --trust-program"
+        )
     return card
 
 
 def _card_problem(card: Any) -> str | None:
     if not isinstance(card, dict):
         return f"expected a JSON object, got {type(card).__name__}"
-    known = {name.lower() for name in model_classes()}
-    if not isinstance(card.get("model"), str) or card["model"].lower() not in known:
+    if not isinstance(card.get("model"), str):
         return f"model must be a class of model_builder: {', '.join(model_classes())}"
     if card.get("task") not in TASKS:
         return f"task must be one of {', '.join(TASKS)}"

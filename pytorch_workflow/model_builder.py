@@ -3,9 +3,10 @@
 
 `model.name` in params.yaml picks a class of this module, by its class name or the short name
 it declares (`short_name`), and `model.options` are its constructor's keyword arguments. A
-constructor that takes `in_features` or `out_features` gets them from the data, and one that
-takes `hidden_units` or `activation` gets `model.hidden_units` and `model.activation`. Adding a
-model is writing its class below, nothing else.
+constructor that takes `in_features` or `out_features` (or the course's chapter 02 names,
+`input_features` and `output_features`) gets them from the data, and one that takes
+`hidden_units` or `activation` gets `model.hidden_units` and `model.activation`. Adding a model
+is writing its class below, nothing else.
 """
 
 import inspect
@@ -18,6 +19,12 @@ from torch import nn
 
 from pytorch_workflow.errors import UserError
 from pytorch_workflow.params import ACTIVATIONS, ModelParams, Options, construct, find_class
+
+# The constructor arguments the data fills in, as torch's `nn.Linear` and the course's
+# BlobModel name them: the features of a row, and the outputs (one per class of a multi-class
+# target).
+IN_FEATURES = ("in_features", "input_features")
+OUT_FEATURES = ("out_features", "output_features")
 
 
 class LinearRegressionModel(nn.Module):
@@ -115,7 +122,10 @@ def build_model(
     cls = find_class("model.name", model.name, model_classes(), "pytorch_workflow/model_builder.py")
     # The layout keys as params give them, unless the options do (a model card's options).
     layout = {k: v for k, v in model.architecture().items() if k not in model.options}
-    from_data = {"in_features": in_features, "out_features": out_features}
+    from_data = {
+        **dict.fromkeys(IN_FEATURES, in_features),
+        **dict.fromkeys(OUT_FEATURES, out_features),
+    }
     accepted = inspect.signature(cls).parameters
     given = {key: value for key, value in {**from_data, **layout}.items() if key in accepted}
     if seed is not None:
@@ -135,7 +145,7 @@ def build_model(
 
 def takes_out_features(model: nn.Module) -> bool:
     """Whether the model's class gets `out_features` from the data: one output per class."""
-    return "out_features" in inspect.signature(type(model)).parameters
+    return any(name in inspect.signature(type(model)).parameters for name in OUT_FEATURES)
 
 
 def constructor_options(model: ModelParams) -> Options:

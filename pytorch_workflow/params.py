@@ -397,7 +397,11 @@ def _check_keys(raw: dict[str, Any], path: Path) -> None:
 
 
 def _suggestion(key: str) -> str:
-    close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.6)
+    """The known key meant: one of the same last name in another section first (`train.device`
+    is `device`), else the closest spelling."""
+    leaf = key.rsplit(".", 1)[-1]
+    moved = [known for known in KNOWN_KEYS if known.rsplit(".", 1)[-1] == leaf and known != key]
+    close = moved or difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.6)
     return f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(KNOWN_KEYS)}"
 
 
@@ -488,9 +492,11 @@ class _Reader:
         raise self._fail(key, "true or false")
 
     def choice(self, key: str, allowed: tuple[str, ...], context: str = "") -> str:
+        """One of `allowed`, in any case (`L1` is `l1`), as the class names are."""
         value = self._get(key)
-        if isinstance(value, str) and value in allowed:
-            return value
+        by_case = {name.lower(): name for name in allowed}
+        if isinstance(value, str) and value.lower() in by_case:
+            return by_case[value.lower()]
         raise self._fail(key, f"one of {', '.join(allowed)}{' ' + context if context else ''}")
 
     def text(self, key: str, optional: bool = False) -> str | None:

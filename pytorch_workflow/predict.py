@@ -111,6 +111,8 @@ def check_output(input_path: Path, output: Path) -> None:
         raise UserError(f"{output}: is the input file; predictions would overwrite it")
     if output.parent.exists() and not output.parent.is_dir():
         raise UserError(f"{output}: its folder {output.parent} is a file")
+    if not output.parent.exists():  # a mistyped path, not a folder to make
+        raise UserError(f"{output}: its folder {output.parent} does not exist; create it first")
 
 
 @exit_on_user_error

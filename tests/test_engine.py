@@ -263,6 +263,30 @@ def test_a_model_for_other_features_fails_on_its_first_batch_in_one_line(tmp_pat
         engine.train(model, *data, train_params(epochs=1), quiet)
 
 
+class MisspeltModel(torch.nn.Module):
+    """A user's model whose forward has a typo."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layr(x)
+
+
+def test_a_mistake_in_a_users_forward_is_one_line_naming_where(tmp_path):
+    data = loaders(*course_split(tmp_path))
+    line = MisspeltModel.forward.__code__.co_firstlineno + 1
+
+    with pytest.raises(UserError) as error:
+        engine.train(MisspeltModel(), *data, train_params(epochs=1), quiet)
+
+    assert str(error.value) == (
+        "model.name: MisspeltModel failed: 'MisspeltModel' object has no attribute 'layr' "
+        f"(tests/test_engine.py, line {line})"
+    )
+
+
 def test_diverging_training_stops_with_the_epoch_and_a_hint(tmp_path):
     data = loaders(*course_split(tmp_path))
     params = train_params(epochs=500, lr=1e6, loss="mse")

@@ -12,6 +12,7 @@ from pytorch_workflow.model_builder import (
     LinearRegressionModelV2,
     build_model,
     constructor_options,
+    takes_out_features,
 )
 from pytorch_workflow.params import ModelParams
 
@@ -100,6 +101,38 @@ def test_a_class_written_in_model_builder_is_built_by_name_with_options(circle_m
     assert isinstance(model, circle_model)
     assert model.layer_1.out_features == 6
     assert model(torch.zeros(4, 2)).shape == (4, 1)
+
+
+# The course's chapter 02 BlobModel as its notebook writes it: the data's sizes by its own names.
+BLOB_MODEL = textwrap.dedent(
+    """
+    class BlobModel(nn.Module):
+        def __init__(self, input_features, output_features, hidden_units=8):
+            super().__init__()
+            self.linear_layer_stack = nn.Sequential(
+                nn.Linear(in_features=input_features, out_features=hidden_units),
+                nn.Linear(in_features=hidden_units, out_features=hidden_units),
+                nn.Linear(in_features=hidden_units, out_features=output_features),
+            )
+
+        def forward(self, x):
+            return self.linear_layer_stack(x)
+    """
+)
+
+
+def test_the_course_blob_model_gets_the_datas_sizes_by_its_own_names():
+    namespace = vars(model_builder)
+    exec(BLOB_MODEL, namespace)
+    try:
+        model = build_model(
+            ModelParams("BlobModel", {"hidden_units": 8}), seed=42, in_features=2, out_features=4
+        )
+    finally:
+        del namespace["BlobModel"]
+
+    assert takes_out_features(model)
+    assert model(torch.zeros(3, 2)).shape == (3, 4)
 
 
 @pytest.mark.parametrize(

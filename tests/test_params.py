@@ -101,6 +101,7 @@ def test_numbers_written_as_strings_by_dvc_exp_run_are_accepted(tmp_path):
         ({"train.optimizer": "lbfgs", "train.batch_size": 8}, "lbfgs takes the whole split"),
         ({"split.stratify": True}, "split.stratify needs a classification task, got regression"),
         ({"train.lrr": 0.1}, "unknown key 'train.lrr'; did you mean train.lr?"),
+        ({"train.device": "cuda"}, "unknown key 'train.device'; did you mean device?"),
         ({"train.optimizer": "LBFGS", "train.batch_size": 8}, "lbfgs takes the whole split"),
         ({"train.scheduler_options": {"T_max": 3}}, "train.scheduler_options need a train.sch"),
         ({"model.hidden_units": 10}, "model.hidden_units must be a list of at most 64 layer"),
@@ -122,6 +123,12 @@ def test_bad_params_name_the_key_and_value_in_one_line(tmp_path, changes, messag
 
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_a_name_from_a_list_is_read_in_any_case_as_the_class_names_are(tmp_path):
+    params = load_params(write_params(tmp_path, {"task": "Regression", "train.loss": "L1"}))
+
+    assert (params.task, params.train.loss) == ("regression", "l1")
 
 
 def test_the_line_keys_do_not_matter_for_a_csv(tmp_path):

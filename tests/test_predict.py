@@ -69,6 +69,12 @@ def test_predict_refuses_folders_where_files_belong(reproduced, tmp_path):
     )
     assert_clean_failure(predict(repo, tmp_path, tmp_path / "out.csv"), "not a regular file")
     assert_clean_failure(predict(repo, inputs, tmp_path / "a-file" / "out.csv"), "its folder")
+    assert_clean_failure(
+        predict(repo, inputs, tmp_path / "no-such-folder" / "out.csv"),
+        "no-such-folder/out.csv: its folder ",
+        "no-such-folder does not exist; create it first",
+    )
+    assert not (tmp_path / "no-such-folder").exists()
 
 
 @pytest.mark.parametrize(
@@ -119,6 +125,25 @@ def test_a_broken_model_card_is_named(reproduced, tmp_path, card, message):
     result = predict(repo, inputs, tmp_path / "out.csv", "--bundle", bundle)
 
     assert_clean_failure(result, "model_card.json: not a model card of this pipeline", message)
+
+
+def test_a_card_whose_model_class_is_gone_says_so_and_what_to_do(reproduced, tmp_path):
+    repo, _ = reproduced
+    bundle = tmp_path / "bundle"
+    shutil.copytree(repo / "models/export", bundle)
+    card = json.loads((bundle / "model_card.json").read_text())
+    (bundle / "model_card.json").write_text(json.dumps({**card, "model": "CircleModel"}))
+    inputs = tmp_path / "x.csv"
+    inputs.write_text("x\n0.5\n")
+
+    result = predict(repo, inputs, tmp_path / "out.csv", "--bundle", bundle)
+
+    assert_clean_failure(
+        result,
+        "model_card.json: its model 'CircleModel' is no class of pytorch_workflow/model_builder.py "
+        "here (",
+        "check out the commit that exported it, or run the bundle's program with --trust-program",
+    )
 
 
 def test_a_card_that_names_another_device_still_predicts_on_the_cpu(reproduced, tmp_path):

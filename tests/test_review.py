@@ -79,6 +79,9 @@ def test_report_on_a_branch_shows_the_param_metric_and_loss_diff_against_main(br
     assert "**Passed:**" in text and "Regression gate passed" in result.stdout
     assert row("metrics/evaluate.json:mae", "0.0568781", "0.00844789").search(text)
     assert row("0", "0.312881", "0.481065", "0.312881", "0.481065").search(text)  # epoch 0
+    # Each side at its own round epochs: main's 100 by tens, the branch's 300 by thirties.
+    assert re.search(r"\| 90 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|", text)
+    assert re.search(r"\| 99 \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \|", text)
     assert row("299", "-", "-").search(text)  # main trained 100 epochs
     for name in FIGURES:
         base_copy, workspace_copy = repo / f"report/base-{name}", repo / f"report/workspace-{name}"

@@ -23,6 +23,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ from tools.gate import GATE_FILE, Allowance, Verdict, judge, load_allowances, pa
 from tools.lock_check import describe_stale, remedy, stale_stages
 
 EXIT_REGRESSION = 1
-LOSS_ROWS = 11  # epochs shown in the loss table
+LOSS_ROWS = 11  # epochs shown of each revision's loss curve
 LOSS_COLUMNS = ("train_loss", "test_loss")
 
 
@@ -195,7 +196,8 @@ def _number(value: float | None, sign: bool = False) -> str:
 
 
 def loss_section(base: str, loss_table: Path) -> str:
-    """The two revisions' loss curves, read from plots/loss.csv, at a few evenly spaced epochs."""
+    """The two revisions' loss curves, read from plots/loss.csv (a row an epoch), each at about
+    ten round epochs of its own and its last (0, 10, ..., 90, 99 for 100 epochs), side by side."""
     sides = {
         base: committed(base, loss_table),
         "workspace": loss_table.read_bytes() if loss_table.is_file() else None,
@@ -205,10 +207,9 @@ def loss_section(base: str, loss_table: Path) -> str:
         for side, data in sides.items()
         if data is not None
     }
-    epochs = max((len(rows) for rows in curves.values()), default=0)
-    if not epochs:
+    shown = sorted({epoch for rows in curves.values() for epoch in sampled_epochs(len(rows))})
+    if not shown:
         return "No loss curves in either revision."
-    shown = sorted({round(i * (epochs - 1) / (LOSS_ROWS - 1)) for i in range(LOSS_ROWS)})
     header = ["epoch"] + [f"{side} {kind}" for side in sides for kind in ("train", "test")]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for epoch in shown:
@@ -218,6 +219,14 @@ def loss_section(base: str, loss_table: Path) -> str:
             cells += [f"{loss:.6g}" for loss in row] if row else ["-"] * len(LOSS_COLUMNS)
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def sampled_epochs(epochs: int) -> list[int]:
+    """Every k-th epoch, k the round step that gives at most LOSS_ROWS - 1 of them, and the last."""
+    if not epochs:
+        return []
+    step = max(1, math.ceil((epochs - 1) / (LOSS_ROWS - 1)))
+    return sorted({*range(0, epochs, step), epochs - 1})
 
 
 def loss_curve(data: bytes, where: str) -> list[tuple[float, float]]:
