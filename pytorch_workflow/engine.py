@@ -11,6 +11,7 @@ torchrun the model is wrapped in `DistributedDataParallel`, which averages the p
 gradients in every backward pass.
 """
 
+import inspect
 import math
 import sys
 import traceback
@@ -331,21 +332,33 @@ def failing_as(key: str, instance: object) -> Iterator[None]:
         yield
     except UserError:
         raise
-    except Exception as error:  # whatever the user's class raises, it is about this param
-        name = type(instance).__name__
-        where = project_line(error)
-        raise UserError(f"{key}: {name} failed: {first_line(error)}{where}") from None
+    except Exception as error:
+        where = line_in_class_file(error, type(instance))
+        # Torch's own errors about shapes and values; anything else only where the class's own
+        # code raised it (a typo in a user's forward), not from deeper in the pipeline.
+        if not (where or isinstance(error, _TORCH_ERRORS)):
+            raise
+        detail = first_line(error)
+        if not isinstance(error, _TORCH_ERRORS):  # a bare KeyError says only 'name'
+            detail = f"{type(error).__name__}: {detail}"
+        raise UserError(f"{key}: {type(instance).__name__} failed: {detail}{where}") from None
 
 
-def project_line(error: Exception) -> str:
-    """Where this project's own code raised `error` (a model the user wrote), as
-    ` (pytorch_workflow/model_builder.py, line 12)`: what a one-line error keeps of the
-    traceback; "" where the error comes from torch alone."""
-    root, engine = Path.cwd().resolve(), Path(__file__).resolve()
+_TORCH_ERRORS = (ValueError, TypeError, ZeroDivisionError, RuntimeError, IndexError)
+
+
+def line_in_class_file(error: Exception, cls: type) -> str:
+    """Where the file that defines `cls` raised `error`, as ` (pytorch_workflow/model_builder.py,
+    line 12)` below the working directory: what a one-line error keeps of the traceback; ""
+    where that file is not in it."""
+    try:
+        source = Path(inspect.getsourcefile(cls) or "").resolve()
+    except TypeError:  # a class without a source file
+        return ""
     for frame in reversed(traceback.extract_tb(error.__traceback__)):
-        path = Path(frame.filename).resolve()
-        if path.is_relative_to(root) and "site-packages" not in path.parts and path != engine:
-            return f" ({path.relative_to(root)}, line {frame.lineno})"
+        if Path(frame.filename).resolve() == source:
+            shown = source.relative_to(Path.cwd()) if source.is_relative_to(Path.cwd()) else source
+            return f" ({shown}, line {frame.lineno})"
     return ""
 
 

@@ -213,12 +213,6 @@ def read_card(export_dir: Path) -> dict[str, Any]:
     problem = _card_problem(card)
     if problem:
         raise UserError(f"{path}: not a model card of this pipeline: {problem}")
-    if card["model"].lower() not in {name.lower() for name in model_classes()}:
-        raise UserError(  # renamed or removed since the export
-            f"{path}: its model {card['model']!r} is no class of "
-            f"pytorch_workflow/model_builder.py here ({', '.join(model_classes())}): check out "
-            "the commit that exported it, or run the bundle's program with --trust-program"
-        )
     return card
 
 
@@ -295,6 +289,12 @@ def model_from_bundle(export_dir: Path) -> nn.Module:
     card = read_card(export_dir)
     path = _verified(export_dir, card, STATE_DICT_FILE)
     columns = card["input"]["columns"]
+    if card["model"].lower() not in {name.lower() for name in model_classes()}:
+        raise UserError(  # renamed or removed since the export; its program needs no class
+            f"{export_dir / CARD_FILE}: its model {card['model']!r} is no class of "
+            f"pytorch_workflow/model_builder.py here ({', '.join(model_classes())}): check out "
+            "the commit that exported it, or run the bundle's program with --trust-program"
+        )
     model_params = ModelParams(card["model"], card["model_options"])
     recorded = card.get("model_source")
     if recorded is not None and recorded != model_source(model_params.name):

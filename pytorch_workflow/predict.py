@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     version = args.version or staged_version(args.registry, args.stage)
     release = f"the release {version}"
     with tempfile.TemporaryDirectory(prefix="predict-") as fetched:
-        bundle = fetch_release(args.registry, version, Path(fetched))
+        asked = f"--version {version}" if args.version else f"--stage {args.stage} ({version})"
+        bundle = fetch_release(args.registry, version, Path(fetched), asked)
         staged = f", the {args.stage} stage," if args.stage else ""
         print(f"Fetched {artifact_name()}@{version}{staged} from {args.registry}")
         try:
@@ -174,15 +175,25 @@ def staged_version(registry: str, stage: str) -> str:
     name = artifact_name()
     command = ["gto", "show", f"{name}#{stage}", "--version", "--repo", registry]
     result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:  # GTO's own words, on one line
-        raise UserError(f"--stage {stage}: cannot read {registry}'s tags: {last_line(result)}")
-    if not result.stdout.strip():
+    said = gto_error(result) if result.returncode != 0 else ""
+    if "Cannot find artifact" in said or not (said or result.stdout.strip()):  # no tags, stage
         raise UserError(f"--stage {stage}: cannot fetch it from {registry}: {NO_SUCH_RELEASE}")
+    if said:
+        raise UserError(f"--stage {stage}: cannot read {registry}'s tags: {said}")
     return result.stdout.strip()
 
 
-def fetch_release(registry: str, version: str, into: Path) -> Path:
-    """A released bundle, fetched with `dvc artifacts get` (DVC verifies what it downloads)."""
+def gto_error(result: subprocess.CompletedProcess) -> str:
+    """GTO's error in one line: its line marked ❌ (a bug-report footer follows an unexpected
+    one), without the mark."""
+    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines()]
+    marked = [line for line in lines if line.startswith("❌")]
+    return (marked or [line for line in lines if line] or ["no output"])[0].lstrip("❌ ")
+
+
+def fetch_release(registry: str, version: str, into: Path, asked: str) -> Path:
+    """A released bundle, fetched with `dvc artifacts get` (DVC verifies what it downloads);
+    `asked` is the option the user gave (`--stage prod`), for errors."""
     command = ["dvc", "artifacts", "get", registry, artifact_name(), "--rev", version]
     result = subprocess.run([*command, "-o", str(into / "b")], capture_output=True, text=True)
     if result.returncode != 0:
@@ -195,13 +206,8 @@ def fetch_release(registry: str, version: str, into: Path) -> Path:
                 " (the release went to the DVC remote inside the clone that made it: share "
                 "releases through a shared remote, docs/remotes.md)"
             )
-        raise UserError(f"--version {version}: cannot fetch it from {registry}: {reason}")
+        raise UserError(f"{asked}: cannot fetch it from {registry}: {reason}")
     return into / "b"
-
-
-def last_line(result: subprocess.CompletedProcess) -> str:
-    lines = (result.stderr or result.stdout).strip().splitlines()
-    return lines[-1].strip() if lines else "no output"
 
 
 def predict_csv(args: argparse.Namespace, bundle: Path) -> None:

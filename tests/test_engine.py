@@ -282,7 +282,8 @@ def test_a_mistake_in_a_users_forward_is_one_line_naming_where(tmp_path):
         engine.train(MisspeltModel(), *data, train_params(epochs=1), quiet)
 
     assert str(error.value) == (
-        "model.name: MisspeltModel failed: 'MisspeltModel' object has no attribute 'layr' "
+        "model.name: MisspeltModel failed: AttributeError: 'MisspeltModel' object has no "
+        "attribute 'layr' "
         f"(tests/test_engine.py, line {line})"
     )
 

@@ -137,6 +137,7 @@ def test_a_card_whose_model_class_is_gone_says_so_and_what_to_do(reproduced, tmp
     inputs.write_text("x\n0.5\n")
 
     result = predict(repo, inputs, tmp_path / "out.csv", "--bundle", bundle)
+    trusted = predict(repo, inputs, tmp_path / "out.csv", "--bundle", bundle, "--trust-program")
 
     assert_clean_failure(
         result,
@@ -144,6 +145,8 @@ def test_a_card_whose_model_class_is_gone_says_so_and_what_to_do(reproduced, tmp
         "here (",
         "check out the commit that exported it, or run the bundle's program with --trust-program",
     )
+    assert trusted.returncode == 0, trusted.stderr
+    assert (tmp_path / "out.csv").read_text().startswith("x,prediction\n0.5,")
 
 
 def test_a_card_that_names_another_device_still_predicts_on_the_cpu(reproduced, tmp_path):

@@ -108,11 +108,17 @@ def test_a_stage_is_fetched_as_the_version_it_holds_and_predict_says_which(relea
 
     staged = predict(released, inputs, tmp_path / "out.csv", "--stage", "prod", check=True)
     unknown = predict(released, inputs, tmp_path / "dev.csv", "--stage", "dev")
+    nowhere = tmp_path / "nowhere"
+    unreadable = predict(
+        released, inputs, tmp_path / "x2.csv", "--stage", "prod", "--registry", nowhere
+    )
 
     assert "Fetched linear-regression@v1.0.0, the prod stage, from .\n" in staged.stdout
     assert_clean_failure(
         unknown, "--stage dev: cannot fetch it from .: no such release here (`gto show`"
     )
+    assert_clean_failure(unreadable, f"--stage prod: cannot read {nowhere}'s tags: ")
+    assert "gto/issues" not in unreadable.stderr  # GTO's error, not its bug-report footer
 
 
 def test_a_version_on_a_released_commit_or_on_the_teams_server_is_refused_before_a_push(
@@ -129,6 +135,10 @@ def test_a_version_on_a_released_commit_or_on_the_teams_server_is_refused_before
     run(["git", "add", "NOTES.md"], repo)
     run(["git", "commit", "-qm", "Notes"], repo)
     on_server = make(["release", "VERSION=v1.1.0"], repo, check=False)
+    # ... and v1.2.0 of this very commit, an annotated tag as GTO makes them.
+    run(["git", "push", "-q", "origin", "main"], repo)
+    run(["git", "tag", "-a", "-m", "Registered", "linear-regression@v1.2.0", "main"], server)
+    this_commit_on_server = make(["release", "VERSION=v1.3.0"], repo, check=False)
 
     assert_clean_failure(
         same_commit,
@@ -139,7 +149,11 @@ def test_a_version_on_a_released_commit_or_on_the_teams_server_is_refused_before
         "error: linear-regression@v1.1.0 is already released on origin (this clone lacks its "
         "tag): `git fetch --tags`, then give a new VERSION",
     )
-    for refused in (same_commit, on_server):
+    assert_clean_failure(
+        this_commit_on_server,
+        "error: this commit is already released as linear-regression@v1.2.0: GTO registers one",
+    )
+    for refused in (same_commit, on_server, this_commit_on_server):
         assert "pushed" not in refused.stdout
     assert run(["git", "tag"], repo).stdout.split() == [
         "linear-regression#prod#1",

@@ -177,8 +177,8 @@ def test_a_misspelt_metric_in_the_changes_gate_is_named_before_it_is_merged(pipe
 
     assert result.returncode == 2
     assert result.stderr == (
-        "error: this change's regression_gate.yaml: metrics/evaluate.json:maee: recorded by "
-        "neither revision (`dvc metrics show` lists the metrics); check the name\n"
+        "error: regression_gate.yaml: metrics/evaluate.json:maee is recorded by "
+        "neither revision; did you mean mae?\n"
     )
 
 
@@ -379,9 +379,23 @@ def test_outputs_left_from_another_commit_are_made_again_not_called_stale(pipeli
     assert "error: the workspace's outputs are not those dvc.lock records (stage 'train': " in (
         release.stderr
     )
-    assert "`dvc checkout` them" in release.stderr and "pushed" not in release.stdout
+    assert "run `dvc checkout` (`dvc pull` where" in release.stderr
+    assert "pushed" not in release.stdout
     assert result.returncode == 0, result.stderr
     assert "Reproduces byte for byte" in result.stdout
+
+
+def test_a_stage_rerun_alone_and_committed_is_stale_not_a_checkout_away(pipeline_repo):
+    # dvc.lock then disagrees with itself: split records the old data, prepare the new.
+    set_params(pipeline_repo, data__noise_std=0.01)
+    run(["dvc", "repro", "-q", "--single-item", "prepare"], pipeline_repo)
+    run(["git", "commit", "-qam", "New data; the later stages not rerun"], pipeline_repo)
+
+    result = lock_check(pipeline_repo)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Does not reproduce: the commit is stale: ")
+    assert "stage 'split': changed deps: data/dataset.parquet (modified)" in result.stderr
 
 
 def committed_elsewhere(repo: Path, relative_change: float) -> None:

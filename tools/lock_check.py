@@ -65,7 +65,7 @@ def stale_stages(absent: list[str] | None = None) -> dict[str, list[Change]]:
     if Path(LOCK_FILE).is_file():
         read_lock(Path(LOCK_FILE).read_bytes(), LOCK_FILE)  # DVC names no reason for bad YAML
     status = json.loads(output_of("dvc", "status", "--json") or "{}")
-    stale: dict[str, list[str]] = {}
+    stale: dict[str, list[Change]] = {}
     for stage, changes in status.items():
         name = stage.removeprefix("dvc.yaml:")
         for change in changes if isinstance(changes, list) else []:
@@ -98,12 +98,14 @@ def only_outputs_differ(stale: dict[str, list[Change]]) -> bool:
     outputs than it records (a `git checkout` without `dvc checkout`, a DVC-tracked output
     edited by hand): `dvc checkout` brings back the recorded ones, and nothing need run again."""
     changes = [change for why in stale.values() for change in why]
-    lock = read_lock(Path(LOCK_FILE).read_bytes(), LOCK_FILE)
-    outputs = {out["path"] for stage in lock.get("stages", {}).values() for out in stage["outs"]}
-    if not all(change.path in outputs and change.detail == "modified" for change in changes):
+    outputs = {c.path for c in changes if c.kind == "changed outs" and c.detail == "modified"}
+    # A changed dep is another stage's output only where that stage says so too: a dep whose
+    # producer is up to date means dvc.lock disagrees with itself (a stage rerun alone and
+    # committed), which only `dvc repro` mends.
+    if not outputs or not all(change.path in outputs for change in changes):
         return False
     # An output that git holds (a metrics file) is the commit's own: a checkout is no remedy.
-    return not output_of("git", "ls-files", "--", *{change.path for change in changes}).strip()
+    return not output_of("git", "ls-files", "--", *outputs).strip()
 
 
 def remedy(stale: dict[str, list[Change]]) -> str:

@@ -23,7 +23,7 @@ from pytorch_workflow.errors import UserError, exit_on_user_error
 from pytorch_workflow.export import model_from_bundle
 from pytorch_workflow.paths import artifact_name, load_paths
 from tools.commands import output_of, streamed, uncommitted
-from tools.lock_check import describe_stale, only_outputs_differ, stale_stages
+from tools.lock_check import describe_stale, only_outputs_differ, remedy, stale_stages
 
 
 def is_version(text: str) -> bool:
@@ -42,7 +42,7 @@ def check_releasable() -> None:
     if stale and only_outputs_differ(stale):  # after a `git checkout` without `dvc checkout`
         raise UserError(
             f"the workspace's outputs are not those dvc.lock records ({describe_stale(stale)}): "
-            "`dvc checkout` them (`dvc pull` where the cache lacks them), then release"
+            f"run {remedy(stale)}, then release"
         )
     if stale:
         raise UserError(
@@ -59,12 +59,25 @@ def check_releasable() -> None:
     model_from_bundle(load_paths().export_dir)
 
 
-def released_on_origin(tag: str) -> bool:
-    """Whether the team's repository, the `origin` remote where there is one, has the tag: a
-    clone without the team's latest tags would release another model under the same name."""
+def releases_on_origin(name: str) -> dict[str, str]:
+    """The versions of `name` on the team's repository, the `origin` remote where there is one,
+    each with the commit it tags: a clone without the team's latest tags would release another
+    model under a name taken, or a commit already released. `origin` must answer."""
     if "origin" not in output_of("git", "remote").split():
-        return False
-    return bool(output_of("git", "ls-remote", "--tags", "origin", f"refs/tags/{tag}").strip())
+        return {}
+    commits: dict[str, str] = {}
+    for line in output_of("git", "ls-remote", "--tags", "origin", f"refs/tags/{name}@*").split(
+        "\n"
+    ):
+        if not line.strip():
+            continue
+        sha, ref = line.split("\t")
+        tag = ref.removeprefix("refs/tags/")
+        if tag.endswith("^{}"):  # an annotated tag (GTO's), peeled to its commit
+            commits[tag.removesuffix("^{}")] = sha
+        else:
+            commits.setdefault(tag, sha)
+    return commits
 
 
 def remote_inside_clone() -> str | None:
@@ -97,16 +110,19 @@ def main(argv: list[str] | None = None) -> None:
     # Before anything is pushed.
     if output_of("git", "tag", "--list", tag).strip():
         raise UserError(f"{tag} is already released; give a new VERSION")
-    released = output_of("git", "tag", "--points-at", "HEAD", "--list", f"{name}@*").split()
+    team = releases_on_origin(name)
+    if tag in team:
+        raise UserError(
+            f"{tag} is already released on origin (this clone lacks its tag): `git fetch "
+            "--tags`, then give a new VERSION"
+        )
+    head = output_of("git", "rev-parse", "HEAD").strip()
+    here = output_of("git", "tag", "--points-at", "HEAD", "--list", f"{name}@*").split()
+    released = here + [other for other, commit in team.items() if commit == head]
     if released:
         raise UserError(
             f"this commit is already released as {released[0]}: GTO registers one version of "
             "a commit; release a new commit"
-        )
-    if released_on_origin(tag):
-        raise UserError(
-            f"{tag} is already released on origin (this clone lacks its tag): `git fetch "
-            "--tags`, then give a new VERSION"
         )
     unshared = remote_inside_clone()
     if unshared:

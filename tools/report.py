@@ -21,6 +21,7 @@ is written all the same), 2 when the results are out of date or the change's gat
 import argparse
 import contextlib
 import csv
+import difflib
 import io
 import json
 import math
@@ -39,6 +40,7 @@ from tools.lock_check import describe_stale, remedy, stale_stages
 EXIT_REGRESSION = 1
 LOSS_ROWS = 11  # epochs shown of each revision's loss curve
 LOSS_COLUMNS = ("train_loss", "test_loss")
+SIDES = ("old", "new")  # `dvc metrics diff --json`'s two revisions
 
 
 def resolve_base(base: str) -> str:
@@ -69,7 +71,7 @@ class Gate(NamedTuple):
     whose: str  # "main's", or "this change's" where the base has none
     note: str  # what the change does to the gate, or ""
     problem: str = ""  # a mistake in the change's own gate, or ""
-    own: list[Allowance] | None = None  # the change's own gate, where it differs and parses
+    own: list[Allowance] | None = None  # the workspace's own gate, where it parses
 
 
 def judging_gate(base: str) -> Gate:
@@ -79,7 +81,8 @@ def judging_gate(base: str) -> Gate:
     if at_base is None:
         note = f"{base} has no `{GATE_FILE}` yet: this change's judges it."
         try:
-            return Gate(load_allowances(GATE_FILE), "this change's", note)
+            own = load_allowances(GATE_FILE)
+            return Gate(own, "this change's", note, own=own)
         except UserError as error:  # the report is still written, and says so
             return Gate([], "this change's", note, problem=f"this change's {error}")
     here = _read(Path(GATE_FILE))
@@ -96,13 +99,13 @@ def judging_gate(base: str) -> Gate:
     else:
         note = ""
     allowances = parse_allowances(at_base, f"{base}:{GATE_FILE}")
-    if here is not None and here != at_base:
-        try:  # named now, not after the merge, when it would break every report
-            own = parse_allowances(here, GATE_FILE)
-        except UserError as error:
-            return Gate(allowances, f"{base}'s", note, problem=f"this change's {error}")
-        return Gate(allowances, f"{base}'s", note, own=own)
-    return Gate(allowances, f"{base}'s", note)
+    if here is None:
+        return Gate(allowances, f"{base}'s", note)
+    try:  # named now, not after the merge, when it would break every report
+        own = parse_allowances(here, GATE_FILE)
+    except UserError as error:
+        return Gate(allowances, f"{base}'s", note, problem=f"this change's {error}")
+    return Gate(allowances, f"{base}'s", note, own=own)
 
 
 def applied_gate(gate: Gate, base: str, metrics_diff: dict[str, Any]) -> tuple[Gate, list[Verdict]]:
@@ -112,9 +115,10 @@ def applied_gate(gate: Gate, base: str, metrics_diff: dict[str, Any]) -> tuple[G
     verdicts = judge(gate.allowances, metrics_diff)
     if gate.problem:
         return gate, verdicts
-    if any(verdict.recorded for verdict in verdicts):
-        return gate._replace(problem=misspelt_metrics(gate, metrics_diff)), verdicts
-    if gate.own:
+    gate = gate._replace(problem=misspelt_metrics(gate.own or [], metrics_diff))
+    if gate.problem or any(verdict.recorded for verdict in verdicts):
+        return gate, verdicts
+    if gate.own and gate.own != gate.allowances:
         own_verdicts = judge(gate.own, metrics_diff)
         if any(verdict.recorded for verdict in own_verdicts):
             note = (
@@ -129,21 +133,23 @@ def applied_gate(gate: Gate, base: str, metrics_diff: dict[str, Any]) -> tuple[G
     return gate._replace(problem=problem), verdicts
 
 
-def misspelt_metrics(gate: Gate, metrics_diff: dict[str, Any]) -> str:
-    """A mistake in the change's gate that parses: a metric it adds that neither revision
-    records (a misspelt name, never judged); or ""."""
-    named = {allowance.name for allowance in gate.allowances}
-    unknown = [
-        verdict.allowance.name
-        for verdict in judge(gate.own or [], metrics_diff)
-        if not verdict.recorded and verdict.allowance.name not in named
-    ]
-    if not unknown:
-        return ""
-    return (
-        f"this change's {GATE_FILE}: {', '.join(unknown)}: recorded by neither revision "
-        "(`dvc metrics show` lists the metrics); check the name"
-    )
+def misspelt_metrics(allowances: list[Allowance], metrics_diff: dict[str, Any]) -> str:
+    """A mistake in the workspace's gate: a metric that neither revision records, spelt like one
+    that they do (`maee`), so never judged; or "". Another task's metric is spelt like none."""
+    for verdict in judge(allowances, metrics_diff):
+        allowance = verdict.allowance
+        recorded = [
+            metric
+            for metric, values in metrics_diff.get(allowance.file, {}).items()
+            if isinstance(values, dict) and any(values.get(side) is not None for side in SIDES)
+        ]
+        close = difflib.get_close_matches(allowance.metric, recorded, n=1, cutoff=0.75)
+        if not verdict.recorded and close:
+            return (
+                f"{GATE_FILE}: {allowance.name} is recorded by neither revision; "
+                f"did you mean {close[0]}?"
+            )
+    return ""
 
 
 def diff_table(kind: str, base: str) -> str:
@@ -222,7 +228,8 @@ def loss_section(base: str, loss_table: Path) -> str:
 
 
 def sampled_epochs(epochs: int) -> list[int]:
-    """Every k-th epoch, k the round step that gives at most LOSS_ROWS - 1 of them, and the last."""
+    """Every k-th epoch from 0, k the smallest step that reaches the last in LOSS_ROWS - 1
+    steps (10 for 100 epochs), and the last epoch."""
     if not epochs:
         return []
     step = max(1, math.ceil((epochs - 1) / (LOSS_ROWS - 1)))
