@@ -103,38 +103,6 @@ def test_a_class_written_in_model_builder_is_built_by_name_with_options(circle_m
     assert model(torch.zeros(4, 2)).shape == (4, 1)
 
 
-# The course's chapter 02 BlobModel as its notebook writes it: the data's sizes by its own names.
-BLOB_MODEL = textwrap.dedent(
-    """
-    class BlobModel(nn.Module):
-        def __init__(self, input_features, output_features, hidden_units=8):
-            super().__init__()
-            self.linear_layer_stack = nn.Sequential(
-                nn.Linear(in_features=input_features, out_features=hidden_units),
-                nn.Linear(in_features=hidden_units, out_features=hidden_units),
-                nn.Linear(in_features=hidden_units, out_features=output_features),
-            )
-
-        def forward(self, x):
-            return self.linear_layer_stack(x)
-    """
-)
-
-
-def test_the_course_blob_model_gets_the_datas_sizes_by_its_own_names():
-    namespace = vars(model_builder)
-    exec(BLOB_MODEL, namespace)
-    try:
-        model = build_model(
-            ModelParams("BlobModel", {"hidden_units": 8}), seed=42, in_features=2, out_features=4
-        )
-    finally:
-        del namespace["BlobModel"]
-
-    assert takes_out_features(model)
-    assert model(torch.zeros(3, 2)).shape == (3, 4)
-
-
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
@@ -228,6 +196,22 @@ def test_the_mlp_from_params_is_the_course_model_weight_for_weight(
     assert len(ours.state_dict()) == len(expected)
     with torch.inference_mode():
         assert torch.equal(ours(X), theirs(X))
+
+
+def test_the_course_blob_model_gets_the_datas_sizes_by_its_own_names():
+    namespace = vars(model_builder)
+    before = set(namespace)
+    exec(COURSE_CLASSES, namespace)  # as if pasted into model_builder.py
+    try:
+        model = build_model(
+            ModelParams("BlobModel", {"hidden_units": 8}), seed=42, in_features=2, out_features=4
+        )
+    finally:
+        for name in set(namespace) - before:
+            del namespace[name]
+
+    assert takes_out_features(model)
+    assert model(torch.zeros(3, 2)).shape == (3, 4)
 
 
 def test_the_card_records_the_layout_only_for_a_model_that_takes_it():
