@@ -14,6 +14,7 @@ gradients in every backward pass.
 import inspect
 import math
 import sys
+import sysconfig
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -348,18 +349,32 @@ _TORCH_ERRORS = (ValueError, TypeError, ZeroDivisionError, RuntimeError, IndexEr
 
 
 def line_in_class_file(error: Exception, cls: type) -> str:
-    """Where the file that defines `cls` raised `error`, as ` (pytorch_workflow/model_builder.py,
-    line 12)` below the working directory: what a one-line error keeps of the traceback; ""
-    where that file is not in it."""
+    """Where the class's own code raised `error` (a user's `forward`), as
+    ` (pytorch_workflow/model_builder.py, line 12)`: the innermost frame outside Python's and
+    the installed libraries' files, where it is in the file that defines `cls`; else "" (an
+    error from torch itself, or from deeper in the pipeline)."""
     try:
-        source = Path(inspect.getsourcefile(cls) or "").resolve()
-    except TypeError:  # a class without a source file
+        source = inspect.getsourcefile(cls)
+    except (TypeError, OSError):  # a built-in class; one written in a notebook or a REPL
+        return ""
+    if source is None:
         return ""
     for frame in reversed(traceback.extract_tb(error.__traceback__)):
-        if Path(frame.filename).resolve() == source:
-            shown = source.relative_to(Path.cwd()) if source.is_relative_to(Path.cwd()) else source
-            return f" ({shown}, line {frame.lineno})"
+        path = Path(frame.filename).resolve()
+        if any(path.is_relative_to(library) for library in _LIBRARIES):
+            continue
+        if path != Path(source).resolve():
+            return ""
+        root = Path.cwd().resolve()
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        return f" ({shown}, line {frame.lineno})"
     return ""
+
+
+# Python's own files and the installed packages' (torch's among them).
+_LIBRARIES = tuple(
+    {Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "purelib", "platlib")}
+)
 
 
 @contextmanager

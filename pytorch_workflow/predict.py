@@ -174,7 +174,9 @@ def staged_version(registry: str, stage: str) -> str:
     """The version a stage holds in the registry's tags, as GTO reads them."""
     name = artifact_name()
     command = ["gto", "show", f"{name}#{stage}", "--version", "--repo", registry]
-    result = subprocess.run(command, capture_output=True, text=True)
+    # Wide enough that GTO does not wrap its one-line messages.
+    wide = {**os.environ, "COLUMNS": "10000"}
+    result = subprocess.run(command, capture_output=True, text=True, env=wide)
     said = gto_error(result) if result.returncode != 0 else ""
     if "Cannot find artifact" in said or not (said or result.stdout.strip()):  # no tags, stage
         raise UserError(f"--stage {stage}: cannot fetch it from {registry}: {NO_SUCH_RELEASE}")

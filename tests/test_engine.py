@@ -1,5 +1,8 @@
 """The course's training loop (engine) on real Parquet chunks, without DVC."""
 
+import sys
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -253,6 +256,7 @@ def test_an_optimizer_or_scheduler_failing_as_it_steps_is_one_line(tmp_path, cha
         engine.train(build_model("linear_regression", 42), *data, train_params(**changes), quiet)
 
     assert message in str(error.value) and "\n" not in str(error.value)
+    assert ".py, line" not in str(error.value)  # torch's own files are not the user's code
 
 
 def test_a_model_for_other_features_fails_on_its_first_batch_in_one_line(tmp_path):
@@ -285,6 +289,26 @@ def test_a_mistake_in_a_users_forward_is_one_line_naming_where(tmp_path):
         "model.name: MisspeltModel failed: AttributeError: 'MisspeltModel' object has no "
         "attribute 'layr' "
         f"(tests/test_engine.py, line {line})"
+    )
+
+
+def test_an_error_from_outside_the_classs_own_code_keeps_its_traceback():
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)])
+
+    with pytest.raises(KeyError), engine.failing_as("train.optimizer", optimizer):
+        {}["a bug of the pipeline's"]
+
+
+def test_a_model_written_in_a_notebook_fails_in_one_line_too(monkeypatch):
+    notebook = types.ModuleType("__main__")  # no file, as in Jupyter or a REPL
+    monkeypatch.setitem(sys.modules, "__main__", notebook)
+    model = type("NotebookModel", (torch.nn.Module,), {"__module__": "__main__"})()
+
+    with pytest.raises(UserError) as error, engine.failing_as("model.name", model):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    assert str(error.value) == (
+        "model.name: NotebookModel failed: mat1 and mat2 shapes cannot be multiplied"
     )
 
 

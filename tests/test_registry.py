@@ -117,7 +117,9 @@ def test_a_stage_is_fetched_as_the_version_it_holds_and_predict_says_which(relea
     assert_clean_failure(
         unknown, "--stage dev: cannot fetch it from .: no such release here (`gto show`"
     )
-    assert_clean_failure(unreadable, f"--stage prod: cannot read {nowhere}'s tags: ")
+    assert_clean_failure(
+        unreadable, f"--stage prod: cannot read {nowhere}'s tags: ", f"repo '{nowhere}' to '"
+    )
     assert "gto/issues" not in unreadable.stderr  # GTO's error, not its bug-report footer
 
 

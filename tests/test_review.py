@@ -169,21 +169,38 @@ def test_a_mistake_in_the_changes_gate_is_named_before_it_is_merged(pipeline_rep
     assert "**Mistake:** this change's regression_gate.yaml: metrics/evaluate.json:mae" in text
 
 
+REGRESSION_GATE = "metrics/evaluate.json:\n  mae: {max_increase: 0.001}\n"
+EVERY_TASKS_GATE = REGRESSION_GATE + "  accuracy: {max_decrease: 0.01}\n"
+
+
 def test_a_misspelt_metric_in_the_changes_gate_is_named_before_it_is_merged(pipeline_repo):
     gate = pipeline_repo / "regression_gate.yaml"
-    gate.write_text(gate.read_text().replace("  mae:", "  maee:"))
+    gate.write_text(REGRESSION_GATE.replace("mae:", "maee:"))
+    metric = report(pipeline_repo)
+    gate.write_text(REGRESSION_GATE.replace("evaluate.json", "evalute.json"))
+    file = report(pipeline_repo)
 
-    result = report(pipeline_repo)
-
-    assert result.returncode == 2
-    assert result.stderr == (
+    assert metric.returncode == file.returncode == 2
+    assert metric.stderr == (
         "error: regression_gate.yaml: metrics/evaluate.json:maee is recorded by "
         "neither revision; did you mean mae?\n"
     )
+    assert file.stderr == (
+        "error: regression_gate.yaml: metrics/evalute.json is no metrics file; did you mean "
+        "metrics/evaluate.json?\n"
+    )
 
 
-REGRESSION_GATE = "metrics/evaluate.json:\n  mae: {max_increase: 0.001}\n"
-EVERY_TASKS_GATE = REGRESSION_GATE + "  accuracy: {max_decrease: 0.01}\n"
+def test_a_change_that_adds_another_tasks_allowance_is_no_mistake(pipeline_repo):
+    gate = pipeline_repo / "regression_gate.yaml"
+    gate.write_text(REGRESSION_GATE)
+    run(["git", "commit", "-qam", "A regression's gate"], pipeline_repo)
+    gate.write_text(EVERY_TASKS_GATE)
+
+    result = report(pipeline_repo)
+
+    assert result.returncode == 0, result.stderr
+    assert "Regression gate passed: 1 metrics within their allowances" in result.stdout
 
 
 def test_a_classifier_is_judged_on_its_own_metrics_not_on_a_regressors(pipeline_repo):

@@ -129,11 +129,14 @@ def judge(allowances: list[Allowance], metrics_diff: dict[str, Any]) -> list[Ver
     verdicts = []
     for allowance in allowances:
         entry = metrics_diff.get(allowance.file, {}).get(allowance.metric, {})
-        verdicts.append(Verdict(allowance, _number(entry.get("old")), _number(entry.get("new"))))
+        verdicts.append(
+            Verdict(allowance, as_number(entry.get("old")), as_number(entry.get("new")))
+        )
     return verdicts
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
+    """A metric's value as a number; None for a missing or text value (a device's name)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)

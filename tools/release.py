@@ -7,12 +7,13 @@ The registry is git tags in GTO's format (`linear-regression@v1.2.3` registers a
 folder. A version is registered only from a commit that records what `dvc repro` makes: no
 uncommitted changes to tracked files (git), every stage up to date with `dvc.lock` (`dvc
 status`, so the bundle is the one whose reload check passed when export ran), and the bundle
-loads as `predict` loads it; and the version is new, here and on `origin`. The bundle is then
-pushed to the DVC remote, where `dvc artifacts get` finds it, and the commit is tagged; `git
-push origin TAG` shares the tag.
+loads as `predict` loads it; and the version and the commit are not released yet, here or on
+`origin`. The bundle is then pushed to the DVC remote, where `dvc artifacts get` finds it, and
+the commit is tagged; `git push origin TAG` shares the tag.
 """
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,14 @@ def check_releasable() -> None:
             "them (or `dvc repro`), then release"
         )
     model_from_bundle(load_paths().export_dir)
+
+
+def in_force(name: str, tags: list[str]) -> list[str]:
+    """The versions among GTO's tags of `name` that are still registered: `NAME@v1.2.3`, unless
+    a `NAME@v1.2.3!` deregisters it (`NAME@deprecated` and stage tags are none)."""
+    parsed = [re.fullmatch(rf"{re.escape(name)}@(v[^!#]+)(!?)(?:#\d+)?", tag) for tag in tags]
+    withdrawn = {match[1] for match in parsed if match and match[2]}
+    return [f"{name}@{m[1]}" for m in parsed if m and not m[2] and m[1] not in withdrawn]
 
 
 def releases_on_origin(name: str) -> dict[str, str]:
@@ -118,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     head = output_of("git", "rev-parse", "HEAD").strip()
     here = output_of("git", "tag", "--points-at", "HEAD", "--list", f"{name}@*").split()
-    released = here + [other for other, commit in team.items() if commit == head]
+    released = in_force(name, here + [other for other, commit in team.items() if commit == head])
     if released:
         raise UserError(
             f"this commit is already released as {released[0]}: GTO registers one version of "

@@ -14,7 +14,7 @@ stage), the report says so and judges nothing: run `dvc repro` first (or `dvc ch
 only the outputs differ from dvc.lock's, after a `git checkout`).
 
 Exit status: 0 when every gated metric is within its allowance, 1 when one regressed (the report
-is written all the same), 2 when the results are out of date or the change's gate has a mistake
+is written all the same), 2 when the results are out of date or the workspace's gate has a mistake
 (the report is written, and says so) or when no report could be made.
 """
 
@@ -34,7 +34,15 @@ from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
 from pytorch_workflow.files import atomic_write_bytes, atomic_write_text
 from pytorch_workflow.paths import load_paths
 from tools.commands import output_of
-from tools.gate import GATE_FILE, Allowance, Verdict, judge, load_allowances, parse_allowances
+from tools.gate import (
+    GATE_FILE,
+    Allowance,
+    Verdict,
+    as_number,
+    judge,
+    load_allowances,
+    parse_allowances,
+)
 from tools.lock_check import describe_stale, remedy, stale_stages
 
 EXIT_REGRESSION = 1
@@ -134,22 +142,34 @@ def applied_gate(gate: Gate, base: str, metrics_diff: dict[str, Any]) -> tuple[G
 
 
 def misspelt_metrics(allowances: list[Allowance], metrics_diff: dict[str, Any]) -> str:
-    """A mistake in the workspace's gate: a metric that neither revision records, spelt like one
-    that they do (`maee`), so never judged; or "". Another task's metric is spelt like none."""
-    for verdict in judge(allowances, metrics_diff):
-        allowance = verdict.allowance
+    """A mistake in the workspace's gate: a metric (or metrics file) that neither revision
+    records, spelt like one that they do (`maee`, `MAE`), so never judged; or "". Another task's
+    metric is spelt like none of this one's."""
+    files = list(metrics_diff)
+    for allowance in allowances:
+        if allowance.file not in metrics_diff:
+            meant = _spelt_like(allowance.file, files)
+            if meant:
+                return f"{GATE_FILE}: {allowance.file} is no metrics file; did you mean {meant}?"
+            continue
         recorded = [
             metric
-            for metric, values in metrics_diff.get(allowance.file, {}).items()
-            if isinstance(values, dict) and any(values.get(side) is not None for side in SIDES)
+            for metric, values in metrics_diff[allowance.file].items()
+            if isinstance(values, dict) and any(as_number(values.get(s)) is not None for s in SIDES)
         ]
-        close = difflib.get_close_matches(allowance.metric, recorded, n=1, cutoff=0.75)
-        if not verdict.recorded and close:
+        meant = _spelt_like(allowance.metric, recorded) if allowance.metric not in recorded else ""
+        if meant:
             return (
                 f"{GATE_FILE}: {allowance.name} is recorded by neither revision; "
-                f"did you mean {close[0]}?"
+                f"did you mean {meant}?"
             )
     return ""
+
+
+def _spelt_like(name: str, names: list[str]) -> str:
+    by_case = {known.lower(): known for known in names}
+    close = difflib.get_close_matches(name.lower(), list(by_case), n=1, cutoff=0.6)
+    return by_case[close[0]] if close else ""
 
 
 def diff_table(kind: str, base: str) -> str:
