@@ -416,17 +416,20 @@ def test_a_shuffled_split_is_seeded(tmp_path):
     assert not np.array_equal(first["train"], other["train"])
 
 
+def ordered_and_stratified(tmp_path, columns, task):
+    """The summaries of a split in the file's order and of a stratified one."""
+    ordered, _ = split(tmp_path / "a", columns, split_params(), task=task)
+    stratified, _ = split(
+        tmp_path / "b", columns, split_params(stratify=True, shuffle=True), task=task
+    )
+    return ordered, stratified
+
+
 def test_a_stratified_split_keeps_each_class_share_and_reports_the_balance(tmp_path):
     labels = (np.arange(1000) >= 700).astype(np.float32)  # sorted: the class 1 rows come last
     columns = {"x": np.arange(1000), "y": labels}
 
-    ordered, _ = split(tmp_path / "a", columns, split_params(), task="binary_classification")
-    stratified, _ = split(
-        tmp_path / "b",
-        columns,
-        split_params(stratify=True, shuffle=True),
-        task="binary_classification",
-    )
+    ordered, stratified = ordered_and_stratified(tmp_path, columns, "binary_classification")
 
     assert ordered.metrics()["test"]["class_1_share"] == 1.0
     assert "split.shuffle: true" in ordered.imbalance()
@@ -439,13 +442,7 @@ def test_a_multiclass_split_names_the_class_whose_share_differs_most(tmp_path):
     labels = np.repeat([0.0, 1.0, 2.0], [400, 350, 250])  # sorted: test holds only class 2
     columns = {"x": np.arange(1000), "y": labels}
 
-    ordered, _ = split(tmp_path / "a", columns, split_params(), task="multiclass_classification")
-    stratified, _ = split(
-        tmp_path / "b",
-        columns,
-        split_params(stratify=True, shuffle=True),
-        task="multiclass_classification",
-    )
+    ordered, stratified = ordered_and_stratified(tmp_path, columns, "multiclass_classification")
 
     many = {"x": np.arange(1000), "y": np.repeat(np.arange(100.0), 10)}  # 2 rows each in test
     random, _ = split(
