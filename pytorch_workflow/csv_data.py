@@ -254,10 +254,11 @@ def _checked_float32(
         # time, an id) is rounded to steps too coarse to tell its values apart.
         spread = values.max(axis=0) - values.min(axis=0)
         step = np.spacing(np.abs(as_float32).max(axis=0)).astype(np.float64)
-        coarse = (spread > 0) & (step > spread * COARSEST_STEP) & (as_float32 != values).any(axis=0)
+        differs = as_float32 != values
+        coarse = (spread > 0) & (step > spread * COARSEST_STEP) & differs.any(axis=0)
         for place in np.flatnonzero(coarse):
             if names[place] not in rounded:
-                index = int(np.flatnonzero(as_float32[:, place] != values[:, place])[0])
+                index = int(np.flatnonzero(differs[:, place])[0])
                 rounded[names[place]] = (
                     float(values[index, place]),
                     float(as_float32[index, place]),

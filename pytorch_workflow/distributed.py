@@ -72,15 +72,6 @@ def run_under_torchrun(processes: int, module: str) -> None:
     own_errors = [line for line in report.splitlines() if line.startswith("error: ")]
     if own_errors:
         raise UserError(own_errors[0].removeprefix("error: "))
-    if "RendezvousTimeoutError" in report:  # before any training process started
-        where = os.environ.get("PET_RDZV_ENDPOINT") or ":".join(
-            filter(None, (os.environ.get("PET_MASTER_ADDR"), os.environ.get("PET_MASTER_PORT")))
-        )
-        raise UserError(
-            f"train: the machines (PET_NNODES={os.environ.get('PET_NNODES')}) did not all meet at "
-            f"{where} in time (torchrun's RendezvousTimeoutError): start the train stage on each "
-            "with the same PET_ settings; the stage wrote nothing"
-        )
     raise UserError(f"train: {root_cause(report)}; the stage wrote nothing")
 
 
@@ -103,7 +94,17 @@ def _stop(torchrun: subprocess.Popen) -> None:
 
 def root_cause(report: str) -> str:
     """Which process failed first and how, from torchrun's report of a failed run, with the
-    first exception a process printed (its traceback's last line) where one did."""
+    first exception a process printed (its traceback's last line) where one did; or that the
+    machines never met, before any training process started."""
+    if "RendezvousTimeoutError" in report:
+        where = os.environ.get("PET_RDZV_ENDPOINT") or ":".join(
+            filter(None, (os.environ.get("PET_MASTER_ADDR"), os.environ.get("PET_MASTER_PORT")))
+        )
+        return (
+            f"the machines (PET_NNODES={os.environ.get('PET_NNODES')}) did not all meet at "
+            f"{where} in time (torchrun's RendezvousTimeoutError): start the train stage on each "
+            "with the same PET_ settings"
+        )
     cause = report.split("Root Cause", 1)[-1]
     rank = re.search(r"rank\s*:\s*(\d+)", cause)
     killed_by = re.search(r"Signal \d+ \((SIG[A-Z]+)\)", cause)

@@ -73,8 +73,7 @@ def restored_on_failure(folder: Path) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        # Deepest first, so that a folder the block made is empty when its turn comes.
-        for path in sorted(entries() - before, key=lambda path: len(path.parts), reverse=True):
+        for path in entries() - before:  # a folder's files may be gone with it already
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:

@@ -584,11 +584,16 @@ def find_class(key: str, name: str, classes: dict[str, type], where: str) -> typ
     by_lower = {known.lower(): cls for known, cls in classes.items()}
     if name.lower() in by_lower:
         return by_lower[name.lower()]
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
-    hint = (
-        f"did you mean {by_lower[close[0]].__name__}?" if close else f"known: {', '.join(classes)}"
-    )
+    close = closest_name(name, list(classes))
+    hint = f"did you mean {classes[close].__name__}?" if close else f"known: {', '.join(classes)}"
     raise UserError(f"{key}: no class {name!r} in {where}; {hint}")
+
+
+def closest_name(name: str, names: list[str]) -> str:
+    """The one of `names` spelt most like `name`, in any case; "" where none is close."""
+    by_lower = {known.lower(): known for known in names}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else ""
 
 
 def construct(key: str, cls: type, options: Options, given: dict[str, Any]) -> Any:

@@ -141,13 +141,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.version is None and args.stage is None:
         predict_csv(args, args.bundle or load_paths().export_dir)
         return
-    version = args.version or staged_version(args.registry, args.stage)
+    name = artifact_name()
+    version = args.version or staged_version(args.registry, name, args.stage)
     release = f"the release {version}"
     with tempfile.TemporaryDirectory(prefix="predict-") as fetched:
         asked = f"--version {version}" if args.version else f"--stage {args.stage} ({version})"
-        bundle = fetch_release(args.registry, version, Path(fetched), asked)
+        bundle = fetch_release(args.registry, name, version, Path(fetched), asked)
         staged = f", the {args.stage} stage," if args.stage else ""
-        print(f"Fetched {artifact_name()}@{version}{staged} from {args.registry}")
+        print(f"Fetched {name}@{version}{staged} from {args.registry}")
         try:
             predict_csv(args, bundle)
         except UserError as error:  # named by the release, not by the folder it was fetched to
@@ -170,9 +171,9 @@ def check_release_name(option: str, value: str | None) -> None:
 NO_SUCH_RELEASE = "no such release here (`gto show` lists them; `git fetch --tags` first)"
 
 
-def staged_version(registry: str, stage: str) -> str:
-    """The version a stage holds in the registry's tags, as GTO reads them."""
-    name = artifact_name()
+def staged_version(registry: str, name: str, stage: str) -> str:
+    """The version of the artifact `name` that a stage holds in the registry's tags, as GTO
+    reads them."""
     command = ["gto", "show", f"{name}#{stage}", "--version", "--repo", registry]
     # Wide enough that GTO does not wrap its one-line messages.
     wide = {**os.environ, "COLUMNS": "10000"}
@@ -193,10 +194,10 @@ def gto_error(result: subprocess.CompletedProcess) -> str:
     return (marked or [line for line in lines if line] or ["no output"])[0].lstrip("❌ ")
 
 
-def fetch_release(registry: str, version: str, into: Path, asked: str) -> Path:
+def fetch_release(registry: str, name: str, version: str, into: Path, asked: str) -> Path:
     """A released bundle, fetched with `dvc artifacts get` (DVC verifies what it downloads);
     `asked` is the option the user gave (`--stage prod`), for errors."""
-    command = ["dvc", "artifacts", "get", registry, artifact_name(), "--rev", version]
+    command = ["dvc", "artifacts", "get", registry, name, "--rev", version]
     result = subprocess.run([*command, "-o", str(into / "b")], capture_output=True, text=True)
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.startswith("ERROR")]

@@ -126,13 +126,18 @@ def _allowance(path: str | Path, file: str, metric: str, rule: Any) -> Allowance
 
 def judge(allowances: list[Allowance], metrics_diff: dict[str, Any]) -> list[Verdict]:
     """Each allowance against `dvc metrics diff --all --json`: {file: {metric: {old, new}}}."""
-    verdicts = []
-    for allowance in allowances:
-        entry = metrics_diff.get(allowance.file, {}).get(allowance.metric, {})
-        verdicts.append(
-            Verdict(allowance, as_number(entry.get("old")), as_number(entry.get("new")))
-        )
-    return verdicts
+    return [
+        Verdict(allowance, *old_and_new(metrics_diff.get(allowance.file, {}).get(allowance.metric)))
+        for allowance in allowances
+    ]
+
+
+def old_and_new(entry: Any) -> tuple[float | None, float | None]:
+    """A metric's two values in `dvc metrics diff --json` (`{old, new}`), as numbers: None for
+    a revision without it, or with text (a device's name)."""
+    if not isinstance(entry, dict):
+        return None, None
+    return as_number(entry.get("old")), as_number(entry.get("new"))
 
 
 def as_number(value: Any) -> float | None:

@@ -34,8 +34,8 @@ from tools.tolerance import (
     TOLERANCE_FILE,
     largest_difference,
     load_tolerance,
+    number_files,
     numbers_of,
-    result_order,
 )
 
 # How `dvc status` describes outputs that are merely absent: a fresh clone has no data yet.
@@ -108,11 +108,13 @@ def only_outputs_differ(stale: dict[str, list[Change]]) -> bool:
     return not output_of("git", "ls-files", "--", *outputs).strip()
 
 
+# What brings back the outputs dvc.lock records, where only they differ.
+CHECKOUT = "`dvc checkout` (`dvc pull` where the cache lacks them)"
+
+
 def remedy(stale: dict[str, list[Change]]) -> str:
     """What brings the workspace in line with dvc.lock: a checkout, or a rerun."""
-    if only_outputs_differ(stale):
-        return "`dvc checkout` (`dvc pull` where the cache lacks them)"
-    return "`dvc repro`"
+    return CHECKOUT if only_outputs_differ(stale) else "`dvc repro`"
 
 
 def read_lock(data: bytes, where: str) -> dict:
@@ -174,11 +176,8 @@ def git_status() -> set[str]:
 
 def recorded_numbers(revision: str | None) -> dict[str, float]:
     """Every recorded number of a commit (`revision`) or of the workspace (None)."""
-    files = sorted(output_of("git", "ls-files", *RESULTS).split(), key=result_order)
     numbers: dict[str, float] = {}
-    for name in files:
-        if not name.endswith(NUMBER_FILES):
-            continue
+    for name in number_files(output_of("git", "ls-files", *RESULTS).split()):
         if revision is None:
             text = Path(name).read_text(encoding="utf-8") if Path(name).exists() else ""
         else:

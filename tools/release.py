@@ -24,7 +24,7 @@ from pytorch_workflow.errors import UserError, exit_on_user_error
 from pytorch_workflow.export import model_from_bundle
 from pytorch_workflow.paths import artifact_name, load_paths
 from tools.commands import output_of, streamed, uncommitted
-from tools.lock_check import describe_stale, only_outputs_differ, remedy, stale_stages
+from tools.lock_check import CHECKOUT, describe_stale, only_outputs_differ, stale_stages
 
 
 def is_version(text: str) -> bool:
@@ -43,7 +43,7 @@ def check_releasable() -> None:
     if stale and only_outputs_differ(stale):  # after a `git checkout` without `dvc checkout`
         raise UserError(
             f"the workspace's outputs are not those dvc.lock records ({describe_stale(stale)}): "
-            f"run {remedy(stale)}, then release"
+            f"run {CHECKOUT}, then release"
         )
     if stale:
         raise UserError(
@@ -75,11 +75,8 @@ def releases_on_origin(name: str) -> dict[str, str]:
     if "origin" not in output_of("git", "remote").split():
         return {}
     commits: dict[str, str] = {}
-    for line in output_of("git", "ls-remote", "--tags", "origin", f"refs/tags/{name}@*").split(
-        "\n"
-    ):
-        if not line.strip():
-            continue
+    listed = output_of("git", "ls-remote", "--tags", "origin", f"refs/tags/{name}@*")
+    for line in listed.splitlines():
         sha, ref = line.split("\t")
         tag = ref.removeprefix("refs/tags/")
         if tag.endswith("^{}"):  # an annotated tag (GTO's), peeled to its commit

@@ -21,7 +21,6 @@ is written all the same), 2 when the results are out of date or the workspace's 
 import argparse
 import contextlib
 import csv
-import difflib
 import io
 import json
 import math
@@ -32,15 +31,16 @@ from typing import Any, NamedTuple
 
 from pytorch_workflow.errors import UserError, exit_on_user_error, first_line
 from pytorch_workflow.files import atomic_write_bytes, atomic_write_text
+from pytorch_workflow.params import closest_name
 from pytorch_workflow.paths import load_paths
 from tools.commands import output_of
 from tools.gate import (
     GATE_FILE,
     Allowance,
     Verdict,
-    as_number,
     judge,
     load_allowances,
+    old_and_new,
     parse_allowances,
 )
 from tools.lock_check import describe_stale, remedy, stale_stages
@@ -48,7 +48,6 @@ from tools.lock_check import describe_stale, remedy, stale_stages
 EXIT_REGRESSION = 1
 LOSS_ROWS = 11  # epochs shown of each revision's loss curve
 LOSS_COLUMNS = ("train_loss", "test_loss")
-SIDES = ("old", "new")  # `dvc metrics diff --json`'s two revisions
 
 
 def resolve_base(base: str) -> str:
@@ -110,7 +109,7 @@ def judging_gate(base: str) -> Gate:
     if here is None:
         return Gate(allowances, f"{base}'s", note)
     try:  # named now, not after the merge, when it would break every report
-        own = parse_allowances(here, GATE_FILE)
+        own = allowances if here == at_base else parse_allowances(here, GATE_FILE)
     except UserError as error:
         return Gate(allowances, f"{base}'s", note, problem=f"this change's {error}")
     return Gate(allowances, f"{base}'s", note, own=own)
@@ -148,28 +147,22 @@ def misspelt_metrics(allowances: list[Allowance], metrics_diff: dict[str, Any]) 
     files = list(metrics_diff)
     for allowance in allowances:
         if allowance.file not in metrics_diff:
-            meant = _spelt_like(allowance.file, files)
+            meant = closest_name(allowance.file, files)
             if meant:
                 return f"{GATE_FILE}: {allowance.file} is no metrics file; did you mean {meant}?"
             continue
         recorded = [
             metric
             for metric, values in metrics_diff[allowance.file].items()
-            if isinstance(values, dict) and any(as_number(values.get(s)) is not None for s in SIDES)
+            if old_and_new(values) != (None, None)
         ]
-        meant = _spelt_like(allowance.metric, recorded) if allowance.metric not in recorded else ""
+        meant = closest_name(allowance.metric, recorded) if allowance.metric not in recorded else ""
         if meant:
             return (
                 f"{GATE_FILE}: {allowance.name} is recorded by neither revision; "
                 f"did you mean {meant}?"
             )
     return ""
-
-
-def _spelt_like(name: str, names: list[str]) -> str:
-    by_case = {known.lower(): known for known in names}
-    close = difflib.get_close_matches(name.lower(), list(by_case), n=1, cutoff=0.6)
-    return by_case[close[0]] if close else ""
 
 
 def diff_table(kind: str, base: str) -> str:

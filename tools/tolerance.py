@@ -97,16 +97,21 @@ def numbers_of(name: str, text: str) -> dict[str, float]:
     return numbers
 
 
+def number_files(names: list[str]) -> list[str]:
+    """The result files among `names` that hold recorded numbers, in RESULTS' order."""
+    return sorted((name for name in names if name.endswith(NUMBER_FILES)), key=result_order)
+
+
 def recorded_in(repo: Path) -> dict[str, float]:
     """Every recorded number of a checkout's workspace, in RESULTS' order."""
     names = [
         path.relative_to(repo).as_posix()
         for folder in RESULTS
         for path in (repo / folder).rglob("*")
-        if path.is_file() and path.name.endswith(NUMBER_FILES)
+        if path.is_file()
     ]
     numbers: dict[str, float] = {}
-    for name in sorted(names, key=result_order):
+    for name in number_files(names):
         numbers.update(numbers_of(name, (repo / name).read_text(encoding="utf-8")))
     return numbers
 
