@@ -31,7 +31,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.pipeline_benchmark import commit, environment  # noqa: E402
-from tools.commands import documented_commands  # noqa: E402
+from tests.helpers import documented_commands  # noqa: E402
 
 RESULTS = REPO / "docs/own-data-results.md"
 README = REPO / "README.md"

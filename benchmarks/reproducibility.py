@@ -26,8 +26,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from benchmarks.pipeline_benchmark import commit, environment, write_section  # noqa: E402
+from tests.helpers import recorded_in  # noqa: E402
 from tests.test_reproducibility import MACHINES, OWN_DATA  # noqa: E402
-from tools.tolerance import largest_difference, load_tolerance, recorded_in  # noqa: E402
+from tools.tolerance import largest_difference, load_tolerance  # noqa: E402
 
 DOC = REPO / "docs/reproducibility.md"
 CPU_SECTION = "<!-- reproducibility: written by benchmarks/reproducibility.py -->"

@@ -155,14 +155,11 @@ def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> li
     return [*features, params.target]
 
 
-def _is_number_type(kind: pa.DataType) -> bool:
-    return pa.types.is_integer(kind) or pa.types.is_floating(kind)
-
-
 def _is_feature(field: pa.Field, target: str) -> bool:
     """Whether `data.features: null` takes the column: a named column of numbers, not the
     target (an unnamed one is what pandas' `to_csv` writes for the index)."""
-    return field.name not in (target, "") and _is_number_type(field.type)
+    number = pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
+    return number and field.name not in (target, "")
 
 
 def left_out_columns(path: str | Path, params: DataParams) -> list[str]:

@@ -14,12 +14,9 @@ gradients in every backward pass.
 import inspect
 import math
 import sys
-import sysconfig
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -29,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from pytorch_workflow.dataloaders import Batch
 from pytorch_workflow.distributed import process_rank, sum_over_processes
-from pytorch_workflow.errors import UserError, first_line
+from pytorch_workflow.errors import UserError, first_line, line_in_file
 from pytorch_workflow.model_builder import takes_out_features
 from pytorch_workflow.params import LOSSES, TrainParams, construct, find_class
 
@@ -59,25 +56,15 @@ class EpochResult:
         )
 
 
-def _optimizer_classes() -> dict[str, type]:
+def _classes(module: object, base: type) -> dict[str, type]:
+    """The public subclasses of `base` in `module`, by name: torch's optimizers, schedulers."""
     return {
         name: value
-        for name, value in vars(torch.optim).items()
+        for name, value in vars(module).items()
         if isinstance(value, type)
-        and issubclass(value, torch.optim.Optimizer)
-        and value is not torch.optim.Optimizer
-    }
-
-
-def _scheduler_classes() -> dict[str, type]:
-    schedulers = torch.optim.lr_scheduler
-    return {
-        name: value
-        for name, value in vars(schedulers).items()
-        if isinstance(value, type)
-        and issubclass(value, (schedulers.LRScheduler, schedulers.ReduceLROnPlateau))
+        and issubclass(value, base)
+        and value is not base
         and not name.startswith("_")
-        and value is not schedulers.LRScheduler
     }
 
 
@@ -85,7 +72,12 @@ def make_optimizer(
     params: TrainParams, parameters: Iterator[nn.Parameter]
 ) -> torch.optim.Optimizer:
     """The `torch.optim` class that `train.optimizer` names, with `train.optimizer_options`."""
-    cls = find_class("train.optimizer", params.optimizer, _optimizer_classes(), "torch.optim")
+    cls = find_class(
+        "train.optimizer",
+        params.optimizer,
+        _classes(torch.optim, torch.optim.Optimizer),
+        "torch.optim",
+    )
     return construct(
         "train.optimizer_options",
         cls,
@@ -101,7 +93,10 @@ def make_scheduler(
     if params.scheduler is None:
         return None
     cls = find_class(
-        "train.scheduler", params.scheduler, _scheduler_classes(), "torch.optim.lr_scheduler"
+        "train.scheduler",
+        params.scheduler,
+        _classes(torch.optim.lr_scheduler, torch.optim.lr_scheduler.LRScheduler),
+        "torch.optim.lr_scheduler",
     )
     return construct(
         "train.scheduler_options", cls, params.scheduler_options, {"optimizer": optimizer}
@@ -278,7 +273,8 @@ def train(
     # DistributedDataParallel averages the gradients of the processes in each backward pass.
     trained = model
     if world_size > 1:
-        on_gpu = [model_device(model)] if model_device(model).type == "cuda" else None
+        device = next(model.parameters()).device
+        on_gpu = [device] if device.type == "cuda" else None
         trained = DistributedDataParallel(model, device_ids=on_gpu)
     loss_fn = getattr(nn, LOSSES[params.loss].module)()
     optimizer = make_optimizer(params, trained.parameters())
@@ -319,10 +315,6 @@ def train(
     return history
 
 
-def model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @contextmanager
 def failing_as(key: str, instance: object) -> Iterator[None]:
     """An error that the user's model, optimizer or scheduler raises as it runs, as one line
@@ -349,32 +341,14 @@ _TORCH_ERRORS = (ValueError, TypeError, ZeroDivisionError, RuntimeError, IndexEr
 
 
 def line_in_class_file(error: Exception, cls: type) -> str:
-    """Where the class's own code raised `error` (a user's `forward`), as
-    ` (pytorch_workflow/model_builder.py, line 12)`: the innermost frame outside Python's and
-    the installed libraries' files, where it is in the file that defines `cls`; else "" (an
-    error from torch itself, or from deeper in the pipeline)."""
+    """Where the class's own code raised `error`, as ` (pytorch_workflow/model_builder.py, line
+    12)`; else "" (`errors.line_in_file`)."""
     try:
         source = inspect.getsourcefile(cls)
     except (TypeError, OSError):  # a built-in class; one written in a notebook or a REPL
         return ""
-    if source is None:
-        return ""
-    for frame in reversed(traceback.extract_tb(error.__traceback__)):
-        path = Path(frame.filename).resolve()
-        if any(path.is_relative_to(library) for library in _LIBRARIES):
-            continue
-        if path != Path(source).resolve():
-            return ""
-        root = Path.cwd().resolve()
-        shown = path.relative_to(root) if path.is_relative_to(root) else path
-        return f" ({shown}, line {frame.lineno})"
-    return ""
-
-
-# Python's own files and the installed packages' (torch's among them).
-_LIBRARIES = tuple(
-    {Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "purelib", "platlib")}
-)
+    where = line_in_file(error, source) if source else ""
+    return f" ({where})" if where else ""
 
 
 @contextmanager

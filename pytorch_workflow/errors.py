@@ -1,12 +1,17 @@
 """User-facing errors: one line on stderr, a non-zero exit, never a traceback."""
 
 import functools
+import importlib
+import importlib.util
 import os
 import re
 import signal
 import sys
+import sysconfig
 import threading
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -27,6 +32,59 @@ def first_line(error: BaseException, limit: int = 160) -> str:
     what a `UserError` quotes of a library's error."""
     text = str(error).strip()
     return (text.splitlines()[0] if text else type(error).__name__)[:limit]
+
+
+def line_in_file(error: BaseException, source: str | Path) -> str:
+    """Where the code in `source` raised `error` (a user's `forward`, a typo in the model
+    file), as `pytorch_workflow/model_builder.py, line 12`: the line a syntax error points
+    at, or the innermost frame outside Python's and the installed libraries' files where it is
+    in `source`; else "" (an error from torch itself, or from deeper in the pipeline)."""
+    source = Path(source).resolve()
+    if (
+        isinstance(error, SyntaxError)
+        and error.filename
+        and Path(error.filename).resolve() == source
+    ):
+        return _shown(source, error.lineno)
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        path = Path(frame.filename)
+        if frame.filename.startswith("<frozen ") or any(
+            path.resolve().is_relative_to(library) for library in _LIBRARIES
+        ):
+            continue
+        return _shown(source, frame.lineno) if path.resolve() == source else ""
+    return ""
+
+
+# Python's own files and the installed packages' (torch's among them).
+_LIBRARIES = tuple(
+    {Path(sysconfig.get_paths()[key]).resolve() for key in ("stdlib", "purelib", "platlib")}
+)
+
+
+def _shown(path: Path, line: int | None) -> str:
+    root = Path.cwd().resolve()
+    return f"{path.relative_to(root) if path.is_relative_to(root) else path}, line {line}"
+
+
+# The module where users write their model classes.
+MODEL_BUILDER = "pytorch_workflow.model_builder"
+
+
+def import_model_builder() -> None:
+    """Import the module of the model classes: a mistake in its own code (a syntax error, an
+    import it lacks) is a `UserError` naming its line. The entry points call this through
+    `exit_on_user_error` before their other imports, which would raise it before `main` runs."""
+    spec = importlib.util.find_spec(MODEL_BUILDER)
+    try:
+        importlib.import_module(MODEL_BUILDER)
+    except Exception as error:
+        where = line_in_file(error, spec.origin) if spec and spec.origin else ""
+        if not where:
+            raise
+        # A syntax error's text repeats its file and line.
+        detail = error.msg if isinstance(error, SyntaxError) else first_line(error)
+        raise UserError(f"{where}: {type(error).__name__}: {detail}") from None
 
 
 # A temporary file that `files.atomic_path` writes beside an output: `.NAME.RANDOM.tmp`.

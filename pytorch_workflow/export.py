@@ -31,14 +31,18 @@ from pytorch_workflow.files import (
     atomic_write_json,
     sha256_of_file,
 )
-from pytorch_workflow.model_builder import build_model, constructor_options, model_classes
+from pytorch_workflow.model_builder import (
+    build_model,
+    constructor_options,
+    model_class,
+    model_classes,
+)
 from pytorch_workflow.params import (
     CLASSIFICATION,
     MULTICLASS,
     REGRESSION,
     TASKS,
     ModelParams,
-    find_class,
 )
 from pytorch_workflow.tables import ParquetTable
 from pytorch_workflow.utils import (
@@ -334,7 +338,7 @@ def _verified(export_dir: Path, card: dict[str, Any], name: str) -> Path:
 def model_source(name: str) -> str:
     """The sha256 of the model class's source, with its base classes written beside it: the
     code that its weights run in (not the helpers it calls, nor torch's)."""
-    cls = find_class("model.name", name, model_classes(), "pytorch_workflow/model_builder.py")
+    cls = model_class(name)
     own = [inspect.getsource(c) for c in cls.__mro__ if c.__module__ == cls.__module__]
     return hashlib.sha256("".join(own).encode()).hexdigest()
 

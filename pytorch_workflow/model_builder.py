@@ -110,6 +110,11 @@ def model_classes() -> dict[str, type[nn.Module]]:
     return classes
 
 
+def model_class(name: str) -> type[nn.Module]:
+    """The class that `model.name` names."""
+    return find_class("model.name", name, model_classes(), "pytorch_workflow/model_builder.py")
+
+
 def build_model(
     model: ModelParams | str, seed: int | None = None, in_features: int = 1, out_features: int = 1
 ) -> nn.Module:
@@ -119,7 +124,7 @@ def build_model(
     """
     if isinstance(model, str):
         model = ModelParams(model, {})
-    cls = find_class("model.name", model.name, model_classes(), "pytorch_workflow/model_builder.py")
+    cls = model_class(model.name)
     # The layout keys as params give them, unless the options do (a model card's options).
     layout = {k: v for k, v in model.architecture().items() if k not in model.options}
     from_data = {
@@ -151,7 +156,7 @@ def takes_out_features(model: nn.Module) -> bool:
 def constructor_options(model: ModelParams) -> Options:
     """What the model's constructor gets from params (besides the data's `in_features` and
     `out_features`): what the model card records to build it again."""
-    cls = find_class("model.name", model.name, model_classes(), "pytorch_workflow/model_builder.py")
+    cls = model_class(model.name)
     accepted = inspect.signature(cls).parameters
     layout = {key: value for key, value in model.architecture().items() if key in accepted}
     return {**layout, **model.options}

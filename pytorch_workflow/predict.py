@@ -26,6 +26,17 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import torch
 
+from pytorch_workflow.errors import (
+    UserError,
+    exit_on_user_error,
+    first_line,
+    import_model_builder,
+    stop_on_sigterm,
+)
+
+# A mistake in the model classes' file in one line, before `export` imports it.
+exit_on_user_error(import_model_builder)()
+
 from pytorch_workflow.csv_data import (
     CSV_READ_OPTIONS,
     first_overlong_line,
@@ -34,7 +45,6 @@ from pytorch_workflow.csv_data import (
 )
 from pytorch_workflow.data_setup import class_name
 from pytorch_workflow.device import resolve_device
-from pytorch_workflow.errors import UserError, exit_on_user_error, first_line, stop_on_sigterm
 from pytorch_workflow.export import PROGRAM_FILE, model_from_bundle, program_from_bundle, read_card
 from pytorch_workflow.files import atomic_path
 from pytorch_workflow.metrics import sigmoid, softmax

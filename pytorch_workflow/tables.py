@@ -90,7 +90,6 @@ class TableWriter:
     def __init__(self, path: str | Path, chunk_rows: int | None) -> None:
         self.path = Path(path)
         self.chunk_rows = chunk_rows
-        self.rows = 0
         self.appended = 0  # rows given to `append`, written or not yet
         self.footer: dict[str, str] = {}  # key-value metadata for the file's footer
         self._pending: pa.Table | None = None  # fewer than chunk_rows rows, not yet written
@@ -136,7 +135,6 @@ class TableWriter:
                 write_statistics=False,
             )
         self._writer.write_table(table, row_group_size=table.num_rows)
-        self.rows += table.num_rows
 
     def __exit__(self, kind, error, traceback) -> None:
         if error is not None:
@@ -145,7 +143,7 @@ class TableWriter:
         with self._stack:
             if self._pending is not None and self._pending.num_rows:
                 self._write(self._pending)
-            if self.rows == 0:
+            if self.appended == 0:
                 raise UserError(f"{self.path}: nothing to write (no rows)")
 
 
@@ -154,7 +152,7 @@ def write_table(path: str | Path, chunks: Iterable[pa.Table], chunk_rows: int) -
     with TableWriter(path, chunk_rows) as writer:
         for chunk in chunks:
             writer.append(chunk)
-    return writer.rows
+    return writer.appended
 
 
 class Chunks:

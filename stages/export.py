@@ -1,10 +1,12 @@
 """Stage 5, export: the deployable bundle (state_dict, torch.export program, model card)."""
 
-from pytorch_workflow.errors import exit_on_user_error, stop_on_sigterm
+from pytorch_workflow.errors import exit_on_user_error, import_model_builder, stop_on_sigterm
 from pytorch_workflow.params import load_params
 
 # Checked before torch is imported (about two seconds), so a typo fails at once.
 PARAMS = exit_on_user_error(load_params)()
+# A mistake in the model classes' file, likewise in one line.
+exit_on_user_error(import_model_builder)()
 
 import json
 

@@ -3,7 +3,12 @@
 import sys
 
 from pytorch_workflow import distributed
-from pytorch_workflow.errors import exit_on_user_error, in_torchrun, stop_on_sigterm
+from pytorch_workflow.errors import (
+    exit_on_user_error,
+    import_model_builder,
+    in_torchrun,
+    stop_on_sigterm,
+)
 from pytorch_workflow.files import restored_on_failure
 from pytorch_workflow.params import Params, load_params
 from pytorch_workflow.paths import Paths, load_paths
@@ -32,6 +37,9 @@ def main() -> None:
 
 if __name__ == "__main__" and launching:
     sys.exit(main())
+
+# A mistake in the model classes' file, in one line like the params'.
+exit_on_user_error(import_model_builder)()
 
 from contextlib import nullcontext
 

@@ -1,5 +1,7 @@
-"""Small tables and params for the library's tests."""
+"""Small tables and params for the library's tests, and what the tests read from pages and
+checkouts."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,7 @@ import pyarrow as pa
 from pytorch_workflow.data_setup import fitted_features, line_chunks, read_split, split_dataset
 from pytorch_workflow.params import DataParams, SplitParams, TrainParams
 from pytorch_workflow.tables import ParquetTable, write_table
+from tools.tolerance import RESULTS, number_files, numbers_of
 
 # The course's chapter 01 as a whole params.yaml: the line y = 0.7x + 0.3 (50 rows), the first 80%
 # for training, LinearRegressionModel, L1 loss, SGD at lr 0.01 for 100 epochs, seed 42, on the CPU.
@@ -101,3 +104,29 @@ def course_split(
     _, stats = split_dataset(dataset, split, "regression", seed, folder / "split.parquet")
     features = fitted_features(dataset.columns, stats, data.standardize)
     return *read_split(folder / "dataset.parquet", folder / "split.parquet"), features
+
+
+def documented_commands(page: Path) -> list[str]:
+    """The commands of a Markdown page's ```bash blocks as a user types them: continuation
+    lines joined, comments dropped."""
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            command = re.sub(r"\s+#.*$", "", line).strip()
+            if command:
+                found.append(re.sub(r"\s+", " ", command))
+    return found
+
+
+def recorded_in(repo: Path) -> dict[str, float]:
+    """Every recorded number of a checkout's workspace, in RESULTS' order."""
+    names = [
+        path.relative_to(repo).as_posix()
+        for folder in RESULTS
+        for path in (repo / folder).rglob("*")
+        if path.is_file()
+    ]
+    numbers: dict[str, float] = {}
+    for name in number_files(names):
+        numbers.update(numbers_of(name, (repo / name).read_text(encoding="utf-8")))
+    return numbers

@@ -13,9 +13,8 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT, clone_copy, predict, run
-from tests.helpers import COURSE_PARAMS
+from tests.helpers import COURSE_PARAMS, documented_commands
 from tests.test_bad_inputs import assert_clean_failure, outputs_snapshot
-from tools.commands import documented_commands
 
 pytestmark = pytest.mark.slow
 

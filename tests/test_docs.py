@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import COURSE_LOG, REPO_ROOT, run
-from tools.commands import documented_commands
+from tests.helpers import documented_commands
 
 PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 

@@ -17,8 +17,8 @@ from tests.conftest import (
     remote_object,
     run,
 )
+from tests.helpers import documented_commands
 from tests.test_bad_inputs import assert_clean_failure, set_params
-from tools.commands import documented_commands
 
 pytestmark = pytest.mark.slow
 

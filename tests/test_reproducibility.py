@@ -20,7 +20,8 @@ import pytest
 import yaml
 
 from tests.conftest import git_clone, run, tool_env
-from tools.tolerance import largest_difference, load_tolerance, recorded_in
+from tests.helpers import recorded_in
+from tools.tolerance import largest_difference, load_tolerance
 
 pytestmark = pytest.mark.slow
 

@@ -151,3 +151,22 @@ def test_a_users_own_module_trains_evaluates_exports_and_predicts_by_name(pipeli
         changed.stderr
     )
     assert trusted.returncode == 0 and (pipeline_repo / "out.csv").read_text().splitlines() == lines
+
+
+def test_a_mistake_in_the_model_file_is_one_line_naming_its_line(pipeline_repo):
+    builder = pipeline_repo / "pytorch_workflow/model_builder.py"
+    end = builder.read_text().count("\n")
+    written = builder.read_text()
+    builder.write_text(written + "\nclass Mine(nn.Module):\n    def __init__(self:\n")
+    repro = run(["dvc", "repro"], pipeline_repo, check=False)
+    builder.write_text(written + "\nimport timmx\n")
+    predicted = predict(pipeline_repo, "rows.csv", "out.csv")
+
+    assert repro.returncode != 0 and "Traceback" not in repro.stderr
+    assert (
+        f"error: pytorch_workflow/model_builder.py, line {end + 3}: SyntaxError: " in repro.stderr
+    )
+    assert predicted.returncode == 2 and predicted.stderr == (
+        f"error: pytorch_workflow/model_builder.py, line {end + 2}: "
+        "ModuleNotFoundError: No module named 'timmx'\n"
+    )

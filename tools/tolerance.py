@@ -102,20 +102,6 @@ def number_files(names: list[str]) -> list[str]:
     return sorted((name for name in names if name.endswith(NUMBER_FILES)), key=result_order)
 
 
-def recorded_in(repo: Path) -> dict[str, float]:
-    """Every recorded number of a checkout's workspace, in RESULTS' order."""
-    names = [
-        path.relative_to(repo).as_posix()
-        for folder in RESULTS
-        for path in (repo / folder).rglob("*")
-        if path.is_file()
-    ]
-    numbers: dict[str, float] = {}
-    for name in number_files(names):
-        numbers.update(numbers_of(name, (repo / name).read_text(encoding="utf-8")))
-    return numbers
-
-
 def largest_difference(
     committed: dict[str, float], reproduced: dict[str, float], tolerance: Tolerance
 ) -> tuple[str | None, float, list[str]]:
