@@ -402,6 +402,35 @@ def test_outputs_left_from_another_commit_are_made_again_not_called_stale(pipeli
     assert "Reproduces byte for byte" in result.stdout
 
 
+def test_own_data_left_from_another_commit_is_named_with_its_checkout(pipeline_repo):
+    # A CSV that `dvc add` tracks, and a `git checkout` without `dvc checkout`.
+    data = pipeline_repo / "data/raw/mine.csv"
+    data.write_text((pipeline_repo / "data/raw/houses.csv").read_text())
+    run(["dvc", "add", "-q", "data/raw/mine.csv"], pipeline_repo)
+    set_params(
+        pipeline_repo, data__source="csv", data__path="data/raw/mine.csv", data__target="price"
+    )
+    run(["dvc", "repro", "-q"], pipeline_repo)
+    run(["git", "add", "-A"], pipeline_repo)
+    run(["git", "commit", "-qm", "Our own data"], pipeline_repo)
+    data.write_text(data.read_text().replace("411.5", "412.5", 1))
+    run(["dvc", "add", "-q", "data/raw/mine.csv"], pipeline_repo)  # another commit's data
+    run(["git", "checkout", "-q", "data/raw/mine.csv.dvc"], pipeline_repo)
+
+    report_result = report(pipeline_repo)
+    result = lock_check(pipeline_repo)
+    run(["dvc", "checkout", "-q", "data/raw/mine.csv"], pipeline_repo)
+
+    assert report_result.stderr.endswith(
+        "run `dvc checkout` (`dvc pull` where the cache lacks them), then the report\n"
+    )
+    assert result.returncode == 2 and result.stderr == (
+        "error: data/raw/mine.csv: not the data the commit's .dvc file records: `dvc checkout "
+        "data/raw/mine.csv` to check the commit (or `dvc add` and commit yours) first\n"
+    )
+    assert run(["dvc", "status", "-q"], pipeline_repo, check=False).returncode == 0
+
+
 def test_a_stage_rerun_alone_and_committed_is_stale_not_a_checkout_away(pipeline_repo):
     # dvc.lock then disagrees with itself: split records the old data, prepare the new.
     set_params(pipeline_repo, data__noise_std=0.01)

@@ -13,7 +13,8 @@ outcomes, each said in one line:
   number by more than the tolerance or a file that is not a recorded number (exit 1).
 
 `dvc repro` rewrites dvc.lock and the results in the working tree, so uncommitted changes
-to tracked files are refused before anything runs (exit 2); untracked files do not count.
+to tracked files are refused before anything runs (exit 2), and so is data that a `.dvc` file
+tracks when it is not the recorded one; untracked files do not count.
 """
 
 import json
@@ -102,10 +103,19 @@ def only_outputs_differ(stale: dict[str, list[Change]]) -> bool:
     # A changed dep is another stage's output only where that stage says so too: a dep whose
     # producer is up to date means dvc.lock disagrees with itself (a stage rerun alone and
     # committed), which only `dvc repro` mends.
-    if not outputs or not all(change.path in outputs for change in changes):
+    if not outputs or not all(
+        change.path in outputs or holds_only(change.path, outputs) for change in changes
+    ):
         return False
     # An output that git holds (a metrics file) is the commit's own: a checkout is no remedy.
     return not output_of("git", "ls-files", "--", *outputs).strip()
+
+
+def holds_only(folder: str, outputs: set[str]) -> bool:
+    """Whether a folder dep (`data/raw`) differs only through the DVC-tracked outputs in it (a
+    CSV that `dvc add` tracks): it holds one, and git finds the rest of it as committed."""
+    inside = [output for output in outputs if Path(output).is_relative_to(folder)]
+    return bool(inside) and not output_of("git", "status", "--porcelain", "--", folder).strip()
 
 
 # What brings back the outputs dvc.lock records, where only they differ.
@@ -218,6 +228,13 @@ def main() -> None:
             "the pipeline over the working tree; commit or stash them first"
         )
     stale = stale_stages()
+    # Data that a .dvc file tracks (`dvc add`), changed since: as much a change to the commit.
+    edited = [c.path for name, why in stale.items() if name.endswith(".dvc") for c in why]
+    if edited:
+        raise UserError(
+            f"{', '.join(edited)}: not the data the commit's .dvc file records: `dvc checkout "
+            f"{' '.join(edited)}` to check the commit (or `dvc add` and commit yours) first"
+        )
     # Outputs that are not dvc.lock's, the commit's params and code unchanged: made again below.
     if stale and not only_outputs_differ(stale):
         print(
