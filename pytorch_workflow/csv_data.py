@@ -19,6 +19,7 @@ from pytorch_workflow.params import (
     CLASSIFICATION,
     MULTICLASS,
     DataParams,
+    closest_name,
 )
 from pytorch_workflow.tables import GIVEN_TEST_ROWS, TableWriter, arrow_table, numpy_column
 
@@ -131,10 +132,9 @@ def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> li
     refuse_duplicate_columns(path, names)
     present = set(names)
     if params.target not in present:
-        raise UserError(
-            f"{path}: data.target column {params.target!r} not found; columns: "
-            f"{quoted_names(names)}"
-        )
+        close = closest_name(params.target, names)
+        hint = f"did you mean {close!r}?" if close else f"columns: {quoted_names(names)}"
+        raise UserError(f"{path}: data.target column {params.target!r} not found; {hint}")
     if wanted is not None:
         missing = [name for name in wanted if name not in present]
         if missing:
@@ -151,7 +151,11 @@ def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> li
         features = list(params.features)
         missing = [name for name in features if name not in present]
         if missing:
-            raise UserError(f"{path}: data.features column(s) not found: {quoted_names(missing)}")
+            close = closest_name(missing[0], names)
+            hint = f"; did you mean {close!r}?" if close else ""
+            raise UserError(
+                f"{path}: data.features column(s) not found: {quoted_names(missing)}{hint}"
+            )
     return [*features, params.target]
 
 
@@ -324,5 +328,7 @@ def refuse_duplicate_columns(path: Path, names: list[str]) -> None:
 
 def quoted_names(names: list[str]) -> str:
     """Column names as a message shows them: quoted, for a name with a space or a comma."""
-    shown = ", ".join(map(repr, names[:20]))
-    return shown + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+    if len(names) <= 20:
+        return ", ".join(map(repr, names))
+    # The last too: where a table most often keeps its target.
+    return f"{', '.join(map(repr, names[:19]))}, ..., {names[-1]!r} ({len(names)} in all)"

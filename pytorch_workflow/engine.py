@@ -11,7 +11,6 @@ torchrun the model is wrapped in `DistributedDataParallel`, which averages the p
 gradients in every backward pass.
 """
 
-import inspect
 import math
 import sys
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from pytorch_workflow.dataloaders import Batch
 from pytorch_workflow.distributed import process_rank, sum_over_processes
-from pytorch_workflow.errors import UserError, first_line, line_in_file
+from pytorch_workflow.errors import TORCH_ERRORS, UserError, first_line, line_in_class_file
 from pytorch_workflow.model_builder import takes_out_features
 from pytorch_workflow.params import LOSSES, TrainParams, construct, find_class
 
@@ -329,26 +328,12 @@ def failing_as(key: str, instance: object) -> Iterator[None]:
         where = line_in_class_file(error, type(instance))
         # Torch's own errors about shapes and values; anything else only where the class's own
         # code raised it (a typo in a user's forward), not from deeper in the pipeline.
-        if not (where or isinstance(error, _TORCH_ERRORS)):
+        if not (where or isinstance(error, TORCH_ERRORS)):
             raise
         detail = first_line(error)
-        if not isinstance(error, _TORCH_ERRORS):  # a bare KeyError says only 'name'
+        if not isinstance(error, TORCH_ERRORS):  # a bare KeyError says only 'name'
             detail = f"{type(error).__name__}: {detail}"
         raise UserError(f"{key}: {type(instance).__name__} failed: {detail}{where}") from None
-
-
-_TORCH_ERRORS = (ValueError, TypeError, ZeroDivisionError, RuntimeError, IndexError)
-
-
-def line_in_class_file(error: Exception, cls: type) -> str:
-    """Where the class's own code raised `error`, as ` (pytorch_workflow/model_builder.py, line
-    12)`; else "" (`errors.line_in_file`)."""
-    try:
-        source = inspect.getsourcefile(cls)
-    except (TypeError, OSError):  # a built-in class; one written in a notebook or a REPL
-        return ""
-    where = line_in_file(error, source) if source else ""
-    return f" ({where})" if where else ""
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 import functools
 import importlib
 import importlib.util
+import inspect
 import os
 import re
 import signal
@@ -34,18 +35,20 @@ def first_line(error: BaseException, limit: int = 160) -> str:
     return (text.splitlines()[0] if text else type(error).__name__)[:limit]
 
 
+# What torch raises about shapes and values (`nn.Linear(2, -1)`, a shape mismatch): from a
+# user's class, most likely about what it was given; anything else from its own code is a bug
+# in that code (a misspelt name).
+TORCH_ERRORS = (ValueError, TypeError, ZeroDivisionError, RuntimeError, IndexError)
+
+
 def line_in_file(error: BaseException, source: str | Path) -> str:
     """Where the code in `source` raised `error` (a user's `forward`, a typo in the model
     file), as `pytorch_workflow/model_builder.py, line 12`: the line a syntax error points
     at, or the innermost frame outside Python's and the installed libraries' files where it is
     in `source`; else "" (an error from torch itself, or from deeper in the pipeline)."""
     source = Path(source).resolve()
-    if (
-        isinstance(error, SyntaxError)
-        and error.filename
-        and Path(error.filename).resolve() == source
-    ):
-        return _shown(source, error.lineno)
+    if isinstance(error, SyntaxError) and error.filename:
+        return _shown(source, error.lineno) if Path(error.filename).resolve() == source else ""
     for frame in reversed(traceback.extract_tb(error.__traceback__)):
         path = Path(frame.filename)
         if frame.filename.startswith("<frozen ") or any(
@@ -54,6 +57,17 @@ def line_in_file(error: BaseException, source: str | Path) -> str:
             continue
         return _shown(source, frame.lineno) if path.resolve() == source else ""
     return ""
+
+
+def line_in_class_file(error: Exception, cls: type) -> str:
+    """Where the class's own code raised `error` (a user's `__init__` or `forward`), as
+    ` (pytorch_workflow/model_builder.py, line 12)`; else "" (`line_in_file`)."""
+    try:
+        source = inspect.getsourcefile(cls)
+    except (TypeError, OSError):  # a built-in class; one written in a notebook or a REPL
+        return ""
+    where = line_in_file(error, source) if source else ""
+    return f" ({where})" if where else ""
 
 
 # Python's own files and the installed packages' (torch's among them).

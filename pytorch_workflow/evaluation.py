@@ -154,15 +154,16 @@ def evaluate(
     return Evaluation(result, test_sample, train_sample, metrics.confusion if classifier else None)
 
 
-def baseline_note(metrics: dict) -> str | None:
+def baseline_note(metrics: dict, standardized: bool = False) -> str | None:
     """A note when the model's test loss is far above its linear baseline's; else None."""
     for record in (CLOSED_FORM, LOGISTIC_BASELINE):
         ratio = metrics.get(record.ratio)
         if ratio is not None and ratio > FAR_WORSE_THAN_BASELINE:
+            params = "train.lr, train.optimizer and train.epochs"
             return (
                 f"the model's test {record.loss_name} is {ratio:.3g} times {record.whose} "
                 f"({record.ratio}), the best linear model's on the same split: see "
-                "data.standardize, train.lr, train.optimizer and train.epochs (recipes that "
+                f"{params if standardized else 'data.standardize, ' + params} (recipes that "
                 "reach it: docs/own-data.md)"
             )
     return None

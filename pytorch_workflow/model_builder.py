@@ -125,26 +125,30 @@ def build_model(
     if isinstance(model, str):
         model = ModelParams(model, {})
     cls = model_class(model.name)
-    # The layout keys as params give them, unless the options do (a model card's options).
-    layout = {k: v for k, v in model.architecture().items() if k not in model.options}
+    accepted = inspect.signature(cls).parameters
+    # The layout keys as params give them, to a constructor that takes them, unless the options
+    # do (a model card's options).
+    layout = {
+        key: value
+        for key, value in model.architecture().items()
+        if key in accepted and key not in model.options
+    }
     from_data = {
         **dict.fromkeys(IN_FEATURES, in_features),
         **dict.fromkeys(OUT_FEATURES, out_features),
     }
-    accepted = inspect.signature(cls).parameters
-    given = {key: value for key, value in {**from_data, **layout}.items() if key in accepted}
+    given = {key: value for key, value in from_data.items() if key in accepted}
     if seed is not None:
         torch.manual_seed(seed)
     try:
-        return construct("model.options", cls, model.options, given)
+        return construct("model.options", cls, {**layout, **model.options}, given)
     except UserError as error:
-        from_layout = [key for key in layout if key in given]
-        if not from_layout:
+        if not layout:
             raise
-        named = ", ".join(f"model.{key} {layout[key]!r}" for key in from_layout)
+        named = ", ".join(f"model.{key} {value!r}" for key, value in layout.items())
         raise UserError(
             f"{error} (it also got {named}, as its constructor takes them; "
-            f"model.options.{from_layout[0]} gives it another value)"
+            f"model.options.{next(iter(layout))} gives it another value)"
         ) from None
 
 

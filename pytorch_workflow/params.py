@@ -27,7 +27,7 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
 
-from pytorch_workflow.errors import UserError, first_line
+from pytorch_workflow.errors import TORCH_ERRORS, UserError, first_line, line_in_class_file
 
 PARAMS_FILE = "params.yaml"
 MAX_THREADS = 1024
@@ -625,9 +625,15 @@ def construct(key: str, cls: type, options: Options, given: dict[str, Any]) -> A
         converted[name] = _like_default(value, default)
     try:
         return cls(**given, **converted)
-    except Exception as error:  # whatever a constructor raises, it is about these options
+    except Exception as error:
+        where = line_in_class_file(error, cls)
+        if where and not isinstance(error, TORCH_ERRORS):  # a bug in a user's `__init__`
+            detail = f"{type(error).__name__}: {first_line(error)}"
+            raise UserError(f"{cls.__name__} failed as it was built: {detail}{where}") from None
         given_options = f"refused {converted}" if converted else "failed with no options"
-        raise UserError(f"{key}: {cls.__name__} {given_options}: {first_line(error)}") from None
+        raise UserError(
+            f"{key}: {cls.__name__} {given_options}: {first_line(error)}{where}"
+        ) from None
 
 
 def _like_default(value: Any, default: Any) -> Any:

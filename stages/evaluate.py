@@ -60,7 +60,7 @@ def main() -> None:
         if not isinstance(value, dict)
     ]
     print("Test metrics: " + ", ".join(shown))
-    if note := baseline_note(evaluation.metrics):
+    if note := baseline_note(evaluation.metrics, params.data.standardize):
         print(f"note: {note}")
     if baselines.left_out(len(features.names), features.outputs):
         unknowns = baselines.unknowns(len(features.names), features.outputs)

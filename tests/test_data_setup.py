@@ -234,6 +234,25 @@ def test_listed_features_are_taken_in_order(tmp_path):
         ("a,b\n1,2\n", {}, "regression", "data.target column 'y' not found; columns: 'a', 'b'"),
         ("a,y\n1,2\n", {"features": ("a", "z")}, "regression", "column(s) not found: 'z'"),
         (
+            "a,Price\n1,2\n",
+            {"target": "price"},
+            "regression",
+            "'price' not found; did you mean 'Price'?",
+        ),
+        (
+            ",".join(f"p{i}" for i in range(64)) + ",label\n" + "1," * 64 + "2\n",
+            {"target": "target"},
+            "regression",
+            "columns: 'p0', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7', 'p8', 'p9', 'p10', 'p11', "
+            "'p12', 'p13', 'p14', 'p15', 'p16', 'p17', 'p18', ..., 'label' (65 in all)",
+        ),
+        (
+            "ab,yy\n1,2\n",
+            {"features": ("abc",), "target": "yy"},
+            "regression",
+            "did you mean 'ab'?",
+        ),
+        (
             "a,y\n1,2\nq,3\n",
             {"features": ("a",)},
             "regression",
@@ -263,6 +282,9 @@ def test_listed_features_are_taken_in_order(tmp_path):
         "no-rows",
         "no-target",
         "missing-feature",
+        "target-in-another-case",
+        "target-of-many-columns",
+        "misspelt-feature",
         "text",
         "no-features",
         "blank",

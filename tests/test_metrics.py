@@ -339,6 +339,11 @@ def test_a_model_far_worse_than_its_baseline_gets_a_note_and_one_near_it_none():
         {"accuracy": 0.5, "log_loss_over_baseline": far}
     )
     assert "test MSE is 3 times" in evaluation.baseline_note({"mse_over_closed_form": far})
+    assert "see data.standardize, train.lr" in evaluation.baseline_note(
+        {"mse_over_closed_form": far}
+    )
+    already = evaluation.baseline_note({"mse_over_closed_form": far}, standardized=True)
+    assert "see train.lr, train.optimizer and train.epochs (" in already
     for near in ({"mse_over_closed_form": 1.0}, {"log_loss_over_baseline": None}, {"mae": 0.0}):
         assert evaluation.baseline_note(near) is None
 

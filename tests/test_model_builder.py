@@ -14,7 +14,7 @@ from pytorch_workflow.model_builder import (
     constructor_options,
     takes_out_features,
 )
-from pytorch_workflow.params import ModelParams
+from pytorch_workflow.params import ModelParams, construct
 
 
 def test_course_model_with_seed_42_starts_at_the_course_values():
@@ -121,6 +121,49 @@ def test_model_mistakes_are_one_line(circle_model, name, options, message):
         build_model(ModelParams(name, options), in_features=2)
 
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+class MisspeltLayer(torch.nn.Module):
+    """A user's model whose constructor has a typo."""
+
+    def __init__(self, in_features: int, hidden: int = 4) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linaer(in_features, hidden)
+
+
+class NegativeLayer(torch.nn.Module):
+    """A user's model that torch refuses to build with the options given."""
+
+    def __init__(self, hidden: int = 4) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(1, hidden)
+
+
+def test_a_mistake_in_a_users_constructor_names_its_line_not_the_options():
+    misspelt = MisspeltLayer.__init__.__code__.co_firstlineno + 2
+    negative = NegativeLayer.__init__.__code__.co_firstlineno + 2
+
+    with pytest.raises(UserError) as bug:
+        construct("model.options", MisspeltLayer, {"hidden": 3}, {"in_features": 2})
+    with pytest.raises(UserError) as refused:
+        construct("model.options", NegativeLayer, {"hidden": -1}, {})
+
+    assert str(bug.value) == (
+        "MisspeltLayer failed as it was built: AttributeError: module 'torch.nn' has no "
+        f"attribute 'Linaer' (tests/test_model_builder.py, line {misspelt})"
+    )
+    assert str(refused.value).startswith("model.options: NegativeLayer refused {'hidden': -1}: ")
+    assert str(refused.value).endswith(f" (tests/test_model_builder.py, line {negative})")
+
+
+def test_an_option_the_mlp_lacks_names_the_layout_it_takes():
+    with pytest.raises(UserError) as error:
+        build_model(ModelParams("mlp", {"hidden": 16}, (64, 64), "relu"), in_features=2)
+
+    assert str(error.value).startswith(
+        "model.options: MLP has no option 'hidden'; did you mean hidden_units? (it also got "
+        "model.hidden_units (64, 64), model.activation 'relu', as its constructor takes them"
+    )
 
 
 # The course's chapter 02 classes, as its notebook writes them (02_pytorch_classification).
