@@ -151,7 +151,8 @@ def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> li
         features = list(params.features)
         missing = [name for name in features if name not in present]
         if missing:
-            close = closest_name(missing[0], names)
+            others = [name for name in names if name != params.target and name not in features]
+            close = closest_name(missing[0], others)
             hint = f"; did you mean {close!r}?" if close else ""
             raise UserError(
                 f"{path}: data.features column(s) not found: {quoted_names(missing)}{hint}"
@@ -328,7 +329,7 @@ def refuse_duplicate_columns(path: Path, names: list[str]) -> None:
 
 def quoted_names(names: list[str]) -> str:
     """Column names as a message shows them: quoted, for a name with a space or a comma."""
-    if len(names) <= 20:
+    if len(names) <= 21:  # "..." would hide one name
         return ", ".join(map(repr, names))
     # The last too: where a table most often keeps its target.
     return f"{', '.join(map(repr, names[:19]))}, ..., {names[-1]!r} ({len(names)} in all)"

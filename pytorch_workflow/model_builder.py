@@ -18,7 +18,14 @@ import torch
 from torch import nn
 
 from pytorch_workflow.errors import UserError
-from pytorch_workflow.params import ACTIVATIONS, ModelParams, Options, construct, find_class
+from pytorch_workflow.params import (
+    ACTIVATIONS,
+    ConstructorError,
+    ModelParams,
+    Options,
+    construct,
+    find_class,
+)
 
 # The constructor arguments the data fills in, as torch's `nn.Linear` and the course's
 # BlobModel name them: the features of a row, and the outputs (one per class of a multi-class
@@ -83,6 +90,8 @@ class MLP(nn.Module):
         activation: str = "relu",
     ) -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:  # `model.options.activation` skips params' check
+            raise ValueError(f"activation {activation!r} is none of {', '.join(ACTIVATIONS)}")
         widths = [in_features, *hidden_units, out_features]
         layers: list[nn.Module] = []
         for width_in, width_out in itertools.pairwise(widths):
@@ -141,8 +150,8 @@ def build_model(
     if seed is not None:
         torch.manual_seed(seed)
     try:
-        return construct("model.options", cls, {**layout, **model.options}, given)
-    except UserError as error:
+        return construct("model.options", cls, model.options, given, layout)
+    except ConstructorError as error:
         if not layout:
             raise
         named = ", ".join(f"model.{key} {value!r}" for key, value in layout.items())

@@ -596,13 +596,20 @@ def closest_name(name: str, names: list[str]) -> str:
     return by_lower[close[0]] if close else ""
 
 
-def construct(key: str, cls: type, options: Options, given: dict[str, Any]) -> Any:
-    """`cls(**given, **options)`, with the options checked against its constructor first.
+class ConstructorError(UserError):
+    """The class's constructor itself failed, with options that passed the checks."""
+
+
+def construct(
+    key: str, cls: type, options: Options, given: dict[str, Any], defaults: Options | None = None
+) -> Any:
+    """`cls(**given, **defaults, **options)`, with the options checked against its constructor
+    first.
 
     Numbers that DVC wrote as strings are read back as numbers where the option's default is
     one, and lists as tuples where it is a tuple (Adam's `betas`). `given` are the arguments
     the pipeline itself passes (the parameters, `lr`, `in_features`): an option may not
-    repeat them.
+    repeat them. `defaults` are arguments that an option may change (a model's layout).
     """
     signature = inspect.signature(cls)
     accepted = signature.parameters
@@ -614,6 +621,7 @@ def construct(key: str, cls: type, options: Options, given: dict[str, Any]) -> A
         if name not in accepted and not takes_any:
             keywords = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
             names = [n for n, p in accepted.items() if n not in given and p.kind in keywords]
+            names.sort(key=lambda n: n not in (defaults or {}))  # the layout keys first
             close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
             hint = (
                 f"did you mean {close[0]}?"
@@ -623,15 +631,19 @@ def construct(key: str, cls: type, options: Options, given: dict[str, Any]) -> A
             raise UserError(f"{key}: {cls.__name__} has no option {name!r}; {hint}")
         default = accepted[name].default if name in accepted else inspect.Parameter.empty
         converted[name] = _like_default(value, default)
+    unchanged = {k: v for k, v in (defaults or {}).items() if k not in options}
     try:
-        return cls(**given, **converted)
+        return cls(**given, **unchanged, **converted)
     except Exception as error:
         where = line_in_class_file(error, cls)
         if where and not isinstance(error, TORCH_ERRORS):  # a bug in a user's `__init__`
+            with_options = f" with {key} {converted}" if converted else ""
             detail = f"{type(error).__name__}: {first_line(error)}"
-            raise UserError(f"{cls.__name__} failed as it was built: {detail}{where}") from None
+            raise ConstructorError(
+                f"{cls.__name__} failed{with_options}: {detail}{where}"
+            ) from None
         given_options = f"refused {converted}" if converted else "failed with no options"
-        raise UserError(
+        raise ConstructorError(
             f"{key}: {cls.__name__} {given_options}: {first_line(error)}{where}"
         ) from None
 

@@ -149,20 +149,29 @@ def test_a_mistake_in_a_users_constructor_names_its_line_not_the_options():
         construct("model.options", NegativeLayer, {"hidden": -1}, {})
 
     assert str(bug.value) == (
-        "MisspeltLayer failed as it was built: AttributeError: module 'torch.nn' has no "
-        f"attribute 'Linaer' (tests/test_model_builder.py, line {misspelt})"
+        "MisspeltLayer failed with model.options {'hidden': 3}: AttributeError: module "
+        f"'torch.nn' has no attribute 'Linaer' (tests/test_model_builder.py, line {misspelt})"
     )
     assert str(refused.value).startswith("model.options: NegativeLayer refused {'hidden': -1}: ")
     assert str(refused.value).endswith(f" (tests/test_model_builder.py, line {negative})")
 
 
-def test_an_option_the_mlp_lacks_names_the_layout_it_takes():
-    with pytest.raises(UserError) as error:
+def test_the_mlps_options_are_checked_like_its_params():
+    with pytest.raises(UserError) as unknown:
         build_model(ModelParams("mlp", {"hidden": 16}, (64, 64), "relu"), in_features=2)
+    with pytest.raises(UserError) as refused:
+        build_model(ModelParams("mlp", {"activation": "relux"}, (64, 64), "relu"), in_features=2)
 
-    assert str(error.value).startswith(
-        "model.options: MLP has no option 'hidden'; did you mean hidden_units? (it also got "
-        "model.hidden_units (64, 64), model.activation 'relu', as its constructor takes them"
+    assert str(unknown.value) == (
+        "model.options: MLP has no option 'hidden'; did you mean hidden_units?"
+    )
+    assert str(refused.value).startswith(
+        "model.options: MLP refused {'activation': 'relux'}: activation 'relux' is none of "
+        "relu, tanh, sigmoid, none (pytorch_workflow/model_builder.py, line "
+    )
+    assert str(refused.value).endswith(
+        "(it also got model.hidden_units (64, 64), as its constructor takes them; "
+        "model.options.hidden_units gives it another value)"
     )
 
 

@@ -426,7 +426,8 @@ def test_own_data_left_from_another_commit_is_named_with_its_checkout(pipeline_r
     )
     assert result.returncode == 2 and result.stderr == (
         "error: data/raw/mine.csv: not the data the commit's .dvc file records: `dvc checkout "
-        "data/raw/mine.csv` to check the commit (or `dvc add` and commit yours) first\n"
+        "data/raw/mine.csv` (`dvc pull` where the cache lacks it) to check the commit, or "
+        "`dvc add` and commit yours, first\n"
     )
     assert run(["dvc", "status", "-q"], pipeline_repo, check=False).returncode == 0
 

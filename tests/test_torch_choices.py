@@ -2,6 +2,7 @@
 
 import json
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -161,12 +162,17 @@ def test_a_mistake_in_the_model_file_is_one_line_naming_its_line(pipeline_repo):
     repro = run(["dvc", "repro"], pipeline_repo, check=False)
     builder.write_text(written + "\nimport timmx\n")
     predicted = predict(pipeline_repo, "rows.csv", "out.csv")
+    stages = [
+        run([sys.executable, "-m", f"stages.{stage}"], pipeline_repo, check=False)
+        for stage in ("evaluate", "export")
+    ]
 
     assert repro.returncode != 0 and "Traceback" not in repro.stderr
     assert (
         f"error: pytorch_workflow/model_builder.py, line {end + 3}: SyntaxError: " in repro.stderr
     )
-    assert predicted.returncode == 2 and predicted.stderr == (
-        f"error: pytorch_workflow/model_builder.py, line {end + 2}: "
-        "ModuleNotFoundError: No module named 'timmx'\n"
-    )
+    for result in (predicted, *stages):
+        assert result.returncode == 2 and result.stderr == (
+            f"error: pytorch_workflow/model_builder.py, line {end + 2}: "
+            "ModuleNotFoundError: No module named 'timmx'\n"
+        )

@@ -104,7 +104,9 @@ def only_outputs_differ(stale: dict[str, list[Change]]) -> bool:
     # producer is up to date means dvc.lock disagrees with itself (a stage rerun alone and
     # committed), which only `dvc repro` mends.
     if not outputs or not all(
-        change.path in outputs or holds_only(change.path, outputs) for change in changes
+        change.path in outputs
+        or (change.kind == "changed deps" and change.path and holds_only(change.path, outputs))
+        for change in changes
     ):
         return False
     # An output that git holds (a metrics file) is the commit's own: a checkout is no remedy.
@@ -113,9 +115,15 @@ def only_outputs_differ(stale: dict[str, list[Change]]) -> bool:
 
 def holds_only(folder: str, outputs: set[str]) -> bool:
     """Whether a folder dep (`data/raw`) differs only through the DVC-tracked outputs in it (a
-    CSV that `dvc add` tracks): it holds one, and git finds the rest of it as committed."""
-    inside = [output for output in outputs if Path(output).is_relative_to(folder)]
-    return bool(inside) and not output_of("git", "status", "--porcelain", "--", folder).strip()
+    CSV that `dvc add` tracks): it holds one, and git finds the rest of it as committed, no
+    file added or ignored beside. (A file committed to the folder without `dvc repro` is not
+    seen here: after the checkout, `dvc status` names it.)"""
+    inside = {output for output in outputs if Path(output).is_relative_to(folder)}
+    listed = output_of(
+        "git", "status", "--porcelain", "--ignored", "--untracked-files=all", "--", folder
+    )
+    others = [line[3:] for line in listed.splitlines() if line[3:] not in inside]
+    return bool(inside) and not others
 
 
 # What brings back the outputs dvc.lock records, where only they differ.
@@ -229,11 +237,18 @@ def main() -> None:
         )
     stale = stale_stages()
     # Data that a .dvc file tracks (`dvc add`), changed since: as much a change to the commit.
-    edited = [c.path for name, why in stale.items() if name.endswith(".dvc") for c in why]
+    edited = [
+        change.path
+        for name, why in stale.items()
+        if name.endswith(".dvc")
+        for change in why
+        if change.kind == "changed outs" and change.path
+    ]
     if edited:
         raise UserError(
             f"{', '.join(edited)}: not the data the commit's .dvc file records: `dvc checkout "
-            f"{' '.join(edited)}` to check the commit (or `dvc add` and commit yours) first"
+            f"{' '.join(edited)}` (`dvc pull` where the cache lacks it) to check the commit, or "
+            "`dvc add` and commit yours, first"
         )
     # Outputs that are not dvc.lock's, the commit's params and code unchanged: made again below.
     if stale and not only_outputs_differ(stale):

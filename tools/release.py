@@ -20,8 +20,7 @@ from pathlib import Path
 
 import semver
 
-from pytorch_workflow.errors import UserError, exit_on_user_error
-from pytorch_workflow.export import model_from_bundle
+from pytorch_workflow.errors import UserError, exit_on_user_error, import_model_builder
 from pytorch_workflow.paths import artifact_name, load_paths
 from tools.commands import output_of, streamed, uncommitted
 from tools.lock_check import CHECKOUT, describe_stale, only_outputs_differ, stale_stages
@@ -57,6 +56,11 @@ def check_releasable() -> None:
             f"the outputs are not here ({', '.join(absent[:3])}{more} missing): `dvc pull` "
             "them (or `dvc repro`), then release"
         )
+    # The bundle loads into the model's class: the model classes' file is read only here, so a
+    # mistake in it is one line, and the checks above need no torch.
+    import_model_builder()
+    from pytorch_workflow.export import model_from_bundle
+
     model_from_bundle(load_paths().export_dir)
 
 
