@@ -59,7 +59,7 @@ format: setup-test
 	ruff check --fix .
 
 # `make experiments`: the grid (DVC's sweep syntax, every combination: 3 x 2 = 6 runs) in DVC's
-# queue, JOBS at a time, then `dvc exp show` sorted by test MAE.
+# queue, JOBS at a time, then `dvc exp show` sorted by the task's main test metric.
 GRID ?= -S 'train.lr=0.001,0.01,0.1' -S 'train.epochs=100,300'
 JOBS ?= 2
 experiments: setup

@@ -396,9 +396,15 @@ def _check_keys(raw: dict[str, Any], path: Path) -> None:
             raise UserError(f"{path}: missing key {known!r}; add it (see docs/params.md)")
 
 
+# Keys of earlier versions of params.yaml, and where their values go now.
+MOVED_KEYS = {"train.momentum": "train.optimizer_options.momentum"}
+
+
 def _suggestion(key: str) -> str:
-    """The known key meant: one of the same last name in another section first (`train.device`
-    is `device`), else the closest spelling."""
+    """The known key meant: where a removed key went, one of the same last name in another
+    section (`train.device` is `device`), else the closest spelling."""
+    if key in MOVED_KEYS:
+        return f"; it is {MOVED_KEYS[key]} now"
     leaf = key.rsplit(".", 1)[-1]
     moved = [known for known in KNOWN_KEYS if known.rsplit(".", 1)[-1] == leaf and known != key]
     close = moved or difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.6)

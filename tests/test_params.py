@@ -278,3 +278,17 @@ def test_a_quoted_true_or_false_is_a_flag_where_the_option_is_one():
 
     assert built.nesterov is False
     assert built.momentum == "0_9"  # Python's float() reads 9.0; DVC shows text
+
+
+def test_a_key_of_an_earlier_params_file_says_where_it_went(tmp_path):
+    path = tmp_path / "params.yaml"
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["train"]["momentum"] = 0.9
+    path.write_text(yaml.safe_dump(params))
+
+    with pytest.raises(
+        UserError,
+        match=r"unknown key 'train.momentum'; it is "
+        r"train.optimizer_options.momentum now$",
+    ):
+        load_params(path)
