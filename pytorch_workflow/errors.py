@@ -77,8 +77,14 @@ _LIBRARIES = tuple(
 
 
 def _shown(path: Path, line: int | None) -> str:
+    return f"{_shown_path(path)}, line {line}"
+
+
+def _shown_path(path: Path) -> str:
+    """A path as a message shows it: from the project's folder where it is inside."""
     root = Path.cwd().resolve()
-    return f"{path.relative_to(root) if path.is_relative_to(root) else path}, line {line}"
+    absolute = path.resolve() if path.is_absolute() else root / path
+    return str(absolute.relative_to(root) if absolute.is_relative_to(root) else path)
 
 
 # The module where users write their model classes.
@@ -108,10 +114,12 @@ _TEMPORARY = re.compile(r"(?:^|(?<=/))\.([^/]+)\.[^./]+\.tmp$")
 def os_refusal(error: OSError) -> str:
     """What the machine refused (a read-only folder, a full disk, no permission), as one line:
     the file, by the output's own name rather than its temporary one, and the OS's reason."""
-    reason = error.strerror or first_line(error)
+    # pyarrow's errors carry the errno, and its own words around the OS's.
+    known = isinstance(error.errno, int) and error.errno > 0
+    reason = os.strerror(error.errno) if known else error.strerror or first_line(error)
     if error.filename is None:
         return reason
-    output = _TEMPORARY.sub(r"\1", str(error.filename))
+    output = _TEMPORARY.sub(r"\1", _shown_path(Path(error.filename)))
     return f"{output}: {reason}"
 
 
@@ -131,10 +139,21 @@ def exit_on_user_error(main: F) -> F:
             print(f"error: {one_line(os_refusal(error) + _experiment_hint())}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
-            print("error: interrupted; the outputs are as they were", file=sys.stderr)
+            print(f"error: interrupted; {_outputs_after_interrupt()}", file=sys.stderr)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _outputs_after_interrupt() -> str:
+    """What an interrupted stage leaves: its outputs as they were, but DVC (which names the
+    stage it runs in DVC_STAGE) removes a stage's outputs before it runs it."""
+    if os.environ.get("DVC_STAGE"):
+        return (
+            "the stage wrote nothing, and DVC had removed its outputs before it ran: "
+            "docs/errors.md brings them back"
+        )
+    return "the outputs are as they were"
 
 
 def stop_on_sigterm(main: F) -> F:

@@ -29,9 +29,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        with open(tmp, "rb+") as written:
-            os.fsync(written.fileno())
+        with named_in_errors(path):
+            yield tmp
+            with open(tmp, "rb+") as written:
+                os.fsync(written.fileno())
         tmp.chmod(0o644)  # mkstemp makes it private; outputs are for sharing
         os.replace(tmp, path)
     finally:
@@ -47,7 +48,8 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent))
     try:
         staging.chmod(0o755)
-        yield staging
+        with named_in_errors(path):
+            yield staging
         old = Path(
             tempfile.mkdtemp(prefix=f".{path.name}.old.", suffix=TMP_SUFFIX, dir=path.parent)
         )
@@ -57,6 +59,32 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(old)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def named_in_errors(path: Path) -> Iterator[None]:
+    """An OSError that names no file (a full disk while pyarrow or a file's `close` writes) names
+    the output it was writing: `error: data/dataset.parquet: No space left on device`."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:
+            error.filename = str(path)
+        raise
+
+
+def check_writable(*outputs: Path) -> None:
+    """Refuse at once, not after a long run, an output the machine will not let a stage write (a
+    read-only folder): the error a failed write would give."""
+    for output in map(Path, outputs):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with tempfile.TemporaryFile(
+                prefix=f".{output.name}.", suffix=TMP_SUFFIX, dir=output.parent
+            ):
+                pass
+        except OSError as error:
+            raise OSError(error.errno, error.strerror, str(output)) from None
 
 
 @contextlib.contextmanager

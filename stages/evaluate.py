@@ -19,7 +19,7 @@ from pytorch_workflow.evaluation import (
     predicted_classes,
     prediction_table,
 )
-from pytorch_workflow.files import atomic_write_json
+from pytorch_workflow.files import atomic_write_json, check_writable
 from pytorch_workflow.model_builder import build_model
 from pytorch_workflow.paths import load_paths
 from pytorch_workflow.utils import load_model
@@ -34,7 +34,14 @@ def main() -> None:
     use_repeatable_kernels(device, params.threads)
     print(f"Using device: {describe(device)}")
 
-    # Every input is checked before any output is written.
+    # Every input is checked before any output is written, and every output's folder.
+    check_writable(
+        paths.evaluate_metrics,
+        paths.test_predictions,
+        paths.predictions_table,
+        paths.predictions_figure,
+        paths.loss_figure,
+    )
     features = read_features(paths.features)
     train, test = read_split(paths.dataset, paths.split, features.columns)
     loaded_model = build_model(

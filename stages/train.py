@@ -47,6 +47,7 @@ from pytorch_workflow import engine, records
 from pytorch_workflow.data_setup import read_features, read_split
 from pytorch_workflow.dataloaders import create_dataloaders
 from pytorch_workflow.device import describe, resolve_device, use_repeatable_kernels
+from pytorch_workflow.files import check_writable
 from pytorch_workflow.model_builder import build_model
 from pytorch_workflow.utils import save_model
 
@@ -58,6 +59,10 @@ def train(params: Params, paths: Paths) -> None:
     processes = distributed.start_process_group(device) if in_torchrun() else 1
     # The first process on each machine logs and writes: every process holds the same model.
     writer = distributed.local_rank() == 0
+    if writer:  # a folder it may not write is refused now, not after the training
+        check_writable(
+            paths.model, paths.loss_table, paths.train_metrics, paths.live / "metrics.json"
+        )
     log = print if writer else (lambda line: None)
     log(f"Using device: {describe(device)}" + (f", {processes} processes" if processes > 1 else ""))
 
