@@ -77,14 +77,16 @@ _LIBRARIES = tuple(
 
 
 def _shown(path: Path, line: int | None) -> str:
-    return f"{_shown_path(path)}, line {line}"
+    return f"{_shown_path(str(path))}, line {line}"
 
 
-def _shown_path(path: Path) -> str:
-    """A path as a message shows it: from the project's folder where it is inside."""
+def _shown_path(path: str) -> str:
+    """A path as a message shows it: from the project's folder where it is inside (its folder
+    resolved, not the file: an output may be a link into DVC's cache)."""
+    absolute = Path(os.path.abspath(path))
+    absolute = absolute.parent.resolve() / absolute.name
     root = Path.cwd().resolve()
-    absolute = path.resolve() if path.is_absolute() else root / path
-    return str(absolute.relative_to(root) if absolute.is_relative_to(root) else path)
+    return str(absolute.relative_to(root)) if absolute.is_relative_to(root) else path
 
 
 # The module where users write their model classes.
@@ -107,19 +109,20 @@ def import_model_builder() -> None:
         raise UserError(f"{where}: {type(error).__name__}: {detail}") from None
 
 
-# A temporary file that `files.atomic_path` writes beside an output: `.NAME.RANDOM.tmp`.
-_TEMPORARY = re.compile(r"(?:^|(?<=/))\.([^/]+)\.[^./]+\.tmp$")
+# A temporary file or folder that `files.atomic_path` or `atomic_directory` writes beside an
+# output: `.NAME.RANDOM.tmp`, also as a folder of the path (export's files).
+_TEMPORARY = re.compile(r"(?:^|(?<=/))\.([^/]+)\.[^./]+\.tmp(?=/|$)")
 
 
 def os_refusal(error: OSError) -> str:
     """What the machine refused (a read-only folder, a full disk, no permission), as one line:
     the file, by the output's own name rather than its temporary one, and the OS's reason."""
-    # pyarrow's errors carry the errno, and its own words around the OS's.
-    known = isinstance(error.errno, int) and error.errno > 0
-    reason = os.strerror(error.errno) if known else error.strerror or first_line(error)
+    reason = error.strerror or first_line(error)
+    if isinstance(error.errno, int) and f"[errno {error.errno}]" in reason:
+        reason = os.strerror(error.errno)  # pyarrow's words around the OS's
     if error.filename is None:
         return reason
-    output = _TEMPORARY.sub(r"\1", _shown_path(Path(error.filename)))
+    output = _TEMPORARY.sub(r"\1", _shown_path(os.fsdecode(error.filename)))
     return f"{output}: {reason}"
 
 
@@ -147,11 +150,14 @@ def exit_on_user_error(main: F) -> F:
 
 def _outputs_after_interrupt() -> str:
     """What an interrupted stage leaves: its outputs as they were, but DVC (which names the
-    stage it runs in DVC_STAGE) removes a stage's outputs before it runs it."""
-    if os.environ.get("DVC_STAGE"):
+    stage it runs in DVC_STAGE) removes a stage's outputs before it runs it, in the workspace
+    (a queued or `--temp` experiment runs in a copy, and DVC_ROOT names the workspace)."""
+    root = os.environ.get("DVC_ROOT")
+    in_workspace = root is None or Path(root).resolve() == Path.cwd().resolve()
+    if os.environ.get("DVC_STAGE") and in_workspace:
         return (
-            "the stage wrote nothing, and DVC had removed its outputs before it ran: "
-            "docs/errors.md brings them back"
+            "the stage wrote nothing, and DVC had removed its outputs before it ran: `dvc repro` "
+            "makes them again"
         )
     return "the outputs are as they were"
 

@@ -5,6 +5,7 @@ and renamed into place when it is complete, so a killed stage leaves the previou
 """
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -61,27 +62,33 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+# What only a write meets (no read gives these): the output is the file to name.
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
 @contextlib.contextmanager
 def named_in_errors(path: Path) -> Iterator[None]:
-    """An OSError that names no file (a full disk while pyarrow or a file's `close` writes) names
-    the output it was writing: `error: data/dataset.parquet: No space left on device`."""
+    """A failed write that names no file (a full disk while pyarrow or a file's `close` writes)
+    names the output it was writing: `error: data/dataset.parquet: No space left on device`."""
     try:
         yield
     except OSError as error:
-        if error.filename is None:
+        if error.filename is None and error.errno in WRITE_ERRORS:
             error.filename = str(path)
         raise
 
 
 def check_writable(*outputs: Path) -> None:
     """Refuse at once, not after a long run, an output the machine will not let a stage write (a
-    read-only folder): the error a failed write would give."""
+    read-only folder): the error a failed write would give. Creates no folder."""
     for output in map(Path, outputs):
-        output.parent.mkdir(parents=True, exist_ok=True)
+        folder = output.parent
+        while not folder.exists() and folder != folder.parent:  # the write will make it
+            folder = folder.parent
+        if not folder.is_dir():  # a file where the folder belongs
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(folder))
         try:
-            with tempfile.TemporaryFile(
-                prefix=f".{output.name}.", suffix=TMP_SUFFIX, dir=output.parent
-            ):
+            with tempfile.TemporaryFile(prefix=f".{output.name}.", suffix=TMP_SUFFIX, dir=folder):
                 pass
         except OSError as error:
             raise OSError(error.errno, error.strerror, str(output)) from None

@@ -397,7 +397,7 @@ def _check_keys(raw: dict[str, Any], path: Path) -> None:
 
 
 # Keys of earlier versions of params.yaml, and where their values go now.
-MOVED_KEYS = {"train.momentum": "train.optimizer_options.momentum"}
+MOVED_KEYS = {"train.momentum": "train.optimizer_options.momentum (an option of SGD)"}
 
 
 def _suggestion(key: str) -> str:

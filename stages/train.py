@@ -56,13 +56,13 @@ def train(params: Params, paths: Paths) -> None:
     device = resolve_device(params.device, distributed.local_rank())
     # `threads` is the stage's, so that more processes do not crowd more threads on the cores.
     use_repeatable_kernels(device, max(1, params.threads // params.train.processes))
-    processes = distributed.start_process_group(device) if in_torchrun() else 1
     # The first process on each machine logs and writes: every process holds the same model.
     writer = distributed.local_rank() == 0
     if writer:  # a folder it may not write is refused now, not after the training
         check_writable(
             paths.model, paths.loss_table, paths.train_metrics, paths.live / "metrics.json"
         )
+    processes = distributed.start_process_group(device) if in_torchrun() else 1
     log = print if writer else (lambda line: None)
     log(f"Using device: {describe(device)}" + (f", {processes} processes" if processes > 1 else ""))
 

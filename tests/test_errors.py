@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pytorch_workflow.errors import exit_on_user_error, os_refusal
-from pytorch_workflow.files import check_writable
+from pytorch_workflow.files import atomic_path, check_writable
 from pytorch_workflow.tables import arrow_table, write_table
 
 
@@ -45,12 +45,13 @@ def test_an_output_where_a_file_blocks_its_folder_is_refused_before_any_work(tmp
         (
             "train",
             "error: interrupted; the stage wrote nothing, and DVC had removed its outputs "
-            "before it ran: docs/errors.md brings them back\n",
+            "before it ran: `dvc repro` makes them again\n",
         ),
     ],
     ids=["by hand", "under dvc repro"],
 )
 def test_an_interrupted_stage_says_what_is_left(monkeypatch, capsys, stage, message):
+    monkeypatch.delenv("DVC_ROOT", raising=False)
     if stage is None:
         monkeypatch.delenv("DVC_STAGE", raising=False)
     else:
@@ -65,3 +66,22 @@ def test_an_interrupted_stage_says_what_is_left(monkeypatch, capsys, stage, mess
 
     assert stopped.value.code == 130
     assert capsys.readouterr().err == message
+
+
+def test_an_error_that_is_no_failed_write_keeps_its_words(tmp_path):
+    with pytest.raises(OSError) as error, atomic_path(tmp_path / "model.pt2"):
+        raise OSError("could not get source code")
+
+    assert str(error.value) == "could not get source code"
+
+
+def test_a_file_in_exports_temporary_folder_is_named_as_it_will_be():
+    full = OSError(28, "No space left on device", "models/.export.k2j8x0aq.tmp/model.pt2")
+
+    assert os_refusal(full) == "models/export/model.pt2: No space left on device"
+
+
+def test_checking_an_output_creates_no_folder(tmp_path):
+    check_writable(tmp_path / "plots/predictions.png")
+
+    assert list(tmp_path.iterdir()) == []

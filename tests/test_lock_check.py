@@ -25,7 +25,7 @@ def project(tmp_path, monkeypatch) -> Path:
     raw = tmp_path / "data/raw"
     raw.mkdir(parents=True)
     (raw / "houses.csv").write_text("x,y\n1,2\n")
-    (raw / ".gitignore").write_text("/mine.csv\n")
+    (raw / ".gitignore").write_text("/mine.csv\n/my data.csv\n")
     (raw / "mine.csv").write_text("x,y\n3,4\n")
     for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "data"]):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *command], check=True)
@@ -34,6 +34,16 @@ def project(tmp_path, monkeypatch) -> Path:
 
 def test_a_folder_that_differs_only_by_its_tracked_csv_is_a_checkout_away(project):
     assert remedy(OWN_DATA_CHECKED_OUT) == CHECKOUT
+
+
+def test_a_tracked_csv_whose_name_git_quotes_is_a_checkout_away_too(project):
+    (project / "data/raw/mine.csv").rename(project / "data/raw/my data.csv")  # git quotes it
+    stale = {
+        "prepare": [Change("changed deps", "data/raw", "modified")],
+        "data/raw/my data.csv.dvc": [Change("changed outs", "data/raw/my data.csv", "modified")],
+    }
+
+    assert remedy(stale) == CHECKOUT
 
 
 @pytest.mark.parametrize("beside", ["extra.csv", "notes.log"])

@@ -289,6 +289,6 @@ def test_a_key_of_an_earlier_params_file_says_where_it_went(tmp_path):
     with pytest.raises(
         UserError,
         match=r"unknown key 'train.momentum'; it is "
-        r"train.optimizer_options.momentum now$",
+        r"train.optimizer_options.momentum \(an option of SGD\) now$",
     ):
         load_params(path)
