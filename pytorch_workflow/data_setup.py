@@ -251,8 +251,8 @@ _CHANCE = 2 * (1 - NormalDist().cdf(3.0))
 # A class expected fewer times than this in the smaller side is not compared.
 _FEWEST_EXPECTED = 5
 _IMBALANCE_ADVICE = {
-    "in order": "more than a random split would give. The split follows the file's row order; "
-    "split.shuffle: true draws a random one",
+    "in order": "more than a random split would give. The split follows the file's row order, "
+    "as the course's does; split.shuffle: true draws a random one",
     "at random": f"a random split gives this about once in {1 / _CHANCE:.0f}; another seed "
     "draws another",
     "given": "the given test split (data.test_path) is not drawn like the train rows",

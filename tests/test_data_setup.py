@@ -473,8 +473,8 @@ def test_a_multiclass_split_names_the_class_whose_share_differs_most(tmp_path):
 
     assert ordered.imbalance() == (
         "the share of class 2 is 0.0625 in train and 1 in test, 54.8 standard errors apart: more "
-        "than a random split would give. The split follows the file's row order; split.shuffle: "
-        "true draws a random one"
+        "than a random split would give. The split follows the file's row order, as the course's "
+        "does; split.shuffle: true draws a random one"
     )
     assert stratified.imbalance() is None
     assert random.imbalance() is None  # no class common enough to compare
