@@ -25,7 +25,12 @@ from torch.utils.data import DataLoader
 
 from pytorch_workflow.dataloaders import Batch
 from pytorch_workflow.distributed import process_rank, sum_over_processes
-from pytorch_workflow.errors import TORCH_ERRORS, UserError, first_line, line_in_class_file
+from pytorch_workflow.errors import (
+    TORCH_ERRORS,
+    UserError,
+    described,
+    line_in_class_file,
+)
 from pytorch_workflow.model_builder import takes_out_features
 from pytorch_workflow.params import LOSSES, TrainParams, construct, find_class
 
@@ -330,10 +335,9 @@ def failing_as(key: str, instance: object) -> Iterator[None]:
         # code raised it (a typo in a user's forward), not from deeper in the pipeline.
         if not (where or isinstance(error, TORCH_ERRORS)):
             raise
-        detail = first_line(error)
-        if not isinstance(error, TORCH_ERRORS):  # a bare KeyError says only 'name'
-            detail = f"{type(error).__name__}: {detail}"
-        raise UserError(f"{key}: {type(instance).__name__} failed: {detail}{where}") from None
+        raise UserError(
+            f"{key}: {type(instance).__name__} failed: {described(error)}{where}"
+        ) from None
 
 
 @contextmanager

@@ -41,6 +41,14 @@ def first_line(error: BaseException, limit: int = 160) -> str:
 TORCH_ERRORS = (ValueError, TypeError, ZeroDivisionError, RuntimeError, IndexError)
 
 
+def described(error: BaseException) -> str:
+    """An error as a one-line message quotes it: torch's own about shapes and values as they
+    are, any other with its type first (a bare KeyError says only 'name')."""
+    if isinstance(error, TORCH_ERRORS):
+        return first_line(error)
+    return f"{type(error).__name__}: {first_line(error)}"
+
+
 def line_in_file(error: BaseException, source: str | Path) -> str:
     """Where the code in `source` raised `error` (a user's `forward`, a typo in the model
     file), as `pytorch_workflow/model_builder.py, line 12`: the line a syntax error points
@@ -50,12 +58,12 @@ def line_in_file(error: BaseException, source: str | Path) -> str:
     if isinstance(error, SyntaxError) and error.filename:
         return _shown(source, error.lineno) if Path(error.filename).resolve() == source else ""
     for frame in reversed(traceback.extract_tb(error.__traceback__)):
-        path = Path(frame.filename)
+        path = Path(frame.filename).resolve()
         if frame.filename.startswith("<frozen ") or any(
-            path.resolve().is_relative_to(library) for library in _LIBRARIES
+            path.is_relative_to(library) for library in _LIBRARIES
         ):
             continue
-        return _shown(source, frame.lineno) if path.resolve() == source else ""
+        return _shown(source, frame.lineno) if path == source else ""
     return ""
 
 
@@ -148,13 +156,17 @@ def exit_on_user_error(main: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def in_copy_of_workspace() -> bool:
+    """Whether DVC runs this stage in a copy of the workspace (a queued or `--temp` experiment:
+    DVC then sets DVC_ROOT to the workspace, not to the copy it runs in)."""
+    root = os.environ.get("DVC_ROOT")
+    return root is not None and Path(root).resolve() != Path.cwd().resolve()
+
+
 def _outputs_after_interrupt() -> str:
     """What an interrupted stage leaves: its outputs as they were, but DVC (which names the
-    stage it runs in DVC_STAGE) removes a stage's outputs before it runs it, in the workspace
-    (a queued or `--temp` experiment runs in a copy, and DVC_ROOT names the workspace)."""
-    root = os.environ.get("DVC_ROOT")
-    in_workspace = root is None or Path(root).resolve() == Path.cwd().resolve()
-    if os.environ.get("DVC_STAGE") and in_workspace:
+    stage it runs in DVC_STAGE) removes a stage's outputs before it runs it, in the workspace."""
+    if os.environ.get("DVC_STAGE") and not in_copy_of_workspace():
         return (
             "the stage wrote nothing, and DVC had removed its outputs before it ran: `dvc repro` "
             "makes them again"

@@ -293,12 +293,14 @@ def model_from_bundle(export_dir: Path) -> nn.Module:
     card = read_card(export_dir)
     path = _verified(export_dir, card, STATE_DICT_FILE)
     columns = card["input"]["columns"]
-    if card["model"].lower() not in {name.lower() for name in model_classes()}:
-        raise UserError(  # renamed or removed since the export; its program needs no class
+    try:
+        model_class(card["model"])
+    except UserError:  # renamed or removed since the export; its program needs no class
+        raise UserError(
             f"{export_dir / CARD_FILE}: its model {card['model']!r} is no class of "
             f"pytorch_workflow/model_builder.py here ({', '.join(model_classes())}): check out "
             "the commit that exported it, or run the bundle's program with --trust-program"
-        )
+        ) from None
     model_params = ModelParams(card["model"], card["model_options"])
     recorded = card.get("model_source")
     if recorded is not None and recorded != model_source(model_params.name):

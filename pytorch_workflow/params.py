@@ -27,7 +27,14 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
 
-from pytorch_workflow.errors import TORCH_ERRORS, UserError, first_line, line_in_class_file
+from pytorch_workflow.errors import (
+    TORCH_ERRORS,
+    UserError,
+    described,
+    first_line,
+    in_copy_of_workspace,
+    line_in_class_file,
+)
 
 PARAMS_FILE = "params.yaml"
 MAX_THREADS = 1024
@@ -406,7 +413,7 @@ def _suggestion(key: str) -> str:
     if key in MOVED_KEYS:
         return f"; it is {MOVED_KEYS[key]} now"
     leaf = key.rsplit(".", 1)[-1]
-    moved = [known for known in KNOWN_KEYS if known.rsplit(".", 1)[-1] == leaf and known != key]
+    moved = [known for known in KNOWN_KEYS if known.rsplit(".", 1)[-1] == leaf]
     close = moved or difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.6)
     return f"; did you mean {close[0]}?" if close else f"; known keys: {', '.join(KNOWN_KEYS)}"
 
@@ -644,9 +651,8 @@ def construct(
         where = line_in_class_file(error, cls)
         if where and not isinstance(error, TORCH_ERRORS):  # a bug in a user's `__init__`
             with_options = f" with {key} {converted}" if converted else ""
-            detail = f"{type(error).__name__}: {first_line(error)}"
             raise ConstructorError(
-                f"{cls.__name__} failed{with_options}: {detail}{where}"
+                f"{cls.__name__} failed{with_options}: {described(error)}{where}"
             ) from None
         given_options = f"refused {converted}" if converted else "failed with no options"
         raise ConstructorError(
@@ -686,13 +692,11 @@ def undo_hint_after_failed_experiment(path: str | Path = PARAMS_FILE) -> str:
     `dvc exp run -S` writes its values into params.yaml before the stages run and keeps them when
     a stage fails, and when a value has the old one's length `git status` may not show the change
     (DVC leaves git's index entry with the file's new size and time), so the hint restores the
-    committed file by its content. A queued or `--temp` run works in a copy (DVC then sets
-    DVC_ROOT to the workspace, not to the copy it runs in) and leaves the workspace as it was.
+    committed file by its content. A queued or `--temp` run works in a copy and leaves the
+    workspace as it was.
     """
-    root = os.environ.get("DVC_ROOT")
-    if not os.environ.get("DVC_EXP_NAME") or root is None:
-        return ""
-    if Path(root).resolve() != Path.cwd().resolve():
+    in_workspace = "DVC_ROOT" in os.environ and not in_copy_of_workspace()
+    if not os.environ.get("DVC_EXP_NAME") or not in_workspace:
         return ""
     # `./` makes git read the file beside the stage, also in a DVC project in a subfolder.
     committed_file = f"HEAD:./{Path(path).as_posix()}"
