@@ -7,6 +7,7 @@ trust it. Both artifacts are reloaded from disk into fresh objects and must pred
 split bit for bit as evaluate did, or the bundle is not published.
 """
 
+import ast
 import hashlib
 import inspect
 import io
@@ -338,11 +339,60 @@ def _verified(export_dir: Path, card: dict[str, Any], name: str) -> Path:
 
 
 def model_source(name: str) -> str:
-    """The sha256 of the model class's source, with its base classes written beside it: the
-    code that its weights run in (not the helpers it calls, nor torch's)."""
+    """The sha256 of the code that the model's weights run in: its class, its base classes
+    written beside it, and every class, function and value of that file it uses, directly or
+    through another (torch's code is the release's, which the card records too)."""
     cls = model_class(name)
-    own = [inspect.getsource(c) for c in cls.__mro__ if c.__module__ == cls.__module__]
-    return hashlib.sha256("".join(own).encode()).hexdigest()
+    own = [c for c in cls.__mro__ if c.__module__ == cls.__module__]
+    file = inspect.getsource(inspect.getmodule(cls))
+    used = [
+        "".join(file.splitlines(keepends=True)[first - 1 : last])
+        for first, last in _used_definitions(file, {c.__name__ for c in own})
+    ]
+    code = "".join([*map(inspect.getsource, own), *used])
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def _used_definitions(file: str, classes: set[str]) -> list[tuple[int, int]]:
+    """The first and last lines of each top-level statement of `file` that `classes` use, by
+    name, directly or through another: in the order of the file, leaving out `classes`."""
+    statements: dict[str, list[ast.stmt]] = {}
+    for statement in ast.parse(file).body:
+        for name in _defined_names(statement):
+            statements.setdefault(name, []).append(statement)
+    seen, waiting = set(), list(classes)
+    while waiting:
+        name = waiting.pop()
+        if name in seen or name not in statements:
+            continue
+        seen.add(name)
+        for statement in statements[name]:
+            waiting += [n.id for n in ast.walk(statement) if isinstance(n, ast.Name)]
+    used = {
+        statement
+        for name in seen - classes
+        for statement in statements[name]
+        if not set(_defined_names(statement)) & classes
+    }
+    lines = [
+        (min([s.lineno] + [d.lineno for d in getattr(s, "decorator_list", [])]), s.end_lineno)
+        for s in used
+    ]
+    return sorted(lines)
+
+
+def _defined_names(statement: ast.stmt) -> list[str]:
+    """The names a top-level statement binds: a class, a function or assigned values (not
+    imports, whose code is not this file's)."""
+    if isinstance(statement, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+        return [statement.name]
+    if isinstance(statement, ast.Assign):
+        targets = statement.targets
+    elif isinstance(statement, ast.AnnAssign | ast.AugAssign):
+        targets = [statement.target]
+    else:
+        return []
+    return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
 
 
 def load_program(path: Path) -> nn.Module:

@@ -243,7 +243,10 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
         log_every=reader.integer("train.log_every", at_least=1),
     )
     if train.scheduler is None and train.scheduler_options:
-        raise UserError(f"{path}: train.scheduler_options need a train.scheduler; it is null")
+        raise UserError(
+            f"{path}: train.scheduler_options need a train.scheduler; it is null "
+            "(-S train.scheduler_options=null empties them)"
+        )
     if train.optimizer.lower() == "lbfgs" and train.batch_size is not None:
         raise UserError(
             f"{path}: train.optimizer: lbfgs takes the whole split in each step; "
@@ -639,7 +642,8 @@ def construct(
             hint = (
                 f"did you mean {close[0]}?"
                 if close
-                else f"its options: {', '.join(names) or 'none'}"
+                else f"its options: {', '.join(names) or 'none'} "
+                f"(where one is left from another run, -S {key}=null empties {key})"
             )
             raise UserError(f"{key}: {cls.__name__} has no option {name!r}; {hint}")
         default = accepted[name].default if name in accepted else inspect.Parameter.empty

@@ -37,6 +37,9 @@ def write_params(tmp_path: Path, changes: dict) -> Path:
 
 
 def test_the_committed_params_are_the_course_defaults_on_the_cpu():
+    """This repository's defaults are the course's. A fork that commits defaults of its own
+    fails here, and only here: every other test builds the course's params itself, or checks
+    the committed results against the committed params."""
     params = load_params(REPO_ROOT / "params.yaml")
 
     assert params.seed == 42 and params.device == "cpu"
