@@ -14,6 +14,7 @@ import io
 import json
 import math
 import stat
+import symtable
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -339,60 +340,70 @@ def _verified(export_dir: Path, card: dict[str, Any], name: str) -> Path:
 
 
 def model_source(name: str) -> str:
-    """The sha256 of the code that the model's weights run in: its class, its base classes
-    written beside it, and every class, function and value of that file it uses, directly or
-    through another (torch's code is the release's, which the card records too)."""
+    """The sha256 of the model's code in model_builder.py: its class, its base classes written
+    there, and every statement of the file that they use (its functions, classes and values),
+    directly or through one another. Imports are left out: their code is torch's, or the
+    repository's, which the card's release and commit name."""
     cls = model_class(name)
     own = [c for c in cls.__mro__ if c.__module__ == cls.__module__]
     file = inspect.getsource(inspect.getmodule(cls))
-    used = [
-        "".join(file.splitlines(keepends=True)[first - 1 : last])
-        for first, last in _used_definitions(file, {c.__name__ for c in own})
-    ]
-    code = "".join([*map(inspect.getsource, own), *used])
-    return hashlib.sha256(code.encode()).hexdigest()
+    code = [*map(inspect.getsource, own), *code_used_by(file, {c.__name__ for c in own})]
+    return hashlib.sha256("".join(code).encode()).hexdigest()
 
 
-def _used_definitions(file: str, classes: set[str]) -> list[tuple[int, int]]:
-    """The first and last lines of each top-level statement of `file` that `classes` use, by
-    name, directly or through another: in the order of the file, leaving out `classes`."""
-    statements: dict[str, list[ast.stmt]] = {}
-    for statement in ast.parse(file).body:
-        for name in _defined_names(statement):
-            statements.setdefault(name, []).append(statement)
-    seen, waiting = set(), list(classes)
-    while waiting:
-        name = waiting.pop()
-        if name in seen or name not in statements:
-            continue
-        seen.add(name)
-        for statement in statements[name]:
-            waiting += [n.id for n in ast.walk(statement) if isinstance(n, ast.Name)]
-    used = {
-        statement
-        for name in seen - classes
-        for statement in statements[name]
-        if not set(_defined_names(statement)) & classes
+def code_used_by(file: str, classes: set[str]) -> list[str]:
+    """The text of each top-level statement of `file` (a module's source) that the classes
+    defined there under these names use, directly or through one another, sorted: moving one
+    in the file changes nothing. The classes themselves and the imports are left out."""
+    lines = file.splitlines(keepends=True)
+    texts = {
+        statement: "".join(lines[_first_line(statement) - 1 : statement.end_lineno])
+        for statement in ast.parse(file).body
+        if not isinstance(statement, ast.Import | ast.ImportFrom)
     }
-    lines = [
-        (min([s.lineno] + [d.lineno for d in getattr(s, "decorator_list", [])]), s.end_lineno)
-        for s in used
-    ]
-    return sorted(lines)
+    binding: dict[str, list[ast.stmt]] = {}
+    reads: dict[ast.stmt, set[str]] = {}
+    for statement, text in texts.items():
+        bound, reads[statement] = _names_of(statement, text)
+        for name in bound:
+            binding.setdefault(name, []).append(statement)
+    # The classes, and whatever else binds or changes their names (`Model.forward = f`).
+    used = {statement for name in classes for statement in binding.get(name, [])}
+    waiting = list(used)
+    while waiting:
+        for statement in (b for name in reads[waiting.pop()] for b in binding.get(name, [])):
+            if statement not in used:
+                used.add(statement)
+                waiting.append(statement)
+    own = {s for s in used if isinstance(s, ast.ClassDef) and s.name in classes}
+    return sorted(texts[statement] for statement in used - own)
 
 
-def _defined_names(statement: ast.stmt) -> list[str]:
-    """The names a top-level statement binds: a class, a function or assigned values (not
-    imports, whose code is not this file's)."""
-    if isinstance(statement, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-        return [statement.name]
-    if isinstance(statement, ast.Assign):
-        targets = statement.targets
-    elif isinstance(statement, ast.AnnAssign | ast.AugAssign):
-        targets = [statement.target]
-    else:
-        return []
-    return [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+def _first_line(statement: ast.stmt) -> int:
+    decorators = getattr(statement, "decorator_list", [])
+    return min([statement.lineno, *(decorator.lineno for decorator in decorators)])
+
+
+def _names_of(statement: ast.stmt, text: str) -> tuple[set[str], set[str]]:
+    """The module's names that a top-level statement binds (or changes, as `M.forward = f` or
+    `TABLE[key] = f` do), and the ones it reads, in the functions and classes it defines too,
+    not their own local names (Python's own symbol tables tell them apart)."""
+    table = symtable.symtable(text, "<statement>", "exec")
+    symbols = table.get_symbols()
+    bound = {s.get_name() for s in symbols if s.is_assigned() or s.is_imported()}
+    targets = getattr(statement, "targets", [getattr(statement, "target", None)])
+    for target in targets:
+        while isinstance(target, ast.Attribute | ast.Subscript):
+            target = target.value
+        if isinstance(target, ast.Name):
+            bound.add(target.id)
+    reads = {s.get_name() for s in symbols if s.is_referenced()}
+    scopes = table.get_children()
+    while scopes:
+        scope = scopes.pop()
+        reads |= {s.get_name() for s in scope.get_symbols() if s.is_global() and s.is_referenced()}
+        scopes += scope.get_children()
+    return bound, reads
 
 
 def load_program(path: Path) -> nn.Module:

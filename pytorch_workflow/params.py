@@ -642,10 +642,12 @@ def construct(
             hint = (
                 f"did you mean {close[0]}?"
                 if close
-                else f"its options: {', '.join(names) or 'none'} "
+                else f"its options: {', '.join(names) or 'none'}"
+            )
+            raise UserError(
+                f"{key}: {cls.__name__} has no option {name!r}; {hint} "
                 f"(where one is left from another run, -S {key}=null empties {key})"
             )
-            raise UserError(f"{key}: {cls.__name__} has no option {name!r}; {hint}")
         default = accepted[name].default if name in accepted else inspect.Parameter.empty
         converted[name] = _like_default(value, default)
     unchanged = {k: v for k, v in (defaults or {}).items() if k not in options}

@@ -395,24 +395,27 @@ def test_a_failed_dvc_exp_run_names_every_key_it_leaves_changed_whatever_failed(
 
 def test_an_option_left_from_another_run_is_removed_as_the_error_says(pipeline_repo):
     params_file = pipeline_repo / "params.yaml"
-    # An option that the next run's model does not take, and another that needs a scheduler.
-    left = run(["dvc", "exp", "run", "-S", "+model.options.hidden=8"], pipeline_repo, check=False)
+    # Options that the next run cannot take, left in params.yaml by the runs before.
+    hidden = run(["dvc", "exp", "run", "-S", "+model.options.hidden=8"], pipeline_repo, check=False)
     assert_clean_failure(
-        left,
+        hidden,
         "model.options: LinearRegressionModel has no option 'hidden'; its options: none "
         "(where one is left from another run, -S model.options=null empties model.options)",
     )
-    run(["dvc", "exp", "run", "-S", "+train.scheduler_options.T_max=5"], pipeline_repo, check=False)
-    removed = run(["dvc", "exp", "run", "-S", "model.options=null"], pipeline_repo, check=False)
+    t_max = ["dvc", "exp", "run", "-S", "+train.scheduler_options.T_max=5"]
     assert_clean_failure(
-        removed,
+        run(t_max, pipeline_repo, check=False),
         "train.scheduler_options need a train.scheduler; it is null "
         "(-S train.scheduler_options=null empties them)",
     )
-    assert yaml.safe_load(params_file.read_text())["model"]["options"] is None
+    emptied = run(
+        ["dvc", "exp", "run", "-S", "train.scheduler_options=null"], pipeline_repo, check=False
+    )
+    assert_clean_failure(emptied, "LinearRegressionModel has no option 'hidden'")
 
-    run(["dvc", "exp", "run", "-S", "train.scheduler_options=null", "train"], pipeline_repo)
-    assert yaml.safe_load(params_file.read_text())["train"]["scheduler_options"] is None
+    run(["dvc", "exp", "run", "-S", "model.options=null", "train"], pipeline_repo)
+    params = yaml.safe_load(params_file.read_text())
+    assert params["model"]["options"] is None and params["train"]["scheduler_options"] is None
 
 
 def test_a_failed_dvc_exp_run_in_a_copy_gives_no_undo_hint_for_the_untouched_workspace(

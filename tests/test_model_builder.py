@@ -1,3 +1,5 @@
+import hashlib
+import inspect
 import math
 import textwrap
 
@@ -163,7 +165,8 @@ def test_the_mlps_options_are_checked_like_its_params():
         build_model(ModelParams("mlp", {"activation": "relux"}, (64, 64), "relu"), in_features=2)
 
     assert str(unknown.value) == (
-        "model.options: MLP has no option 'hidden'; did you mean hidden_units?"
+        "model.options: MLP has no option 'hidden'; did you mean hidden_units? (where one is "
+        "left from another run, -S model.options=null empties model.options)"
     )
     assert str(refused.value).startswith(
         "model.options: MLP refused {'activation': 'relux'}: activation 'relux' is none of "
@@ -346,3 +349,80 @@ def test_a_saved_batch_norm_model_loads_with_its_integer_count(tmp_path):
     )
 
     assert loaded.state_dict()["1.num_batches_tracked"].item() == 1
+
+
+def test_a_course_model_keeps_the_code_hash_that_its_older_bundles_record():
+    from pytorch_workflow.export import model_source
+
+    # What bundles exported before helpers were followed record: the class's own source.
+    for name in ("linear_regression", "linear_regression_v2", "mlp"):
+        source = inspect.getsource(model_builder.model_class(name))
+        assert model_source(name) == hashlib.sha256(source.encode()).hexdigest()
+
+
+# A model file with helpers, a local name that is also a top-level one, a helper defined
+# under a condition, a class reached through a table, and a method replaced after the class.
+MODEL_FILE = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+
+    SCALE = 2.0
+
+    def weights(module):
+        return module.weight
+
+    if torch.__version__:
+        def squash(x):
+            return torch.tanh(x) * SCALE
+
+    class Squash(nn.Module):
+        def forward(self, x):
+            return decorated(squash(x))
+
+    ACTIVATIONS = {"squash": Squash}
+
+    def unused(x):
+        return x
+
+    @torch.no_grad()
+    def decorated(x):
+        return x
+
+    class Model(nn.Module):
+        def __init__(self, activation: str = "squash"):
+            super().__init__()
+            weights = nn.Linear(1, 1)  # a local name, not the function above
+            self.layers = nn.Sequential(weights, ACTIVATIONS[activation]())
+
+    def forward(self, x):
+        return self.layers(x)
+
+    Model.forward = forward
+    """
+)
+
+
+def statements(code: list[str]) -> list[str]:
+    return [text.split("\n")[0] for text in code]
+
+
+def test_the_code_a_model_uses_is_followed_through_the_file_and_only_that():
+    from pytorch_workflow.export import code_used_by
+
+    used = code_used_by(MODEL_FILE, {"Model"})
+
+    assert statements(used) == [
+        "@torch.no_grad()",
+        'ACTIVATIONS = {"squash": Squash}',
+        "Model.forward = forward",
+        "SCALE = 2.0",
+        "class Squash(nn.Module):",
+        "def forward(self, x):",
+        "if torch.__version__:",
+    ]
+    # Moving a statement in the file changes nothing.
+    moved = MODEL_FILE.replace("SCALE = 2.0\n", "").replace(
+        "\nclass Model", "SCALE = 2.0\n\nclass Model"
+    )
+    assert moved != MODEL_FILE and code_used_by(moved, {"Model"}) == used
