@@ -426,3 +426,40 @@ def test_the_code_a_model_uses_is_followed_through_the_file_and_only_that():
         "\nclass Model", "SCALE = 2.0\n\nclass Model"
     )
     assert moved != MODEL_FILE and code_used_by(moved, {"Model"}) == used
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "followed"),
+    [
+        # Each changes what the model runs: the changed code is among what it uses.
+        ("torch.tanh(x)", "torch.sigmoid(x)", "torch.sigmoid(x)"),
+        (
+            "Model.forward = forward",
+            "try:\n    Model.forward = torch.compile(forward)\nexcept RuntimeError:\n    pass",
+            "torch.compile(forward)",
+        ),
+        (
+            "SCALE = 2.0\n",
+            "SCALE = 2.0\n\ndef rescale():\n    global SCALE\n    SCALE = 3.0\n",
+            "global SCALE",
+        ),
+        # Each leaves it alone: another model or helper, a comprehension's variable named as a
+        # helper (the module's own name since Python 3.12), a page break, two statements on a line.
+        ("class Model(", "class Another(nn.Module):\n    pass\n\nclass Model(", None),
+        ("def unused(x):", "def weights_too(x):", None),
+        ("SCALE = 2.0\n", "SCALE = 2.0\nSQUARES = [squash for squash in range(3)]\n", None),
+        ("SCALE = 2.0\n", "# the helpers \x0c\nSCALE = 2.0\n", None),
+        ("SCALE = 2.0\n", "SCALE = 2.0\nWIDTH = (1,\n    2); DEPTH = 3\n", None),
+    ],
+)
+def test_a_change_is_followed_where_the_model_runs_it_and_only_there(old, new, followed):
+    from pytorch_workflow.export import code_used_by
+
+    changed = MODEL_FILE.replace(old, new, 1)
+    used = code_used_by(changed, {"Model"})
+
+    assert changed != MODEL_FILE
+    if followed:
+        assert any(followed in text for text in used)
+    else:
+        assert used == code_used_by(MODEL_FILE, {"Model"})
