@@ -352,7 +352,7 @@ def test_a_saved_batch_norm_model_loads_with_its_integer_count(tmp_path):
 
 
 def test_a_course_model_keeps_the_code_hash_that_its_older_bundles_record():
-    from pytorch_workflow.export import model_source
+    from pytorch_workflow.model_code import model_source
 
     # What bundles exported before helpers were followed record: the class's own source.
     for name in ("linear_regression", "linear_regression_v2", "mlp"):
@@ -408,7 +408,7 @@ def statements(code: list[str]) -> list[str]:
 
 
 def test_the_code_a_model_uses_is_followed_through_the_file_and_only_that():
-    from pytorch_workflow.export import code_used_by
+    from pytorch_workflow.model_code import code_used_by
 
     used = code_used_by(MODEL_FILE, {"Model"})
 
@@ -453,7 +453,7 @@ def test_the_code_a_model_uses_is_followed_through_the_file_and_only_that():
     ],
 )
 def test_a_change_is_followed_where_the_model_runs_it_and_only_there(old, new, followed):
-    from pytorch_workflow.export import code_used_by
+    from pytorch_workflow.model_code import code_used_by
 
     changed = MODEL_FILE.replace(old, new, 1)
     used = code_used_by(changed, {"Model"})
