@@ -105,10 +105,10 @@ def import_model_builder() -> None:
     """Import the module of the model classes: a mistake in its own code (a syntax error, an
     import it lacks) is a `UserError` naming its line. The entry points call this through
     `exit_on_user_error` before their other imports, which would raise it before `main` runs."""
-    spec = importlib.util.find_spec(MODEL_BUILDER)
     try:
         importlib.import_module(MODEL_BUILDER)
     except Exception as error:
+        spec = importlib.util.find_spec(MODEL_BUILDER)
         where = line_in_file(error, spec.origin) if spec and spec.origin else ""
         if not where:
             raise

@@ -135,13 +135,8 @@ def build_model(
         model = ModelParams(model, {})
     cls = model_class(model.name)
     accepted = inspect.signature(cls).parameters
-    # The layout keys as params give them, to a constructor that takes them, unless the options
-    # do (a model card's options).
-    layout = {
-        key: value
-        for key, value in model.architecture().items()
-        if key in accepted and key not in model.options
-    }
+    # The layout keys as params give them, unless the options do (a model card's options).
+    layout = {k: v for k, v in _layout(cls, model).items() if k not in model.options}
     from_data = {
         **dict.fromkeys(IN_FEATURES, in_features),
         **dict.fromkeys(OUT_FEATURES, out_features),
@@ -169,7 +164,11 @@ def takes_out_features(model: nn.Module) -> bool:
 def constructor_options(model: ModelParams) -> Options:
     """What the model's constructor gets from params (besides the data's `in_features` and
     `out_features`): what the model card records to build it again."""
-    cls = model_class(model.name)
+    return {**_layout(model_class(model.name), model), **model.options}
+
+
+def _layout(cls: type[nn.Module], model: ModelParams) -> Options:
+    """The layout keys of params (`model.hidden_units`, `model.activation`) that the class's
+    constructor takes."""
     accepted = inspect.signature(cls).parameters
-    layout = {key: value for key, value in model.architecture().items() if key in accepted}
-    return {**layout, **model.options}
+    return {key: value for key, value in model.architecture().items() if key in accepted}

@@ -650,9 +650,8 @@ def construct(
             )
         default = accepted[name].default if name in accepted else inspect.Parameter.empty
         converted[name] = _like_default(value, default)
-    unchanged = {k: v for k, v in (defaults or {}).items() if k not in options}
     try:
-        return cls(**given, **unchanged, **converted)
+        return cls(**given, **{**(defaults or {}), **converted})
     except Exception as error:
         where = line_in_class_file(error, cls)
         if where and not isinstance(error, TORCH_ERRORS):  # a bug in a user's `__init__`

@@ -119,12 +119,14 @@ def holds_only(folder: str, outputs: set[str]) -> bool:
     file added or ignored beside. (A file committed to the folder without `dvc repro` is not
     seen here: after the checkout, `dvc status` names it.)"""
     inside = {output for output in outputs if Path(output).is_relative_to(folder)}
+    if not inside:
+        return False
     # NUL-separated, so that git quotes no name (`my data.csv`); a rename adds its old name.
     listed = output_of(
         "git", "status", "--porcelain", "-z", "--ignored", "--untracked-files=all", "--", folder
     )
     others = [entry[3:] for entry in listed.split("\0") if entry[3:] and entry[3:] not in inside]
-    return bool(inside) and not others
+    return not others
 
 
 # What brings back the outputs dvc.lock records, where only they differ.
