@@ -74,7 +74,11 @@ def test_report_on_a_branch_shows_the_param_metric_and_loss_diff_against_main(br
     text = (repo / "report.md").read_text()
     assert text.startswith("# Pipeline report: workspace against main (")
     assert row("params.yaml", "train.epochs", "100", "300").search(text)
-    assert row("metrics/evaluate.json", "mae", "0.05688", "0.00845", "-0.04843").search(text)
+    assert row(
+        "metrics/evaluate.json", "mae", "0.0568781495", "0.0084478915", "-0.048430258"
+    ).search(text)
+    # A small metric keeps its digits (DVC's default 5 decimals would show 0.00007).
+    assert row("metrics/evaluate.json", "mse", "0.0032838871", "7.137e-05").search(text)
     # Longer training is an improvement: the gate passes and says so.
     assert "**Passed:**" in text and "Regression gate passed" in result.stdout
     assert row("metrics/evaluate.json:mae", "0.0568781", "0.00844789").search(text)

@@ -165,9 +165,14 @@ def misspelt_metrics(allowances: list[Allowance], metrics_diff: dict[str, Any]) 
     return ""
 
 
+# `dvc metrics diff` rounds to 5 decimals by default: a test MSE of 1.4e-06 would read 0.0.
+METRIC_DECIMALS = "10"
+
+
 def diff_table(kind: str, base: str) -> str:
     """`dvc params diff` or `dvc metrics diff` as Markdown, or "" when nothing changed."""
-    table = output_of("dvc", kind, "diff", base, "--md").strip()
+    rounding = ["--precision", METRIC_DECIMALS] if kind == "metrics" else []
+    table = output_of("dvc", kind, "diff", base, "--md", *rounding).strip()
     # With nothing changed, DVC prints the header row and the separator only.
     return table if len(table.splitlines()) > 2 else ""
 
