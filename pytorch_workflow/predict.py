@@ -1,9 +1,9 @@
 """Predict with an exported bundle: `python -m pytorch_workflow.predict INPUT.csv OUTPUT.csv`.
 
 INPUT.csv needs the model's feature columns, by name (for the course's line: `x`). OUTPUT.csv
-gets every input column as it was, then `prediction`; for a binary classifier `probability` of
-class 1; for a multi-class one the `predicted` class and `probability_LABEL` of each class. Both
-are streamed, so the input may be larger than memory.
+gets every input column as it was, then `prediction`; for a binary classifier the `predicted`
+class (0 or 1) and the `probability` of class 1; for a multi-class one the `predicted` class and
+`probability_LABEL` of each class. Both are streamed, so the input may be larger than memory.
 
 The model is rebuilt from the bundle's `model.pt` (tensors only, loaded with `weights_only=True`)
 and its model card: no code from the bundle runs. `--trust-program` runs the bundle's
@@ -283,7 +283,7 @@ def output_names(output: str, classes: list[float] | None) -> list[str]:
     """The columns predict adds: for the card's `output` kind."""
     if classes:
         return ["predicted", *(f"probability_{class_name(label)}" for label in classes)]
-    return ["probability" if output == "logit" else "prediction"]
+    return ["predicted", "probability"] if output == "logit" else ["prediction"]
 
 
 def output_texts(outputs: np.ndarray, output: str, classes: list[float] | None) -> list[list[str]]:
@@ -293,7 +293,10 @@ def output_texts(outputs: np.ndarray, output: str, classes: list[float] | None) 
         predicted = [class_name(classes[index]) for index in np.argmax(outputs, axis=1)]
         return [predicted, *(shortest_texts(column) for column in probabilities.T)]
     values = outputs.reshape(-1)
-    return [shortest_texts(sigmoid(values) if output == "logit" else values)]
+    if output == "logit":
+        # Class 1 where its probability passes 0.5, as evaluate counts it.
+        return [np.where(values > 0, "1", "0").tolist(), shortest_texts(sigmoid(values))]
+    return [shortest_texts(values)]
 
 
 def _batches(path: Path, reader: pa_csv.CSVStreamingReader):

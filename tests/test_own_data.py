@@ -115,8 +115,9 @@ def test_the_documented_classification_recipe_reaches_the_baseline_and_predicts_
     inputs = pipeline_repo / "students.csv"
     inputs.write_text("exam_1,exam_2,hours_studied\n95,90,35\n40,35,1\n")
     predict(pipeline_repo, inputs, "out.csv", check=True)
-    probability = pd.read_csv(pipeline_repo / "out.csv")["probability"]
-    assert probability[0] > 0.9 and probability[1] < 0.1
+    predicted = pd.read_csv(pipeline_repo / "out.csv")
+    assert predicted["probability"][0] > 0.9 and predicted["probability"][1] < 0.1
+    assert list(predicted["predicted"]) == [1, 0]
 
 
 def test_a_stratified_split_keeps_the_balance_of_a_file_sorted_by_class(pipeline_repo):

@@ -149,8 +149,9 @@ def test_a_users_own_module_trains_evaluates_exports_and_predicts_by_name(pipeli
     assert "learned" not in json.loads((pipeline_repo / "metrics/train.json").read_text())
     assert "Wrote 2 predictions" in predicted.stdout
     lines = (pipeline_repo / "out.csv").read_text().splitlines()
-    assert lines[0] == "exam_1,exam_2,hours_studied,probability"
+    assert lines[0] == "exam_1,exam_2,hours_studied,predicted,probability"
     assert float(lines[1].split(",")[-1]) > 0.5 > float(lines[2].split(",")[-1])
+    assert [line.split(",")[-2] for line in lines[1:]] == ["1", "0"]
 
     # The class changed after the export, or a function of the file that it uses through
     # another class: either way its weights would run in other code.
