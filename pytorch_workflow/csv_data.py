@@ -18,6 +18,7 @@ from pytorch_workflow.errors import UserError, first_line
 from pytorch_workflow.params import (
     CLASSIFICATION,
     MULTICLASS,
+    REGRESSION,
     DataParams,
     closest_name,
 )
@@ -29,6 +30,17 @@ CSV_READ_OPTIONS = pa_csv.ReadOptions(block_size=1 << 22)
 COARSEST_STEP = 1e-4
 # Each column that float32 rounds coarsely for its spread: a value, as rounded, and the step.
 Rounded = dict[str, tuple[float, float, float]]
+
+
+# pyarrow decompresses a CSV by its extension; the first bytes of each such file.
+COMPRESSED = {".gz": b"\x1f\x8b", ".bz2": b"BZh", ".zst": b"\x28\xb5\x2f\xfd"}
+# The first bytes of files that are no CSV text for pyarrow, and what they are.
+NOT_TEXT = {
+    b"PK\x03\x04": "a zip archive",
+    b"\xfd7zXZ\x00": "xz-compressed",
+    b"\xff\xfe": "UTF-16 text",
+    b"\xfe\xff": "UTF-16 text",
+}
 
 
 class CsvDataset(NamedTuple):
@@ -93,6 +105,7 @@ def csv_chunks(
         raise UserError(f"{path}: {key} is a folder; point it at the CSV file inside")
     if not stat.S_ISREG(mode):
         raise UserError(f"{path}: {key} is not a regular file (a pipe or device?)")
+    refuse_what_is_not_csv_text(path)
     columns = _csv_columns(path, params, columns)
     first_row = 1  # data rows counted from 1, the first line after the header
     try:
@@ -108,9 +121,9 @@ def csv_chunks(
             yield _checked_float32(path, table, first_row, task, params.target, rounded)
             first_row += batch.num_rows
     except pa.ArrowInvalid as error:
-        raise UserError(
-            f"{path}: {first_bad_row(path, columns) or first_line(error, 200)}"
-        ) from None
+        labels = params.target if task != REGRESSION else ""
+        reason = first_bad_row(path, columns, labels) or first_line(error, 200)
+        raise UserError(f"{path}: {reason}") from None
 
 
 def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> list[str]:
@@ -234,7 +247,7 @@ def _checked_float32(
         index = int(np.flatnonzero(bad[:, column])[0])
         value, name = values[index, column], names[column]
         problem = (
-            "is empty or not a number"
+            "is empty or not a number (fill in or drop such rows)"
             if np.isnan(value)
             else f"{value:g} is beyond float32's range (±3.4e38)"
             if math.isfinite(value)
@@ -278,8 +291,9 @@ def _checked_float32(
     return arrow_table(checked)
 
 
-def first_bad_row(path: Path, columns: list[str]) -> str | None:
-    """Where the CSV stops being numbers, found by reading it again row by row (errors only)."""
+def first_bad_row(path: Path, columns: list[str], labels: str = "") -> str | None:
+    """Where the CSV stops being numbers, found by reading it again row by row (errors only).
+    `labels`: a classifier's target column, whose text labels get advice."""
     too_long = first_overlong_line(path)
     if too_long:
         return too_long
@@ -297,7 +311,10 @@ def first_bad_row(path: Path, columns: list[str]) -> str | None:
                     try:
                         float(value)
                     except ValueError:
-                        return f"row {row_number}, column {name!r}: {value[:40]!r} is not a number"
+                        said = f"row {row_number}, column {name!r}: {value[:40]!r} is not a number"
+                        if name == labels:
+                            said += "; recode the class labels as 0 and 1 (or 0, 1, 2, ...)"
+                        return said
     except (OSError, StopIteration, csv.Error, ValueError, KeyError):
         return None
     return None
@@ -319,6 +336,34 @@ def first_overlong_line(path: Path) -> str | None:
     except OSError:
         return None
     return None
+
+
+def refuse_what_is_not_csv_text(path: Path) -> None:
+    """A file that pyarrow would misread as a CSV of odd field counts, named for what it is: a
+    compressed file without its extension, an archive, UTF-16 text, or a header separated by
+    another character than the comma."""
+    if path.suffix.lower() in COMPRESSED:
+        return  # pyarrow decompresses it
+    try:
+        with open(path, "rb") as file:
+            head = file.readline(CSV_READ_OPTIONS.block_size)
+    except OSError:
+        return  # reading it fails again, with its own message
+    for extension, magic in COMPRESSED.items():
+        if head.startswith(magic):
+            raise UserError(
+                f"{path}: the file is compressed; name it {path.name}{extension}, which is read"
+            )
+    for magic, what in NOT_TEXT.items():
+        if head.startswith(magic):
+            raise UserError(f"{path}: the file is {what}, not CSV text; save it as a UTF-8 CSV")
+    header = head.decode("utf-8", "replace")
+    for separator in (";", "\t", "|"):
+        if separator in header and "," not in header:
+            raise UserError(
+                f"{path}: the header has {separator!r} between names and no comma; save the "
+                "file comma-separated, with '.' in numbers"
+            )
 
 
 def refuse_duplicate_columns(path: Path, names: list[str]) -> None:

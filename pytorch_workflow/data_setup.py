@@ -26,6 +26,7 @@ from pytorch_workflow.files import atomic_write_json
 from pytorch_workflow.params import (
     CLASSIFICATION,
     MULTICLASS,
+    REGRESSION,
     DataParams,
     SplitParams,
     line_length,
@@ -154,10 +155,21 @@ def class_name(label: float) -> str:
     return str(int(label))
 
 
-def checked_classes(classes: dict[str, Counter[float]]) -> tuple[float, ...]:
-    """A multi-class target's classes, as the train split has them, in order; refused when
-    there are fewer than two or (by far) too many, or test has one that train has not."""
+def checked_classes(
+    classes: dict[str, Counter[float]], task: str, drawn: bool = False
+) -> tuple[float, ...]:
+    """A classifier's classes, as the train split has them, in order; refused when there are
+    fewer than two or (by far) too many, or test has one that train has not. `drawn`: the split
+    chose the test rows (no data.test_path)."""
     train, test = classes["train"], classes["test"]
+    if task == CLASSIFICATION and len(train) < 2:
+        (only, rows), *_ = train.items()
+        both_in_file = drawn and set(test) - set(train)
+        hint = " (split.stratify: true puts both in each split)" if both_in_file else ""
+        raise UserError(
+            f"task {CLASSIFICATION}: the train split has only class {class_name(only)} "
+            f"({rows:,} rows); a model needs rows of both 0 and 1 to learn{hint}"
+        )
     if len(train) < 2:
         raise UserError(
             f"task {MULTICLASS}: the train split has {len(train)} class(es); it needs two "
@@ -173,6 +185,7 @@ def checked_classes(classes: dict[str, Counter[float]]) -> tuple[float, ...]:
         raise UserError(
             f"task {MULTICLASS}: class {class_name(unseen[0])} is in the test split but not in the "
             f"train split ({test[unseen[0]]} row(s)); a model cannot learn it"
+            + (" (split.stratify: true puts each class in both splits)" if drawn else "")
         )
     return tuple(sorted(train))
 
@@ -182,7 +195,7 @@ class SplitSummary:
     rows: dict[str, int]
     stats: dict[str, ColumnStats]  # by side; the target is the last column
     task: str
-    classes: dict[str, Counter[float]]  # by side: rows of each class (multi-class only)
+    classes: dict[str, Counter[float]]  # by side: rows of each class (classifiers only)
     drawn: str  # how the test rows were chosen: "in order", "at random" or "given"
 
     def metrics(self) -> dict[str, dict[str, float | int]]:
@@ -201,7 +214,7 @@ class SplitSummary:
 
     def class_labels(self) -> tuple[float, ...] | None:
         """A multi-class task's classes, as the train split has them; checked against test."""
-        return checked_classes(self.classes) if self.task == MULTICLASS else None
+        return checked_classes(self.classes, MULTICLASS) if self.task == MULTICLASS else None
 
     def imbalance(self) -> str | None:
         """A note when train and test differ in their target more than chance would explain:
@@ -287,7 +300,7 @@ def split_dataset(
                     continue
                 picked = columns if mask.all() else {n: v[mask] for n, v in columns.items()}
                 stats[side].add(list(picked.values()))
-                if task == MULTICLASS:
+                if task != REGRESSION:
                     labels, counts = np.unique(picked[target], return_counts=True)
                     classes[side].update(dict(zip(labels.tolist(), counts.tolist(), strict=True)))
         rows = {side: stats[side].count for side in SIDES}
@@ -296,8 +309,8 @@ def split_dataset(
                 f"{dataset.path}: the split leaves {rows['train']:,} train and {rows['test']:,} "
                 "test rows; both need some (split.train_fraction, data.test_path)"
             )
-        if task == MULTICLASS:
-            checked_classes(classes)
+        if task != REGRESSION:
+            checked_classes(classes, task, drawn=not dataset.given_test_rows)
         writer.footer[TRAIN_ROWS] = json.dumps(train_counts)
     drawn = "given" if dataset.given_test_rows else "at random" if params.shuffle else "in order"
     return SplitSummary(rows, stats, task, classes, drawn), stats["train"]

@@ -542,7 +542,13 @@ class _Reader:
             and len(set(value)) == len(value)
         ):
             return tuple(value)
-        raise self._fail(key, "null or a list of distinct column names")
+        error = self._fail(key, "null or a list of distinct column names")
+        if isinstance(value, list) and any(isinstance(name, int | float) for name in value):
+            raise UserError(
+                f"{error}; a name that YAML reads as a value goes in quotes, as the CSV spells "
+                f"it: -S \"{key}=['2021','NAME']\""
+            )
+        raise error
 
     def widths(self, key: str) -> tuple[int, ...]:
         """A list of layer widths, each a whole number >= 1; `[]` is no hidden layer."""

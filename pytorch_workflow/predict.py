@@ -39,16 +39,17 @@ exit_on_user_error(import_model_builder)()
 
 from pytorch_workflow.csv_data import (
     CSV_READ_OPTIONS,
-    first_overlong_line,
+    first_bad_row,
     quoted_names,
     refuse_duplicate_columns,
+    refuse_what_is_not_csv_text,
 )
 from pytorch_workflow.data_setup import class_name
 from pytorch_workflow.device import resolve_device
 from pytorch_workflow.export import PROGRAM_FILE, model_from_bundle, program_from_bundle, read_card
 from pytorch_workflow.files import atomic_path
 from pytorch_workflow.metrics import sigmoid, softmax
-from pytorch_workflow.params import DEVICE_CHOICES
+from pytorch_workflow.params import DEVICE_CHOICES, closest_name
 from pytorch_workflow.paths import artifact_name, load_paths
 from pytorch_workflow.plotting import shortest_texts
 from pytorch_workflow.tables import numpy_column
@@ -60,6 +61,7 @@ def input_reader(path: Path, columns: list[str]) -> pa_csv.CSVStreamingReader:
         raise UserError(f"{path}: file not found")
     if not path.is_file():
         raise UserError(f"{path}: not a regular file (a folder?); give a CSV file")
+    refuse_what_is_not_csv_text(path)
     names: list[str] = []
     try:
         names = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema.names
@@ -76,8 +78,11 @@ def input_reader(path: Path, columns: list[str]) -> pa_csv.CSVStreamingReader:
     present = set(names)
     missing = [column for column in columns if column not in present]
     if missing:
+        close = closest_name(missing[0], [name for name in names if name not in columns])
+        hint = f"; did you mean {close!r}?" if close else ""
         raise UserError(
-            f"{path}: expected column(s) {quoted_names(columns)}; missing {quoted_names(missing)}"
+            f"{path}: expected column(s) {quoted_names(columns)}; missing "
+            f"{quoted_names(missing)}{hint}"
         )
     return reader
 
@@ -308,7 +313,8 @@ def _batches(path: Path, reader: pa_csv.CSVStreamingReader):
 
 def unreadable_csv_error(path: Path, error: Exception, names: list[str]) -> UserError:
     """pyarrow's refusal of the input CSV, in one line, with the column it numbers named."""
-    reason = first_overlong_line(path)
+    # The row whose field count is off, or one longer than a block; else pyarrow's words.
+    reason = first_bad_row(path, [])
     if reason is None:
         said = first_line(error)
         numbered = re.match(r"In CSV column #(\d+): (.*)", said)

@@ -152,27 +152,39 @@ def test_the_course_blob_model_classifies_four_classes_and_predicts_them(circles
     assert all(sum(map(float, row[3:])) == pytest.approx(1.0) for row in predicted)
 
 
+MULTICLASS = "multiclass_classification"
+
+
 @pytest.mark.parametrize(
-    ("train", "test", "message"),
+    ("task", "train", "test", "message"),
     [
-        ("0\n1\n2\n", "0\n3\n", "class 3 is in the test split but not in the train split"),
+        (MULTICLASS, "0\n1\n2\n", "0\n3\n", "class 3 is in the test split but not in the train"),
         (
+            MULTICLASS,
             "0\n1.5\n2\n",
             "0\n1\n",
             "whole-number class labels up to ±16,777,216; column 'label' has 1.5",
         ),
-        ("2\n2\n2\n", "2\n", "the train split has 1 class(es); it needs two or more"),
+        (MULTICLASS, "2\n2\n2\n", "2\n", "the train split has 1 class(es); it needs two or more"),
+        (
+            "binary_classification",
+            "0\n0\n0\n",
+            "0\n1\n",
+            "the train split has only class 0 (3 rows); a model needs rows of both 0 and 1",
+        ),
     ],
 )
-def test_bad_class_labels_fail_in_one_line_and_write_nothing(circles_repo, train, test, message):
+def test_bad_class_labels_fail_in_one_line_and_write_nothing(
+    circles_repo, task, train, test, message
+):
     for name, labels in (("train", train), ("test", test)):
         values = labels.split()
         table = "x1,label\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values))
         (circles_repo / f"data/raw/bad_{name}.csv").write_text(table)
     params = yaml.safe_load((circles_repo / "params.yaml").read_text())
-    params["task"] = "multiclass_classification"
+    params["task"] = task
     params["data"].update(path="data/raw/bad_train.csv", test_path="data/raw/bad_test.csv")
-    params["train"]["loss"] = "cross_entropy"
+    params["train"]["loss"] = "cross_entropy" if task == MULTICLASS else "bce"
     (circles_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     before = outputs_snapshot(circles_repo)
 

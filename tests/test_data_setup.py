@@ -1,6 +1,8 @@
 """The data: the course's line, the user's CSV, Parquet chunks and the split (no torch)."""
 
+import gzip
 import json
+import lzma
 import os
 from pathlib import Path
 
@@ -218,6 +220,30 @@ def test_a_header_that_is_not_utf8_is_one_line(tmp_path):
         read_csv(path)
 
 
+@pytest.mark.parametrize(
+    ("name", "pack", "message"),
+    [
+        ("own.csv", gzip.compress, "the file is compressed; name it own.csv.gz, which is read"),
+        ("own.csv.xz", lzma.compress, "the file is xz-compressed, not CSV text"),
+        ("own.csv", lambda data: data.decode().encode("utf-16"), "the file is UTF-16 text"),
+    ],
+    ids=["gzip-named-csv", "xz", "utf-16"],
+)
+def test_a_file_that_is_no_csv_text_is_named_for_what_it_is(tmp_path, name, pack, message):
+    path = tmp_path / name
+    path.write_bytes(pack(b"a,y\n1,2\n3,4\n"))
+
+    with pytest.raises(UserError, match=message):
+        read_csv(path)
+
+
+def test_a_compressed_csv_with_its_extension_is_read(tmp_path):
+    path = tmp_path / "own.csv.gz"
+    path.write_bytes(gzip.compress(b"a,y\n1,2\n3,4\n"))
+
+    assert read_csv(path)["y"].tolist() == [2, 4]
+
+
 def test_listed_features_are_taken_in_order(tmp_path):
     path = tmp_path / "own.csv"
     path.write_text("a,b,c,y\n1,3,5,0\n2,4,6,1\n")
@@ -275,6 +301,19 @@ def test_listed_features_are_taken_in_order(tmp_path):
         ),
         ("a,a,y\n1,2,3\n", {}, "regression", "column name(s) used twice: 'a'"),
         ("a,y\n1,2\n3,4,5\n", {}, "regression", "row 2 has 3 fields; the header has 2"),
+        (
+            "a,y\n1,B\n2,M\n",
+            {},
+            "binary_classification",
+            "row 1, column 'y': 'B' is not a number; recode the class labels as 0 and 1",
+        ),
+        (
+            "a;y\n1,5;2\n",
+            {},
+            "regression",
+            "the header has ';' between names and no comma; save the file comma-separated",
+        ),
+        ("a\ty\n1\t2\n", {}, "regression", "the header has '\\t' between names and no comma"),
     ],
     ids=[
         "missing",
@@ -293,6 +332,9 @@ def test_listed_features_are_taken_in_order(tmp_path):
         "non-binary",
         "duplicate",
         "ragged",
+        "text-labels",
+        "semicolons",
+        "tabs",
     ],
 )
 def test_bad_csv_names_the_file_row_and_column(tmp_path, content, params, task, message):
@@ -478,6 +520,18 @@ def test_a_multiclass_split_names_the_class_whose_share_differs_most(tmp_path):
     )
     assert stratified.imbalance() is None
     assert random.imbalance() is None  # no class common enough to compare
+
+
+def test_a_binary_split_that_leaves_train_one_class_is_refused_and_writes_nothing(tmp_path):
+    labels = (np.arange(100) >= 80).astype(np.float32)  # sorted: train would hold only 0s
+    message = (
+        r"the train split has only class 0 \(80 rows\); a model needs rows of both 0 and 1 "
+        r"to learn \(split.stratify: true puts both in each split\)"
+    )
+    with pytest.raises(UserError, match=message):
+        split(tmp_path, {"x": np.arange(100), "y": labels}, split_params(), "binary_classification")
+
+    assert not (tmp_path / "split.parquet").exists()
 
 
 def test_a_split_that_leaves_a_side_empty_is_refused(tmp_path):

@@ -118,6 +118,11 @@ def test_numbers_written_as_strings_by_dvc_exp_run_are_accepted(tmp_path):
             "data.target must be a non-empty string, got 2021; a name that YAML reads as a value "
             "goes in quotes, as the CSV spells it: -S \"data.target='NAME'\"",
         ),
+        (
+            {"data.source": "csv", "data.features": [2021, "b"]},
+            "got [2021, 'b']; a name that YAML reads as a value goes in quotes, as the CSV "
+            "spells it: -S \"data.features=['2021','NAME']\"",
+        ),
     ],
 )
 def test_bad_params_name_the_key_and_value_in_one_line(tmp_path, changes, message):
