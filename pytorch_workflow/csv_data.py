@@ -2,11 +2,13 @@
 read a block at a time."""
 
 import csv
+import io
 import math
 import os
+import re
 import stat
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -32,15 +34,17 @@ COARSEST_STEP = 1e-4
 Rounded = dict[str, tuple[float, float, float]]
 
 
-# pyarrow decompresses a CSV by its extension; the first bytes of each such file.
-COMPRESSED = {".gz": b"\x1f\x8b", ".bz2": b"BZh", ".zst": b"\x28\xb5\x2f\xfd"}
-# The first bytes of files that are no CSV text for pyarrow, and what they are.
-NOT_TEXT = {
-    b"PK\x03\x04": "a zip archive",
-    b"\xfd7zXZ\x00": "xz-compressed",
-    b"\xff\xfe": "UTF-16 text",
-    b"\xfe\xff": "UTF-16 text",
+# pyarrow decompresses a CSV whose extension, in lower case, names the compression; the first
+# bytes of each such file.
+COMPRESSED = {
+    ".gz": re.compile(re.escape(b"\x1f\x8b")),
+    ".bz2": re.compile(rb"BZh[1-9]1AY&SY"),
+    ".zst": re.compile(re.escape(b"\x28\xb5\x2f\xfd")),
 }
+# The first bytes of archives that pyarrow does not open, and what to do with each.
+ARCHIVES = {b"PK\x03\x04": "a zip archive: unzip it", b"\xfd7zXZ\x00": "xz-compressed: unxz it"}
+# What other tools separate fields with, where a CSV has commas.
+OTHER_SEPARATORS = (";", "\t", "|")
 
 
 class CsvDataset(NamedTuple):
@@ -196,7 +200,8 @@ def left_out_columns(path: str | Path, params: DataParams) -> list[str]:
 def _refuse_mistyped_numbers(path: Path, schema: pa.Schema, target: str) -> None:
     """A column of numbers but for a few values (`1,000`, `1.O`) is a mistake, not text: pyarrow
     types it as text and `data.features: null` would leave it out without a word."""
-    texts = [field.name for field in schema if pa.types.is_string(field.type)]
+    # The target's text is reported as it is read, as a classifier's labels or a bad number.
+    texts = [f.name for f in schema if pa.types.is_string(f.type) and f.name != target]
     if not texts:
         return
     block = pa_csv.open_csv(
@@ -298,12 +303,18 @@ def first_bad_row(path: Path, columns: list[str], labels: str = "") -> str | Non
     if too_long:
         return too_long
     try:
-        with open(path, newline="", encoding="utf-8-sig", errors="replace") as file:
+        with io.TextIOWrapper(
+            as_pyarrow_reads(path), encoding="utf-8-sig", errors="replace", newline=""
+        ) as file:
             reader = csv.reader(file)
             header = next(reader)
             places = {name: place for place, name in enumerate(header)}
             index = {name: places[name] for name in columns}
-            for row_number, row in enumerate(reader, start=1):
+            row_number = 0
+            for row in reader:
+                if not row:  # pyarrow skips empty lines: they count as no row
+                    continue
+                row_number += 1
                 if len(row) != len(header):
                     return f"row {row_number} has {len(row)} fields; the header has {len(header)}"
                 for name in columns:
@@ -325,7 +336,7 @@ def first_overlong_line(path: Path) -> str | None:
     holding more than a block: read whole, such a line (a 1 GB header) could fill the memory."""
     limit = CSV_READ_OPTIONS.block_size
     try:
-        with open(path, "rb") as file:
+        with as_pyarrow_reads(path) as file:
             for number, line in enumerate(iter(lambda: file.readline(limit + 1), b"")):
                 if len(line) > limit:
                     what = f"row {number}" if number else "the header"
@@ -338,32 +349,44 @@ def first_overlong_line(path: Path) -> str | None:
     return None
 
 
-def refuse_what_is_not_csv_text(path: Path) -> None:
+def refuse_what_is_not_csv_text(path: Path, one_column_names: Collection[str] = ()) -> None:
     """A file that pyarrow would misread as a CSV of odd field counts, named for what it is: a
     compressed file without its extension, an archive, UTF-16 text, or a header separated by
-    another character than the comma."""
-    if path.suffix.lower() in COMPRESSED:
-        return  # pyarrow decompresses it
+    another character than the comma. `one_column_names`: headers of one column that are right
+    (a model's only feature)."""
     try:
-        with open(path, "rb") as file:
-            head = file.readline(CSV_READ_OPTIONS.block_size)
+        with as_pyarrow_reads(path) as stream:
+            head = stream.readline(CSV_READ_OPTIONS.block_size)
     except OSError:
-        return  # reading it fails again, with its own message
+        return  # pyarrow fails on it too, with its own message
     for extension, magic in COMPRESSED.items():
+        if magic.match(head):
+            name = (path.stem if path.suffix.lower() == extension else path.name) + extension
+            raise UserError(f"{path}: the file is compressed; name it {name}, which is read")
+    for magic, what in ARCHIVES.items():
         if head.startswith(magic):
-            raise UserError(
-                f"{path}: the file is compressed; name it {path.name}{extension}, which is read"
-            )
-    for magic, what in NOT_TEXT.items():
-        if head.startswith(magic):
-            raise UserError(f"{path}: the file is {what}, not CSV text; save it as a UTF-8 CSV")
-    header = head.decode("utf-8", "replace")
-    for separator in (";", "\t", "|"):
-        if separator in header and "," not in header:
+            raise UserError(f"{path}: the file is {what} and give the CSV inside")
+    if b"\0" in head:
+        raise UserError(
+            f"{path}: the header holds NUL bytes (UTF-16 or UTF-32 text, or no text at all); "
+            "save the file as a UTF-8 CSV"
+        )
+    header = head.decode("utf-8", "replace").rstrip("\r\n")
+    names = next(csv.reader([header]), [])
+    if len(names) != 1 or names[0] in one_column_names:
+        return
+    for separator in OTHER_SEPARATORS:
+        if len(next(csv.reader([header], delimiter=separator))) > 1:
             raise UserError(
                 f"{path}: the header has {separator!r} between names and no comma; save the "
                 "file comma-separated, with '.' in numbers"
             )
+
+
+def as_pyarrow_reads(path: Path) -> io.BufferedReader:
+    """The file's bytes as pyarrow's CSV reader takes them: decompressed where its extension
+    names a compression."""
+    return io.BufferedReader(pa.input_stream(str(path)))
 
 
 def refuse_duplicate_columns(path: Path, names: list[str]) -> None:

@@ -162,30 +162,28 @@ def checked_classes(
     fewer than two or (by far) too many, or test has one that train has not. `drawn`: the split
     chose the test rows (no data.test_path)."""
     train, test = classes["train"], classes["test"]
+    unseen = sorted(set(test) - set(train))
+    hint = " (split.stratify: true puts each class in both splits)" if drawn and unseen else ""
     if task == CLASSIFICATION and len(train) < 2:
         (only, rows), *_ = train.items()
-        both_in_file = drawn and set(test) - set(train)
-        hint = " (split.stratify: true puts both in each split)" if both_in_file else ""
         raise UserError(
             f"task {CLASSIFICATION}: the train split has only class {class_name(only)} "
-            f"({rows:,} rows); a model needs rows of both 0 and 1 to learn{hint}"
+            f"({rows:,} row{'s' * (rows != 1)}); a model needs rows of both 0 and 1 to learn{hint}"
         )
     if len(train) < 2:
         raise UserError(
             f"task {MULTICLASS}: the train split has {len(train)} class(es); it needs two "
-            "or more (for two, task: binary_classification is the course's)"
+            f"or more (for two, task: binary_classification is the course's){hint}"
         )
     if len(train) > MAX_CLASSES:
         raise UserError(
             f"task {MULTICLASS}: the target has {len(train):,} classes in the train split, "
             f"more than {MAX_CLASSES:,}; is it a regression target (task: regression)?"
         )
-    unseen = sorted(set(test) - set(train))
     if unseen:
         raise UserError(
             f"task {MULTICLASS}: class {class_name(unseen[0])} is in the test split but not in the "
-            f"train split ({test[unseen[0]]} row(s)); a model cannot learn it"
-            + (" (split.stratify: true puts each class in both splits)" if drawn else "")
+            f"train split ({test[unseen[0]]} row(s)); a model cannot learn it{hint}"
         )
     return tuple(sorted(train))
 

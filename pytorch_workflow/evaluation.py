@@ -12,7 +12,7 @@ from torch import nn
 
 from pytorch_workflow import baselines
 from pytorch_workflow.data_setup import Features, SplitTable, output_columns
-from pytorch_workflow.metrics import metrics_for, sigmoid, softmax
+from pytorch_workflow.metrics import binary_class, metrics_for, sigmoid, softmax
 from pytorch_workflow.params import CLASSIFICATION, MULTICLASS
 from pytorch_workflow.tables import TableWriter, arrow_table
 
@@ -198,7 +198,7 @@ def class_of(outputs: np.ndarray, features: Features) -> np.ndarray:
     multi-class model's logits, or 1 where a binary model's logit is above 0."""
     if features.classes:
         return np.asarray(features.classes)[np.argmax(outputs, axis=1)].astype(np.int64)
-    return (outputs.reshape(-1) > 0).astype(np.int64)
+    return binary_class(outputs)
 
 
 def predicted_classes(

@@ -25,6 +25,12 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return np.where(z >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
 
 
+def binary_class(logits: np.ndarray) -> np.ndarray:
+    """A binary classifier's class for each logit: 1 where its probability passes 0.5, which
+    is exactly where the logit passes 0."""
+    return (np.asarray(logits).reshape(-1) > 0).astype(np.int64)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Each row's class probabilities from its logits (n, classes), in float64."""
     z = np.asarray(logits, dtype=np.float64)
@@ -99,7 +105,7 @@ class ClassificationMetrics:
     def add(self, actual: np.ndarray, logits: np.ndarray) -> None:
         actual = np.asarray(actual, dtype=np.float64).reshape(-1)
         logits = np.asarray(logits, dtype=np.float64).reshape(-1)
-        predicted = logits > 0  # sigmoid(z) > 0.5 exactly when z > 0
+        predicted = binary_class(logits)
         self.count += actual.size
         self.confusion += np.bincount(2 * (actual == 1) + predicted, minlength=4).reshape(2, 2)
         # -log sigmoid(z) for class 1 and -log(1 - sigmoid(z)) for class 0.

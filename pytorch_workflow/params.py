@@ -436,6 +436,9 @@ def _shown(value: Any) -> str:
 _BOUNDS = ((">", operator.gt), (">=", operator.ge), ("<", operator.lt), ("<=", operator.le))
 
 
+QUOTE_NAMES = "a name that YAML reads as a value goes in quotes, as the CSV spells it"
+
+
 class _Reader:
     """Reads one dotted key at a time and checks its type and range."""
 
@@ -524,10 +527,7 @@ class _Reader:
         error = self._fail(key, ("null or " if optional else "") + "a non-empty string")
         if isinstance(value, int | float):  # bool too: `2021`, `true` unquoted
             # Not the value shown: YAML has read `007` as 7 and `1.50` as 1.5.
-            raise UserError(
-                f"{error}; a name that YAML reads as a value goes in quotes, as the CSV spells "
-                f"it: -S \"{key}='NAME'\""
-            )
+            raise UserError(f"{error}; {QUOTE_NAMES}: -S \"{key}='NAME'\"")
         raise error
 
     def names(self, key: str) -> tuple[str, ...] | None:
@@ -544,10 +544,7 @@ class _Reader:
             return tuple(value)
         error = self._fail(key, "null or a list of distinct column names")
         if isinstance(value, list) and any(isinstance(name, int | float) for name in value):
-            raise UserError(
-                f"{error}; a name that YAML reads as a value goes in quotes, as the CSV spells "
-                f"it: -S \"{key}=['2021','NAME']\""
-            )
+            raise UserError(f"{error}; {QUOTE_NAMES}: -S \"{key}=['2021','NAME']\"")
         raise error
 
     def widths(self, key: str) -> tuple[int, ...]:

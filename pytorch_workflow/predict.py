@@ -48,7 +48,7 @@ from pytorch_workflow.data_setup import class_name
 from pytorch_workflow.device import resolve_device
 from pytorch_workflow.export import PROGRAM_FILE, model_from_bundle, program_from_bundle, read_card
 from pytorch_workflow.files import atomic_path
-from pytorch_workflow.metrics import sigmoid, softmax
+from pytorch_workflow.metrics import binary_class, sigmoid, softmax
 from pytorch_workflow.params import DEVICE_CHOICES, closest_name
 from pytorch_workflow.paths import artifact_name, load_paths
 from pytorch_workflow.plotting import shortest_texts
@@ -61,7 +61,7 @@ def input_reader(path: Path, columns: list[str]) -> pa_csv.CSVStreamingReader:
         raise UserError(f"{path}: file not found")
     if not path.is_file():
         raise UserError(f"{path}: not a regular file (a folder?); give a CSV file")
-    refuse_what_is_not_csv_text(path)
+    refuse_what_is_not_csv_text(path, one_column_names=columns)
     names: list[str] = []
     try:
         names = pa_csv.open_csv(path, read_options=CSV_READ_OPTIONS).schema.names
@@ -299,8 +299,7 @@ def output_texts(outputs: np.ndarray, output: str, classes: list[float] | None) 
         return [predicted, *(shortest_texts(column) for column in probabilities.T)]
     values = outputs.reshape(-1)
     if output == "logit":
-        # Class 1 where its probability passes 0.5, as evaluate counts it.
-        return [np.where(values > 0, "1", "0").tolist(), shortest_texts(sigmoid(values))]
+        return [binary_class(values).astype(str).tolist(), shortest_texts(sigmoid(values))]
     return [shortest_texts(values)]
 
 

@@ -1,9 +1,13 @@
 """The data: the course's line, the user's CSV, Parquet chunks and the split (no torch)."""
 
+import bz2
 import gzip
+import io
 import json
 import lzma
 import os
+import zipfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +19,7 @@ import torch
 from pytorch_workflow.csv_data import csv_chunks, left_out_columns, write_csv_dataset
 from pytorch_workflow.data_setup import (
     ColumnStats,
+    checked_classes,
     course_arange,
     line_chunks,
     read_features,
@@ -220,14 +225,37 @@ def test_a_header_that_is_not_utf8_is_one_line(tmp_path):
         read_csv(path)
 
 
+def zipped(data: bytes) -> bytes:
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        archive.writestr("own.csv", data)
+    return packed.getvalue()
+
+
 @pytest.mark.parametrize(
     ("name", "pack", "message"),
     [
         ("own.csv", gzip.compress, "the file is compressed; name it own.csv.gz, which is read"),
-        ("own.csv.xz", lzma.compress, "the file is xz-compressed, not CSV text"),
-        ("own.csv", lambda data: data.decode().encode("utf-16"), "the file is UTF-16 text"),
+        ("own.csv", bz2.compress, "the file is compressed; name it own.csv.bz2, which is read"),
+        ("own.CSV.GZ", gzip.compress, "the file is compressed; name it own.CSV.gz, which is read"),
+        ("own.csv.xz", lzma.compress, "the file is xz-compressed: unxz it and give the CSV"),
+        ("own.zip", zipped, "the file is a zip archive: unzip it and give the CSV inside"),
+        ("own.csv", lambda data: data.decode().encode("utf-16"), "the header holds NUL bytes"),
+        ("own.csv", lambda data: data.decode().encode("utf-16-le"), "the header holds NUL bytes"),
+        ("own.csv.gz", lambda data: gzip.compress(data.replace(b",", b";")), "has ';' between"),
+        ("own.csv", lambda data: data.replace(b",", b"|"), "has '|' between names and no comma"),
     ],
-    ids=["gzip-named-csv", "xz", "utf-16"],
+    ids=[
+        "gzip-named-csv",
+        "bz2-named-csv",
+        "upper-case",
+        "xz",
+        "zip",
+        "utf-16",
+        "utf-16-le",
+        "gzip-semicolons",
+        "bars",
+    ],
 )
 def test_a_file_that_is_no_csv_text_is_named_for_what_it_is(tmp_path, name, pack, message):
     path = tmp_path / name
@@ -237,11 +265,42 @@ def test_a_file_that_is_no_csv_text_is_named_for_what_it_is(tmp_path, name, pack
         read_csv(path)
 
 
-def test_a_compressed_csv_with_its_extension_is_read(tmp_path):
-    path = tmp_path / "own.csv.gz"
-    path.write_bytes(gzip.compress(b"a,y\n1,2\n3,4\n"))
+@pytest.mark.parametrize(
+    ("name", "pack"),
+    [
+        ("own.csv.gz", gzip.compress),
+        ("own.csv.bz2", bz2.compress),
+        ("own.csv", lambda data: data.replace(b"a,", b"BZh9 score,")),  # bzip2's first bytes
+        ("own.csv", lambda data: data.replace(b"a,", b'"a;b",')),  # a quoted ';'
+    ],
+    ids=["gz", "bz2", "bzh-name", "quoted-semicolon"],
+)
+def test_a_compressed_csv_with_its_extension_or_an_odd_header_is_read(tmp_path, name, pack):
+    path = tmp_path / name
+    path.write_bytes(pack(b"a,y\n1,2\n3,4\n"))
 
     assert read_csv(path)["y"].tolist() == [2, 4]
+
+
+def test_a_bad_row_is_counted_as_pyarrow_counts_rows_without_empty_lines(tmp_path):
+    path = tmp_path / "own.csv.gz"
+    path.write_bytes(gzip.compress(b"a,y\n1,2\n\n3,4,5\n"))
+
+    with pytest.raises(UserError, match="row 2 has 3 fields; the header has 2"):
+        read_csv(path)
+
+
+def test_a_stray_text_in_a_classifiers_target_gets_the_labels_advice(tmp_path):
+    path = tmp_path / "own.csv"
+    path.write_text("a,t\n1,0\n2,1\n3,1\n\n4,B\n")
+
+    with pytest.raises(UserError) as error:
+        read_csv(path, "binary_classification", target="t")
+
+    assert str(error.value).endswith(
+        "row 4, column 't': 'B' is not a number; recode the class labels as 0 and 1 (or 0, 1, 2, "
+        "...)"
+    )
 
 
 def test_listed_features_are_taken_in_order(tmp_path):
@@ -526,12 +585,16 @@ def test_a_binary_split_that_leaves_train_one_class_is_refused_and_writes_nothin
     labels = (np.arange(100) >= 80).astype(np.float32)  # sorted: train would hold only 0s
     message = (
         r"the train split has only class 0 \(80 rows\); a model needs rows of both 0 and 1 "
-        r"to learn \(split.stratify: true puts both in each split\)"
+        r"to learn \(split.stratify: true puts each class in both splits\)$"
     )
     with pytest.raises(UserError, match=message):
         split(tmp_path, {"x": np.arange(100), "y": labels}, split_params(), "binary_classification")
 
     assert not (tmp_path / "split.parquet").exists()
+    # A given test split (data.test_path) is not drawn: no split param would change it.
+    sides = {"train": Counter({0.0: 1}), "test": Counter({0.0: 1, 1.0: 1})}
+    with pytest.raises(UserError, match=r"\(1 row\); a model needs rows of both 0 and 1 to learn$"):
+        checked_classes(sides, "binary_classification", drawn=False)
 
 
 def test_a_split_that_leaves_a_side_empty_is_refused(tmp_path):

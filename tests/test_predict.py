@@ -1,5 +1,6 @@
 """`python -m pytorch_workflow.predict`: careless inputs get one line and lose nothing."""
 
+import gzip
 import json
 import os
 import shutil
@@ -20,7 +21,14 @@ pytestmark = pytest.mark.slow
         ("x\n0.5\nabc\n", "row 2, column 'x': 'abc' is not a finite float32 number"),
         ("x\n0.5\n1e39\n", "row 2, column 'x': '1e39' is not a finite float32 number"),
         ("a,b\n1,2\n", "expected column(s) 'x'; missing 'x'"),
-        ("X\n0.5\n", "expected column(s) 'x'; missing 'x'"),  # one column, by another name
+        ("X\n0.5\n", "expected column(s) 'x'; missing 'x'; did you mean 'X'?"),  # another name
+        ("x;n\n0.5;1\n", "the header has ';' between names and no comma"),
+        (gzip.compress(b"x\n0.5\n"), "the file is compressed; name it x.csv.gz, which is read"),
+        ("x,n\n0.1,a\n\n0.2,b,c\n", "row 2 has 3 fields; the header has 2"),  # blank: no row
+        (
+            b"x,n\n0.1,a\n0.2,\xff\xfe\n\n",
+            "column 'n': CSV conversion error to string: invalid UTF8 data; save the file as UTF-8",
+        ),
         ("x\n", "has no rows"),
         ("", "not a readable CSV"),
         ("x\n1\n" + "2," * 2_500_000 + "3\n", "row 2 is longer than 4 MiB"),
