@@ -124,7 +124,7 @@ def csv_chunks(
             table = pa.Table.from_batches([batch])  # its columns in the order of `columns`
             yield _checked_float32(path, table, first_row, task, params.target, rounded)
             first_row += batch.num_rows
-    except pa.ArrowInvalid as error:
+    except (pa.ArrowInvalid, OSError) as error:  # OSError: a compressed file cut short
         labels = params.target if task != REGRESSION else ""
         reason = first_bad_row(path, columns, labels) or first_line(error, 200)
         raise UserError(f"{path}: {reason}") from None
@@ -333,13 +333,19 @@ def first_bad_row(path: Path, columns: list[str], labels: str = "") -> str | Non
 
 def first_overlong_line(path: Path) -> str | None:
     """The first line longer than pyarrow's block, which pyarrow cannot read, found without
-    holding more than a block: read whole, such a line (a 1 GB header) could fill the memory."""
+    holding more than a block: read whole, such a line (a 1 GB header) could fill the memory.
+    Lines end as pyarrow ends them (LF, CRLF or CR), and empty ones count as no row."""
     limit = CSV_READ_OPTIONS.block_size
     try:
-        with as_pyarrow_reads(path) as file:
-            for number, line in enumerate(iter(lambda: file.readline(limit + 1), b"")):
+        # latin-1: a character a byte, so that a line's length is its size.
+        with io.TextIOWrapper(as_pyarrow_reads(path), encoding="latin-1", newline=None) as file:
+            row = -1  # the header is row 0
+            for line in iter(lambda: file.readline(limit + 1), ""):
+                if line == "\n":
+                    continue
+                row += 1
                 if len(line) > limit:
-                    what = f"row {number}" if number else "the header"
+                    what = f"row {row}" if row else "the header"
                     return (
                         f"{what} is longer than {limit >> 20} MiB, the block in which a CSV is "
                         "read (is it a CSV with one row per line?)"
@@ -351,13 +357,20 @@ def first_overlong_line(path: Path) -> str | None:
 
 def refuse_what_is_not_csv_text(path: Path, one_column_names: Collection[str] = ()) -> None:
     """A file that pyarrow would misread as a CSV of odd field counts, named for what it is: a
-    compressed file without its extension, an archive, UTF-16 text, or a header separated by
-    another character than the comma. `one_column_names`: headers of one column that are right
-    (a model's only feature)."""
+    compressed file without its extension or a plain one with it, an archive, UTF-16 text, or a
+    header separated by another character than the comma. `one_column_names`: headers of one
+    column that are right (a model's only feature)."""
     try:
         with as_pyarrow_reads(path) as stream:
             head = stream.readline(CSV_READ_OPTIONS.block_size)
     except OSError:
+        with open(path, "rb") as file:
+            first_bytes = file.read(16)
+        magic = COMPRESSED.get(path.suffix)
+        if magic and not magic.match(first_bytes):
+            raise UserError(
+                f"{path}: the file is not compressed as its extension says; name it {path.stem}"
+            ) from None
         return  # pyarrow fails on it too, with its own message
     for extension, magic in COMPRESSED.items():
         if magic.match(head):
@@ -371,16 +384,24 @@ def refuse_what_is_not_csv_text(path: Path, one_column_names: Collection[str] = 
             f"{path}: the header holds NUL bytes (UTF-16 or UTF-32 text, or no text at all); "
             "save the file as a UTF-8 CSV"
         )
-    header = head.decode("utf-8", "replace").rstrip("\r\n")
-    names = next(csv.reader([header]), [])
-    if len(names) != 1 or names[0] in one_column_names:
-        return
-    for separator in OTHER_SEPARATORS:
-        if len(next(csv.reader([header], delimiter=separator))) > 1:
-            raise UserError(
-                f"{path}: the header has {separator!r} between names and no comma; save the "
-                "file comma-separated, with '.' in numbers"
-            )
+    # Decoded as pyarrow does (a byte-order mark is no part of a name); a line may end in \r.
+    header = head.decode("utf-8-sig", "replace")
+    try:
+        names = _first_record(header, ",")
+        if len(names) != 1 or names[0] in one_column_names:
+            return
+        separators = [sep for sep in OTHER_SEPARATORS if len(_first_record(header, sep)) > 1]
+    except csv.Error:
+        return  # no CSV header at all: pyarrow names what it finds
+    if separators:
+        raise UserError(
+            f"{path}: the header has {separators[0]!r} between names and no comma; save the "
+            "file comma-separated, with '.' in numbers"
+        )
+
+
+def _first_record(text: str, separator: str) -> list[str]:
+    return next(csv.reader(io.StringIO(text, newline=""), delimiter=separator), [])
 
 
 def as_pyarrow_reads(path: Path) -> io.BufferedReader:

@@ -306,7 +306,7 @@ def output_texts(outputs: np.ndarray, output: str, classes: list[float] | None) 
 def _batches(path: Path, reader: pa_csv.CSVStreamingReader):
     try:
         yield from reader
-    except pa.ArrowInvalid as error:
+    except (pa.ArrowInvalid, OSError) as error:  # OSError: a compressed file cut short
         raise unreadable_csv_error(path, error, reader.schema.names) from None
 
 

@@ -16,7 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pytorch_workflow.csv_data import csv_chunks, left_out_columns, write_csv_dataset
+from pytorch_workflow.csv_data import (
+    csv_chunks,
+    left_out_columns,
+    refuse_what_is_not_csv_text,
+    write_csv_dataset,
+)
 from pytorch_workflow.data_setup import (
     ColumnStats,
     checked_classes,
@@ -272,8 +277,10 @@ def test_a_file_that_is_no_csv_text_is_named_for_what_it_is(tmp_path, name, pack
         ("own.csv.bz2", bz2.compress),
         ("own.csv", lambda data: data.replace(b"a,", b"BZh9 score,")),  # bzip2's first bytes
         ("own.csv", lambda data: data.replace(b"a,", b'"a;b",')),  # a quoted ';'
+        ("own.csv", lambda data: data.replace(b"\n", b"\r")),  # old Mac line endings
+        ("own.csv", lambda data: b"\xef\xbb\xbf" + data.replace(b"\n", b"\r\n")),  # Excel's
     ],
-    ids=["gz", "bz2", "bzh-name", "quoted-semicolon"],
+    ids=["gz", "bz2", "bzh-name", "quoted-semicolon", "cr", "bom-crlf"],
 )
 def test_a_compressed_csv_with_its_extension_or_an_odd_header_is_read(tmp_path, name, pack):
     path = tmp_path / name
@@ -282,12 +289,42 @@ def test_a_compressed_csv_with_its_extension_or_an_odd_header_is_read(tmp_path, 
     assert read_csv(path)["y"].tolist() == [2, 4]
 
 
-def test_a_bad_row_is_counted_as_pyarrow_counts_rows_without_empty_lines(tmp_path):
-    path = tmp_path / "own.csv.gz"
-    path.write_bytes(gzip.compress(b"a,y\n1,2\n\n3,4,5\n"))
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("own.csv.gz", gzip.compress(b"a,y\n1,2\n\n3,4,5\n"), "row 2 has 3 fields; the header"),
+        ("own.csv", b"a,y\r1,2\r\r3,x\r", "row 2, column 'y': 'x' is not a number"),
+        ("own.csv", b"a,y\n\n\n1,2\n" + b"2," * 2_500_000 + b"3\n", "row 2 is longer than 4 MiB"),
+        ("own.csv.gz", b"a,y\n1,2\n", "the file is not compressed as its extension says; name it "),
+        ("own.csv", b"a" * 200_000 + b"\n1\n", "data.target column 'y' not found"),
+    ],
+    ids=[
+        "gzip-blank-line",
+        "cr",
+        "overlong-after-blank-lines",
+        "plain-named-gz",
+        "huge-name",
+    ],
+)
+def test_a_bad_row_is_counted_as_pyarrow_counts_rows(tmp_path, name, data, message):
+    path = tmp_path / name
+    path.write_bytes(data)
 
-    with pytest.raises(UserError, match="row 2 has 3 fields; the header has 2"):
+    with pytest.raises(UserError) as error:
         read_csv(path)
+
+    assert message in str(error.value) and str(path) in str(error.value)
+
+
+def test_a_one_column_header_is_no_separator_mistake_where_it_names_the_feature(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_text("a;b\n1\n")
+
+    refuse_what_is_not_csv_text(path, one_column_names=["a;b"])
+    with pytest.raises(UserError, match="the header has ';' between names and no comma"):
+        refuse_what_is_not_csv_text(path, one_column_names=["x"])
+    path.write_text('"a;b"\n1\n')  # quoted: one name
+    refuse_what_is_not_csv_text(path, one_column_names=["x"])
 
 
 def test_a_stray_text_in_a_classifiers_target_gets_the_labels_advice(tmp_path):
