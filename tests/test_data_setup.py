@@ -237,83 +237,80 @@ def zipped(data: bytes) -> bytes:
     return packed.getvalue()
 
 
+CSV = b"a,y\n1,2\n3,4\n"
+
+
 @pytest.mark.parametrize(
-    ("name", "pack", "message"),
+    ("name", "data", "message"),
     [
-        ("own.csv", gzip.compress, "the file is compressed; name it own.csv.gz, which is read"),
-        ("own.csv", bz2.compress, "the file is compressed; name it own.csv.bz2, which is read"),
-        ("own.CSV.GZ", gzip.compress, "the file is compressed; name it own.CSV.gz, which is read"),
-        ("own.csv.xz", lzma.compress, "the file is xz-compressed: unxz it and give the CSV"),
-        ("own.zip", zipped, "the file is a zip archive: unzip it and give the CSV inside"),
-        ("own.csv", lambda data: data.decode().encode("utf-16"), "the header holds NUL bytes"),
-        ("own.csv", lambda data: data.decode().encode("utf-16-le"), "the header holds NUL bytes"),
-        ("own.csv.gz", lambda data: gzip.compress(data.replace(b",", b";")), "has ';' between"),
-        ("own.csv", lambda data: data.replace(b",", b"|"), "has '|' between names and no comma"),
+        (
+            "own.csv",
+            gzip.compress(CSV),
+            "the file is compressed; name it own.csv.gz, which is read",
+        ),
+        (
+            "own.csv",
+            bz2.compress(CSV),
+            "the file is compressed; name it own.csv.bz2, which is read",
+        ),
+        ("own.CSV.GZ", gzip.compress(CSV), "the file is compressed; name it own.CSV.gz, which is"),
+        ("own.csv.gz", CSV, "the file is not compressed as its extension says; name it own.csv"),
+        ("own.csv.xz", lzma.compress(CSV), "the file is xz-compressed: unxz it and give the CSV"),
+        ("own.zip", zipped(CSV), "the file is a zip archive: unzip it and give the CSV inside"),
+        ("own.csv", CSV.decode().encode("utf-16"), "the header holds NUL bytes"),
+        ("own.csv", CSV.decode().encode("utf-16-le"), "the header holds NUL bytes"),
+        ("own.csv.gz", gzip.compress(CSV.replace(b",", b";")), "has ';' between names and no"),
+        ("own.csv", CSV.replace(b",", b"|"), "has '|' between names and no comma"),
+        # Rows as pyarrow counts them: without empty lines, and ended by CR too.
+        ("own.csv.gz", gzip.compress(b"a,y\n1,2\n\n3,4,5\n"), "row 2 has 3 fields; the header"),
+        ("own.csv", b"a,y\r1,2\r\r3,x\r", "row 2, column 'y': 'x' is not a number"),
+        ("own.csv", b"a,y\n\n\n1,2\n" + b"2," * 2_500_000 + b"3\n", "row 2 is longer than 4 MiB"),
+        ("own.csv", b"a" * 200_000 + b"\n1\n", "data.target column 'y' not found"),
     ],
     ids=[
         "gzip-named-csv",
         "bz2-named-csv",
         "upper-case",
+        "plain-named-gz",
         "xz",
         "zip",
         "utf-16",
         "utf-16-le",
         "gzip-semicolons",
         "bars",
-    ],
-)
-def test_a_file_that_is_no_csv_text_is_named_for_what_it_is(tmp_path, name, pack, message):
-    path = tmp_path / name
-    path.write_bytes(pack(b"a,y\n1,2\n3,4\n"))
-
-    with pytest.raises(UserError, match=message):
-        read_csv(path)
-
-
-@pytest.mark.parametrize(
-    ("name", "pack"),
-    [
-        ("own.csv.gz", gzip.compress),
-        ("own.csv.bz2", bz2.compress),
-        ("own.csv", lambda data: data.replace(b"a,", b"BZh9 score,")),  # bzip2's first bytes
-        ("own.csv", lambda data: data.replace(b"a,", b'"a;b",')),  # a quoted ';'
-        ("own.csv", lambda data: data.replace(b"\n", b"\r")),  # old Mac line endings
-        ("own.csv", lambda data: b"\xef\xbb\xbf" + data.replace(b"\n", b"\r\n")),  # Excel's
-    ],
-    ids=["gz", "bz2", "bzh-name", "quoted-semicolon", "cr", "bom-crlf"],
-)
-def test_a_compressed_csv_with_its_extension_or_an_odd_header_is_read(tmp_path, name, pack):
-    path = tmp_path / name
-    path.write_bytes(pack(b"a,y\n1,2\n3,4\n"))
-
-    assert read_csv(path)["y"].tolist() == [2, 4]
-
-
-@pytest.mark.parametrize(
-    ("name", "data", "message"),
-    [
-        ("own.csv.gz", gzip.compress(b"a,y\n1,2\n\n3,4,5\n"), "row 2 has 3 fields; the header"),
-        ("own.csv", b"a,y\r1,2\r\r3,x\r", "row 2, column 'y': 'x' is not a number"),
-        ("own.csv", b"a,y\n\n\n1,2\n" + b"2," * 2_500_000 + b"3\n", "row 2 is longer than 4 MiB"),
-        ("own.csv.gz", b"a,y\n1,2\n", "the file is not compressed as its extension says; name it "),
-        ("own.csv", b"a" * 200_000 + b"\n1\n", "data.target column 'y' not found"),
-    ],
-    ids=[
         "gzip-blank-line",
         "cr",
         "overlong-after-blank-lines",
-        "plain-named-gz",
         "huge-name",
     ],
 )
-def test_a_bad_row_is_counted_as_pyarrow_counts_rows(tmp_path, name, data, message):
+def test_a_file_that_pyarrow_would_misread_is_named_for_what_it_is(tmp_path, name, data, message):
     path = tmp_path / name
     path.write_bytes(data)
 
     with pytest.raises(UserError) as error:
         read_csv(path)
 
-    assert message in str(error.value) and str(path) in str(error.value)
+    assert message in str(error.value) and str(error.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("own.csv.gz", gzip.compress(CSV)),
+        ("own.csv.bz2", bz2.compress(CSV)),
+        ("own.csv", CSV.replace(b"a,", b"BZh9 score,")),  # bzip2's first bytes
+        ("own.csv", CSV.replace(b"a,", b'"a;b",')),  # a quoted ';'
+        ("own.csv", CSV.replace(b"\n", b"\r")),  # old Mac line endings
+        ("own.csv", b"\xef\xbb\xbf" + CSV.replace(b"\n", b"\r\n")),  # Excel's
+    ],
+    ids=["gz", "bz2", "bzh-name", "quoted-semicolon", "cr", "bom-crlf"],
+)
+def test_a_compressed_csv_with_its_extension_or_an_odd_header_is_read(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+
+    assert read_csv(path)["y"].tolist() == [2, 4]
 
 
 def test_a_one_column_header_is_no_separator_mistake_where_it_names_the_feature(tmp_path):
