@@ -144,16 +144,23 @@ def exit_on_user_error(main: F) -> F:
         try:
             return main(*args, **kwargs)
         except UserError as error:
-            print(f"error: {one_line(str(error) + _experiment_hint())}", file=sys.stderr)
+            _say_error(one_line(str(error) + _experiment_hint()))
             sys.exit(2)
         except OSError as error:
-            print(f"error: {one_line(os_refusal(error) + _experiment_hint())}", file=sys.stderr)
+            _say_error(one_line(os_refusal(error) + _experiment_hint()))
             sys.exit(2)
         except KeyboardInterrupt:
-            print(f"error: interrupted; {_outputs_after_interrupt()}", file=sys.stderr)
+            _say_error(f"interrupted; {_outputs_after_interrupt()}")
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _say_error(message: str) -> None:
+    # One write of the whole line: training processes under torchrun share one pipe, and
+    # print's two writes (the text, then the newline) could interleave with another's.
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
 
 
 def in_copy_of_workspace() -> bool:

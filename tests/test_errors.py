@@ -1,10 +1,12 @@
 """The one-line errors a stage prints when the machine refuses a write or it is interrupted."""
 
+import sys
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pytorch_workflow.errors import exit_on_user_error, os_refusal
+from pytorch_workflow.errors import UserError, exit_on_user_error, os_refusal
 from pytorch_workflow.files import atomic_path, check_writable
 from pytorch_workflow.tables import arrow_table, write_table
 
@@ -66,6 +68,28 @@ def test_an_interrupted_stage_says_what_is_left(monkeypatch, capsys, stage, mess
 
     assert stopped.value.code == 130
     assert capsys.readouterr().err == message
+
+
+def test_an_error_is_one_write_so_that_processes_sharing_a_pipe_keep_their_lines(monkeypatch):
+    writes = []
+
+    class Stderr:
+        def write(self, text):
+            writes.append(text)
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stderr", Stderr())
+
+    @exit_on_user_error
+    def stage():
+        raise UserError("training diverged")
+
+    with pytest.raises(SystemExit):
+        stage()
+
+    assert writes == ["error: training diverged\n"]  # print would write the newline apart
 
 
 def test_an_error_that_is_no_failed_write_keeps_its_words(tmp_path):
