@@ -307,10 +307,12 @@ def split_dataset(
                 f"{dataset.path}: the split leaves {rows['train']:,} train and {rows['test']:,} "
                 "test rows; both need some (split.train_fraction, data.test_path)"
             )
+        drawn = (
+            "given" if dataset.given_test_rows else "at random" if params.shuffle else "in order"
+        )
         if task != REGRESSION:
-            checked_classes(classes, task, drawn=not dataset.given_test_rows)
+            checked_classes(classes, task, drawn=drawn != "given")
         writer.footer[TRAIN_ROWS] = json.dumps(train_counts)
-    drawn = "given" if dataset.given_test_rows else "at random" if params.shuffle else "in order"
     return SplitSummary(rows, stats, task, classes, drawn), stats["train"]
 
 
