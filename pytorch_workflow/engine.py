@@ -11,6 +11,7 @@ torchrun the model is wrapped in `DistributedDataParallel`, which averages the p
 gradients in every backward pass.
 """
 
+import inspect
 import math
 import sys
 from collections.abc import Callable, Iterator
@@ -107,6 +108,34 @@ def make_scheduler(
     )
 
 
+def make_loss(params: TrainParams, device: torch.device) -> nn.Module:
+    """The `torch.nn` loss that `train.loss` names, with `train.loss_options` (`label_smoothing`,
+    a class `weight`, `pos_weight`, `delta`): a weight written as a number or a list is made
+    the tensor that the class takes."""
+    cls = getattr(nn, LOSSES[params.loss].module)
+    accepted = inspect.signature(cls).parameters
+    options = {
+        name: _as_tensor(value) if name in accepted and _takes_tensor(accepted[name]) else value
+        for name, value in params.loss_options.items()
+    }
+    # Each batch's mean loss is weighted by its share of the split: the reduction stays the mean.
+    fixed = {"size_average": None, "reduce": None, "reduction": "mean"}
+    given = {name: value for name, value in fixed.items() if name in accepted}
+    return construct("train.loss_options", cls, options, given).to(device)
+
+
+def _takes_tensor(parameter: inspect.Parameter) -> bool:
+    return "Tensor" in str(parameter.annotation)
+
+
+def _as_tensor(value: object) -> object:
+    try:
+        number = float(value) if isinstance(value, str) else value
+        return torch.tensor(number, dtype=torch.get_default_dtype())
+    except (TypeError, ValueError, RuntimeError):
+        return value  # the class refuses it in one line
+
+
 def l2_penalty(model: nn.Module, l2: float, rows: int) -> torch.Tensor:
     """0.5 * l2 * |weights|^2 for the sum of the row losses (scikit-learn's C = 1 / l2), as a
     share of their mean: divided by the rows. Biases are not penalised."""
@@ -158,7 +187,8 @@ def _loss(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The forward pass, and the batch's loss weighted by its share of the step."""
     y_pred = forward_pass(model, batch, classes)
-    loss = loss_fn(y_pred, batch.y) * batch.share  # a share of 1.0 leaves every bit
+    with failing_as("train.loss", loss_fn):  # a class `weight` for other classes, say
+        loss = loss_fn(y_pred, batch.y) * batch.share  # a share of 1.0 leaves every bit
     if l2 and penalise:  # once in each step of each process
         loss = loss + l2_penalty(model, l2, rows)
     return loss, y_pred
@@ -252,7 +282,8 @@ def test_step(
     with torch.inference_mode():
         for batch in dataloader:
             test_pred = forward_pass(model, batch, classes_of(dataloader))
-            test_loss = loss_fn(test_pred, batch.y)
+            with failing_as("train.loss", loss_fn):
+                test_loss = loss_fn(test_pred, batch.y)
             total += test_loss.item() * batch.share
             correct.append(count_correct(test_pred, batch, loss_fn))
     loss = sum_over_processes(total) / process_rank()[1]
@@ -280,7 +311,7 @@ def train(
         device = next(model.parameters()).device
         on_gpu = [device] if device.type == "cuda" else None
         trained = DistributedDataParallel(model, device_ids=on_gpu)
-    loss_fn = getattr(nn, LOSSES[params.loss].module)()
+    loss_fn = make_loss(params, next(model.parameters()).device)
     optimizer = make_optimizer(params, trained.parameters())
     scheduler = make_scheduler(params, optimizer)
     label = LOSSES[params.loss].label

@@ -13,7 +13,7 @@ from torch import nn
 from pytorch_workflow import baselines
 from pytorch_workflow.data_setup import Features, SplitTable, output_columns
 from pytorch_workflow.metrics import binary_class, metrics_for, sigmoid, softmax
-from pytorch_workflow.params import CLASSIFICATION, MULTICLASS
+from pytorch_workflow.params import CLASSIFICATION, MULTICLASS, Options
 from pytorch_workflow.tables import TableWriter, arrow_table
 
 # Plot tables and scatter plots show at most this many points, whatever the data's size.
@@ -154,17 +154,24 @@ def evaluate(
     return Evaluation(result, test_sample, train_sample, metrics.confusion if classifier else None)
 
 
-def baseline_note(metrics: dict, standardized: bool = False) -> str | None:
+def baseline_note(
+    metrics: dict, standardized: bool = False, loss_options: Options | None = None
+) -> str | None:
     """A note when the model's test loss is far above its linear baseline's; else None."""
     for record in (CLOSED_FORM, LOGISTIC_BASELINE):
         ratio = metrics.get(record.ratio)
         if ratio is not None and ratio > FAR_WORSE_THAN_BASELINE:
             params = "train.lr, train.optimizer and train.epochs"
+            why = (
+                f"train.loss_options {loss_options} train it for another loss than the "
+                f"{record.loss_name}"
+                if loss_options
+                else f"see {params if standardized else 'data.standardize, ' + params} "
+                "(recipes that reach it: docs/own-data.md)"
+            )
             return (
                 f"the model's test {record.loss_name} is {ratio:.3g} times {record.whose} "
-                f"({record.ratio}), the best linear model's on the same split: see "
-                f"{params if standardized else 'data.standardize, ' + params} (recipes that "
-                "reach it: docs/own-data.md)"
+                f"({record.ratio}), the best linear model's on the same split: {why}"
             )
     return None
 

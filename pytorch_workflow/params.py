@@ -133,6 +133,7 @@ class TrainParams:
     batch_size: int | None  # None: the whole split in one step, as in the course
     lr: float
     loss: str
+    loss_options: Options  # the torch.nn loss's keyword arguments
     optimizer: str  # a torch.optim class, by name, any case
     optimizer_options: Options
     scheduler: str | None  # a torch.optim.lr_scheduler class, by name, any case
@@ -234,6 +235,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
             tuple(name for name, loss in LOSSES.items() if loss.task == task),
             f"with task: {task}",
         ),
+        loss_options=reader.options("train.loss_options"),
         optimizer=reader.identifier("train.optimizer"),
         optimizer_options=reader.options("train.optimizer_options"),
         scheduler=reader.identifier("train.scheduler", optional=True),

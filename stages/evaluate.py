@@ -67,7 +67,8 @@ def main() -> None:
         if not isinstance(value, dict)
     ]
     print("Test metrics: " + ", ".join(shown))
-    if note := baseline_note(evaluation.metrics, params.data.standardize):
+    note = baseline_note(evaluation.metrics, params.data.standardize, params.train.loss_options)
+    if note:
         print(f"note: {note}")
     if baselines.left_out(len(features.names), features.outputs):
         unknowns = baselines.unknowns(len(features.names), features.outputs)

@@ -51,6 +51,7 @@ COURSE_PARAMS = {
         "batch_size": None,
         "lr": 0.01,
         "loss": "l1",
+        "loss_options": {},
         "optimizer": "sgd",
         "optimizer_options": {},
         "scheduler": None,

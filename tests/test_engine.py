@@ -216,6 +216,63 @@ def test_optimizer_and_scheduler_mistakes_are_one_line(changes, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("loss", "options", "buffers"),
+    [
+        ("bce", {"pos_weight": 3}, {"pos_weight": 3.0}),
+        ("bce", {"pos_weight": "2.5"}, {"pos_weight": 2.5}),  # as DVC writes some numbers
+        ("cross_entropy", {"weight": [1, 2, 4], "label_smoothing": 0.1}, {"weight": [1, 2, 4]}),
+        ("huber", {"delta": 0.5}, {}),
+    ],
+)
+def test_loss_options_are_the_torch_nn_losss_own_with_weights_as_float_tensors(
+    loss, options, buffers
+):
+    loss_fn = engine.make_loss(train_params(loss=loss, loss_options=options), CPU)
+
+    assert {name: value.tolist() for name, value in loss_fn.named_buffers()} == buffers
+    assert all(value.dtype == torch.float32 for value in loss_fn.buffers())
+    assert loss_fn.reduction == "mean"
+    for name, value in options.items():
+        if name not in buffers:
+            assert getattr(loss_fn, name) == value
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"loss": "cross_entropy", "loss_options": {"label_smothing": 0.1}},
+            "train.loss_options: CrossEntropyLoss has no option 'label_smothing'; "
+            "did you mean label_smoothing?",
+        ),
+        ({"loss_options": {"reduction": "sum"}}, "train.loss_options.reduction: the pipeline"),
+        (
+            {"loss": "bce", "loss_options": {"pos_weight": "many"}},
+            "train.loss_options: BCEWithLogitsLoss refused {'pos_weight': 'many'}",
+        ),
+    ],
+)
+def test_loss_option_mistakes_are_one_line(changes, message):
+    with pytest.raises(UserError) as error:
+        engine.make_loss(train_params(**changes), CPU)
+
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_class_weight_for_other_classes_fails_on_the_first_batch_in_one_line(tmp_path):
+    labels = np.arange(30, dtype=np.float32) % 3
+    table = table_file(tmp_path / "t.parquet", {"x": labels, "y": labels})
+    features = Features(("x",), "y", classes=(0.0, 1.0, 2.0))
+    params = train_params(loss="cross_entropy", loss_options={"weight": [1, 2]}, epochs=1)
+
+    with pytest.raises(UserError) as error:
+        engine.train(build_model("mlp", 42, 1, 3), *loaders(table, table, features), params, quiet)
+
+    assert str(error.value).startswith("train.loss: CrossEntropyLoss failed: weight tensor")
+    assert "3 classes" in str(error.value) and "\n" not in str(error.value)
+
+
 def test_options_written_as_text_by_dvc_are_read_as_numbers_and_tuples():
     params = train_params(
         optimizer="adam", optimizer_options={"weight_decay": "1e-06", "betas": [0.8, 0.9]}

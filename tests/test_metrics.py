@@ -348,6 +348,16 @@ def test_a_model_far_worse_than_its_baseline_gets_a_note_and_one_near_it_none():
         assert evaluation.baseline_note(near) is None
 
 
+def test_a_model_trained_for_another_loss_is_told_so_not_sent_to_the_recipes():
+    far = {"accuracy": 1.0, "log_loss_over_baseline": evaluation.FAR_WORSE_THAN_BASELINE * 14}
+
+    note = evaluation.baseline_note(far, loss_options={"label_smoothing": 0.1})
+
+    assert note.endswith(
+        "train.loss_options {'label_smoothing': 0.1} train it for another loss than the log loss"
+    )
+
+
 @pytest.mark.parametrize("features", [1, MAX_BASELINE_UNKNOWNS], ids=["fitted", "left out"])
 def test_evaluate_plots_every_train_row_whether_or_not_the_baseline_is_left_out(tmp_path, features):
     rng = np.random.default_rng(0)

@@ -1,4 +1,5 @@
-"""Any torch.optim optimizer and scheduler, and a user's own nn.Module, through `dvc exp run`."""
+"""Any torch.optim optimizer and scheduler, a torch.nn loss's options, and a user's own
+nn.Module, through `dvc exp run`."""
 
 import json
 import re
@@ -115,6 +116,20 @@ def test_a_misspelt_optimizer_option_fails_in_one_line_before_training(pipeline_
         "error: train.optimizer_options: SGD has no option 'momentun'; did you mean momentum?"
     )
     assert "Epoch: 0" not in result.stdout and "Traceback" not in result.stderr
+
+
+def test_a_positive_class_weight_trades_precision_for_recall(pipeline_repo):
+    """`pos_weight` reaches torch's BCEWithLogitsLoss: on admissions.csv, where the plain loss
+    gives precision 0.90 and recall 0.78, a weight of 3 on class 1 turns them round."""
+    run(
+        ["dvc", "exp", "run", *ADMISSIONS, "-S", "+train.loss_options.pos_weight=3"],
+        pipeline_repo,
+    )
+    metrics = json.loads((pipeline_repo / "metrics/evaluate.json").read_text())
+    card = json.loads((pipeline_repo / "models/export/model_card.json").read_text())
+
+    assert metrics["recall"] > 0.9 and metrics["recall"] > metrics["precision"]
+    assert card["params"]["train"]["loss_options"] == {"pos_weight": 3}
 
 
 def test_a_users_own_module_trains_evaluates_exports_and_predicts_by_name(pipeline_repo):
