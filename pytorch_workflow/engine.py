@@ -33,7 +33,7 @@ from pytorch_workflow.errors import (
     line_in_class_file,
 )
 from pytorch_workflow.model_builder import takes_out_features
-from pytorch_workflow.params import LOSSES, TrainParams, construct, find_class
+from pytorch_workflow.params import LOSSES, TrainParams, construct, find_class, like_default
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -108,32 +108,74 @@ def make_scheduler(
     )
 
 
+# The tensor option of each loss that params give: one weight per class, or class 1's weight.
+# (BCEWithLogitsLoss's own `weight` is one per row of a batch, which params cannot give.)
+CLASS_WEIGHT = {"CrossEntropyLoss": "weight", "BCEWithLogitsLoss": "pos_weight"}
+
+
 def make_loss(params: TrainParams, device: torch.device) -> nn.Module:
     """The `torch.nn` loss that `train.loss` names, with `train.loss_options` (`label_smoothing`,
-    a class `weight`, `pos_weight`, `delta`): a weight written as a number or a list is made
-    the tensor that the class takes."""
+    a class `weight`, `pos_weight`, `delta`): a weight is made the tensor that the class takes."""
     cls = getattr(nn, LOSSES[params.loss].module)
     accepted = inspect.signature(cls).parameters
-    options = {
-        name: _as_tensor(value) if name in accepted and _takes_tensor(accepted[name]) else value
-        for name, value in params.loss_options.items()
-    }
-    # Each batch's mean loss is weighted by its share of the split: the reduction stays the mean.
-    fixed = {"size_average": None, "reduce": None, "reduction": "mean"}
+    options = dict(params.loss_options)
+    for name, value in options.items():
+        if name in accepted and "Tensor" in str(accepted[name].annotation):
+            key = f"train.loss_options.{name}"
+            if name != CLASS_WEIGHT.get(cls.__name__):
+                raise UserError(
+                    f"{key}: {cls.__name__} takes one {name} per row of a batch, which params "
+                    "cannot give; pos_weight weighs class 1"
+                )
+            options[name] = _class_weights(key, value)
+    # Each piece's mean loss is weighed by its share of the step's rows, and every row counts.
+    fixed = {"size_average": None, "reduce": None, "reduction": "mean", "ignore_index": -100}
     given = {name: value for name, value in fixed.items() if name in accepted}
     return construct("train.loss_options", cls, options, given).to(device)
 
 
-def _takes_tensor(parameter: inspect.Parameter) -> bool:
-    return "Tensor" in str(parameter.annotation)
+def _class_weights(key: str, value: object) -> torch.Tensor:
+    """A weight, or a list of them, as a float32 tensor: each a finite number > 0 (a class
+    weighing nothing would make a batch of only that class 0/0)."""
+    values = value if isinstance(value, list) else [value]
+    numbers = [like_default(item, 0.0) for item in values]
+    if not numbers or not all(_positive(number) for number in numbers):
+        expected = (
+            "a list of finite numbers > 0, one per class"
+            if isinstance(value, list)
+            else "a finite number > 0"
+        )
+        raise UserError(f"{key} must be {expected}, got {value!r}")
+    return torch.tensor(numbers if isinstance(value, list) else numbers[0], dtype=torch.float32)
 
 
-def _as_tensor(value: object) -> object:
+def _positive(number: object) -> bool:
+    if not isinstance(number, int | float) or isinstance(number, bool):
+        return False
     try:
-        number = float(value) if isinstance(value, str) else value
-        return torch.tensor(number, dtype=torch.get_default_dtype())
-    except (TypeError, ValueError, RuntimeError):
-        return value  # the class refuses it in one line
+        return math.isfinite(float(number)) and number > 0
+    except OverflowError:  # an int beyond any float
+        return False
+
+
+def refuse_class_weights_over_pieces(
+    loss_fn: nn.Module, train: DataLoader, test: DataLoader
+) -> None:
+    """A class weight makes CrossEntropyLoss's mean one weighted over the rows of one call: a
+    step in several pieces (chunks, processes), each weighed by its rows, would not be that."""
+    if getattr(loss_fn, "weight", None) is None or not isinstance(loss_fn, nn.CrossEntropyLoss):
+        return
+    processes = process_rank()[1]
+    chunks = max(train.dataset.table.num_chunks, test.dataset.table.num_chunks)
+    if processes > 1 or chunks > 1:
+        pieces = (
+            f"{processes} processes" if processes > 1 else f"{chunks} chunks of data.chunk_rows"
+        )
+        raise UserError(
+            f"train.loss_options.weight: a class weight needs each step in one piece, and here "
+            f"it comes in {pieces}, whose weighted means would not add up to the step's; use "
+            "train.processes: 1, and a data.chunk_rows of at least the table's rows"
+        )
 
 
 def l2_penalty(model: nn.Module, l2: float, rows: int) -> torch.Tensor:
@@ -305,13 +347,14 @@ def train(
     rank, world_size = process_rank()
     if not any(parameter.requires_grad for parameter in model.parameters()):
         raise UserError(f"model.name: {type(model).__name__} has no parameters to train")
+    loss_fn = make_loss(params, next(model.parameters()).device)
+    refuse_class_weights_over_pieces(loss_fn, train_dataloader, test_dataloader)
     # DistributedDataParallel averages the gradients of the processes in each backward pass.
     trained = model
     if world_size > 1:
         device = next(model.parameters()).device
         on_gpu = [device] if device.type == "cuda" else None
         trained = DistributedDataParallel(model, device_ids=on_gpu)
-    loss_fn = make_loss(params, next(model.parameters()).device)
     optimizer = make_optimizer(params, trained.parameters())
     scheduler = make_scheduler(params, optimizer)
     label = LOSSES[params.loss].label

@@ -163,8 +163,8 @@ def baseline_note(
         if ratio is not None and ratio > FAR_WORSE_THAN_BASELINE:
             params = "train.lr, train.optimizer and train.epochs"
             why = (
-                f"train.loss_options {loss_options} train it for another loss than the "
-                f"{record.loss_name}"
+                f"train.loss_options ({', '.join(loss_options)}) train it for another loss "
+                f"than the {record.loss_name}"
                 if loss_options
                 else f"see {params if standardized else 'data.standardize, ' + params} "
                 "(recipes that reach it: docs/own-data.md)"

@@ -654,7 +654,7 @@ def construct(
                 f"(where one is left from another run, -S {key}=null empties {key})"
             )
         default = accepted[name].default if name in accepted else inspect.Parameter.empty
-        converted[name] = _like_default(value, default)
+        converted[name] = like_default(value, default)
     try:
         return cls(**given, **{**(defaults or {}), **converted})
     except Exception as error:
@@ -670,7 +670,7 @@ def construct(
         ) from None
 
 
-def _like_default(value: Any, default: Any) -> Any:
+def like_default(value: Any, default: Any) -> Any:
     """A value from params.yaml in the type the option expects: DVC writes `1e-05` as a string,
     and YAML has no tuples. Text stays text where the default is text."""
     if isinstance(value, str) and isinstance(default, bool) and value.lower() in ("true", "false"):

@@ -221,7 +221,7 @@ def test_optimizer_and_scheduler_mistakes_are_one_line(changes, message):
     [
         ("bce", {"pos_weight": 3}, {"pos_weight": 3.0}),
         ("bce", {"pos_weight": "2.5"}, {"pos_weight": 2.5}),  # as DVC writes some numbers
-        ("cross_entropy", {"weight": [1, 2, 4], "label_smoothing": 0.1}, {"weight": [1, 2, 4]}),
+        ("cross_entropy", {"weight": [1, "2", 4], "label_smoothing": 0.1}, {"weight": [1, 2, 4]}),
         ("huber", {"delta": 0.5}, {}),
     ],
 )
@@ -249,7 +249,22 @@ def test_loss_options_are_the_torch_nn_losss_own_with_weights_as_float_tensors(
         ({"loss_options": {"reduction": "sum"}}, "train.loss_options.reduction: the pipeline"),
         (
             {"loss": "bce", "loss_options": {"pos_weight": "many"}},
-            "train.loss_options: BCEWithLogitsLoss refused {'pos_weight': 'many'}",
+            "train.loss_options.pos_weight must be a finite number > 0, got 'many'",
+        ),
+        ({"loss": "bce", "loss_options": {"pos_weight": True}}, "pos_weight must be a finite"),
+        ({"loss": "bce", "loss_options": {"pos_weight": "1_000"}}, "pos_weight must be a finite"),
+        ({"loss": "bce", "loss_options": {"pos_weight": 10**400}}, "pos_weight must be a finite"),
+        (
+            {"loss": "cross_entropy", "loss_options": {"weight": [1, 0, 2]}},
+            "train.loss_options.weight must be a list of finite numbers > 0, one per class, got",
+        ),
+        (
+            {"loss": "bce", "loss_options": {"weight": 2}},
+            "train.loss_options.weight: BCEWithLogitsLoss takes one weight per row of a batch",
+        ),
+        (
+            {"loss": "cross_entropy", "loss_options": {"ignore_index": 0}},
+            "train.loss_options.ignore_index: the pipeline sets ignore_index itself",
         ),
     ],
 )
@@ -260,17 +275,37 @@ def test_loss_option_mistakes_are_one_line(changes, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
-def test_a_class_weight_for_other_classes_fails_on_the_first_batch_in_one_line(tmp_path):
+def three_classes(folder, chunk_rows=1_000_000):
     labels = np.arange(30, dtype=np.float32) % 3
-    table = table_file(tmp_path / "t.parquet", {"x": labels, "y": labels})
-    features = Features(("x",), "y", classes=(0.0, 1.0, 2.0))
+    table = table_file(folder / "t.parquet", {"x": labels, "y": labels}, chunk_rows)
+    return table, table, Features(("x",), "y", classes=(0.0, 1.0, 2.0))
+
+
+def test_a_class_weight_for_other_classes_fails_on_the_first_batch_in_one_line(tmp_path):
     params = train_params(loss="cross_entropy", loss_options={"weight": [1, 2]}, epochs=1)
 
     with pytest.raises(UserError) as error:
-        engine.train(build_model("mlp", 42, 1, 3), *loaders(table, table, features), params, quiet)
+        engine.train(
+            build_model("mlp", 42, 1, 3), *loaders(*three_classes(tmp_path)), params, quiet
+        )
 
     assert str(error.value).startswith("train.loss: CrossEntropyLoss failed: weight tensor")
     assert "3 classes" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_class_weight_is_refused_where_a_step_comes_in_pieces(tmp_path, monkeypatch):
+    """CrossEntropyLoss's weighted mean is over the rows of one call: the pieces of a step,
+    each weighed by its rows, would give another loss for every data.chunk_rows and process
+    count. One piece a step (one chunk, or mini-batches, in one process) trains."""
+    params = train_params(loss="cross_entropy", loss_options={"weight": [1, 2, 3]}, epochs=2)
+    in_chunks = loaders(*three_classes(tmp_path, chunk_rows=10))
+
+    with pytest.raises(UserError, match=r"weight: .* comes in 3 chunks of data.chunk_rows"):
+        engine.train(build_model("mlp", 42, 1, 3), *in_chunks, params, quiet)
+    engine.train(build_model("mlp", 42, 1, 3), *loaders(*three_classes(tmp_path)), params, quiet)
+    monkeypatch.setattr(engine, "process_rank", lambda: (0, 2))  # as under torchrun
+    with pytest.raises(UserError, match=r"weight: .* comes in 2 processes"):
+        engine.train(build_model("mlp", 42, 1, 3), *in_chunks, params, quiet)
 
 
 def test_options_written_as_text_by_dvc_are_read_as_numbers_and_tuples():

@@ -354,7 +354,7 @@ def test_a_model_trained_for_another_loss_is_told_so_not_sent_to_the_recipes():
     note = evaluation.baseline_note(far, loss_options={"label_smoothing": 0.1})
 
     assert note.endswith(
-        "train.loss_options {'label_smoothing': 0.1} train it for another loss than the log loss"
+        "train.loss_options (label_smoothing) train it for another loss than the log loss"
     )
 
 
