@@ -46,6 +46,7 @@ class EpochResult:
     test_loss: float
     train_accuracy: float | None = None  # a classifier's share of rows predicted right
     test_accuracy: float | None = None
+    lr: float | None = None  # the learning rate of the epoch's step, where a scheduler sets it
 
     def log_line(self, label: str) -> str:
         """The course's line: chapter 01's for a regression, chapter 02's for a classifier."""
@@ -375,12 +376,13 @@ def train(
                     f"{test_loss:.3g} (test) at epoch {epoch} with train.lr={params.lr:g}; "
                     "try a smaller train.lr"
                 )
+            lr = optimizer.param_groups[0]["lr"] if scheduler is not None else None
             with failing_as("train.scheduler", scheduler):
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(test_loss)  # the held-out loss, as the course's validation
                 elif scheduler is not None:
                     scheduler.step()
-            history.append(EpochResult(epoch, train_loss, test_loss, train_acc, test_acc))
+            history.append(EpochResult(epoch, train_loss, test_loss, train_acc, test_acc, lr))
             if bar is not None:
                 bar.update()
                 if rate := bar.format_dict.get("rate"):

@@ -162,16 +162,17 @@ def baseline_note(
         ratio = metrics.get(record.ratio)
         if ratio is not None and ratio > FAR_WORSE_THAN_BASELINE:
             params = "train.lr, train.optimizer and train.epochs"
-            why = (
-                f"train.loss_options ({', '.join(loss_options)}) train it for another loss "
-                f"than the {record.loss_name}"
+            other_loss = (
+                f"; train.loss_options ({', '.join(loss_options)}) also train it for another "
+                f"loss than the {record.loss_name}"
                 if loss_options
-                else f"see {params if standardized else 'data.standardize, ' + params} "
-                "(recipes that reach it: docs/own-data.md)"
+                else ""
             )
             return (
                 f"the model's test {record.loss_name} is {ratio:.3g} times {record.whose} "
-                f"({record.ratio}), the best linear model's on the same split: {why}"
+                f"({record.ratio}), the best linear model's on the same split: see "
+                f"{params if standardized else 'data.standardize, ' + params} (recipes that "
+                f"reach it: docs/own-data.md){other_loss}"
             )
     return None
 

@@ -1,6 +1,7 @@
 """What the train stage records: live metrics through DVCLive, the loss table, train.json.
 
-While training runs, DVCLive (DVC's own logger) writes the latest losses at every log line, so
+While training runs, DVCLive (DVC's own logger) writes the latest losses (and a scheduler's
+learning rate) at every log line, so
 `dvc exp show`, DVC's VS Code extension and Studio show a running experiment's progress. When
 training ends, `plots/loss.csv` gets every epoch's losses at full precision and
 `metrics/train.json` the final loss, where it ran and, for a small model, its learned values.
@@ -22,7 +23,8 @@ MAX_RECORDED_VALUES = 16
 
 @contextmanager
 def live_metrics(folder: Path) -> Iterator[Callable[[list[EpochResult]], None]]:
-    """A DVCLive logger of the latest epoch's losses, with the epoch as its step."""
+    """A DVCLive logger of the latest epoch's losses (and the learning rate a scheduler set),
+    with the epoch as its step."""
     from dvclive import Live  # about a second of imports: only the process that writes
 
     with Live(str(folder), dvcyaml=False, save_dvc_exp=False, report=None) as live:
@@ -32,6 +34,8 @@ def live_metrics(folder: Path) -> Iterator[Callable[[list[EpochResult]], None]]:
             live.step = latest.epoch
             for name, value in _recorded(latest).items():
                 live.log_metric(name, value)
+            if latest.lr is not None:
+                live.log_metric("lr", latest.lr)
             live.next_step()
 
         yield log

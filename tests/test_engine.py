@@ -186,7 +186,11 @@ def test_a_scheduler_changes_the_learning_rate_each_epoch(tmp_path):
 
     assert isinstance(optimizer, torch.optim.SGD)
     assert isinstance(scheduler, torch.optim.lr_scheduler.StepLR)
-    assert history[0] == plain[0] and history[5] != plain[5]
+    assert history[0].train_loss == plain[0].train_loss
+    assert history[5].train_loss != plain[5].train_loss
+    # The rate each epoch stepped with, StepLR's 0.1 a step; none recorded without a scheduler.
+    assert [h.lr for h in history[:3]] == pytest.approx([0.01, 0.001, 0.0001])
+    assert {h.lr for h in plain} == {None}
 
 
 @pytest.mark.parametrize(

@@ -348,13 +348,14 @@ def test_a_model_far_worse_than_its_baseline_gets_a_note_and_one_near_it_none():
         assert evaluation.baseline_note(near) is None
 
 
-def test_a_model_trained_for_another_loss_is_told_so_not_sent_to_the_recipes():
+def test_a_model_trained_for_another_loss_is_told_so_beside_the_recipes():
     far = {"accuracy": 1.0, "log_loss_over_baseline": evaluation.FAR_WORSE_THAN_BASELINE * 14}
 
     note = evaluation.baseline_note(far, loss_options={"label_smoothing": 0.1})
 
+    assert "see data.standardize, train.lr" in note
     assert note.endswith(
-        "train.loss_options (label_smoothing) train it for another loss than the log loss"
+        "; train.loss_options (label_smoothing) also train it for another loss than the log loss"
     )
 
 

@@ -17,7 +17,7 @@ from pytorch_workflow.params import (
     parse_device,
     undo_hint_after_failed_experiment,
 )
-from tests.conftest import DEFAULTS, REPO_ROOT
+from tests.conftest import DEFAULTS, REPO_ROOT, clone_copy, run
 from tests.helpers import COURSE_DATA, COURSE_PARAMS, COURSE_SPLIT, COURSE_TRAIN
 
 
@@ -300,3 +300,26 @@ def test_a_key_of_an_earlier_params_file_says_where_it_went(tmp_path):
         r"train.optimizer_options.momentum \(an option of SGD\) now$",
     ):
         load_params(path)
+
+
+@pytest.mark.slow
+def test_dvc_empties_lists_and_removes_options_leaving_params_yaml_readable(fresh_repo, tmp_path):
+    """dvc 3.67.1 writes a list or mapping emptied after a comment beside its key as broken YAML
+    (`YAML file structure is corrupted`): the committed params.yaml keeps those comments on the
+    line above. Each run stops at the params check (train.lr=abc), after DVC wrote its values."""
+    repo = clone_copy(fresh_repo, tmp_path / "repo")
+    for overrides in (
+        ["train.lr=abc"],  # the first write turns the lists into block lists
+        ["model.hidden_units=[]", "data.features=[x]"],
+        ["data.features=[]"],
+        ["+model.options.hidden=8", "+train.optimizer_options.momentum=0.9"],
+        ["~model.options.hidden", "~train.optimizer_options.momentum"],
+    ):
+        settings = [part for override in overrides for part in ("-S", override)]
+        result = run(["dvc", "exp", "run", *settings], repo, check=False)
+        assert "error: params.yaml:" in result.stderr, result.stderr
+        assert "corrupted" not in result.stderr
+
+    values = yaml.safe_load((repo / "params.yaml").read_text())
+    assert values["model"]["hidden_units"] == [] and values["data"]["features"] == []
+    assert values["model"]["options"] == {} and values["train"]["optimizer_options"] == {}

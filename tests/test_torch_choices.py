@@ -100,6 +100,10 @@ def test_adamw_with_a_cosine_schedule_trains_and_repeats_its_bytes(pipeline_repo
     assert train_outputs(pipeline_repo) == first
     assert card["params"]["train"]["optimizer_options"] == {"weight_decay": 0.01}
     assert card["params"]["train"]["scheduler"] == "cosineannealinglr"
+    # DVCLive records the rate the schedule gave each logged epoch: near 0 at the last one.
+    rates = (pipeline_repo / "dvclive/plots/metrics/lr.tsv").read_text().splitlines()
+    assert rates[:2] == ["step\tlr", "0\t0.001"]
+    assert 0 < json.loads((pipeline_repo / "dvclive/metrics.json").read_text())["lr"] < 1e-6
 
 
 def test_a_misspelt_optimizer_option_fails_in_one_line_before_training(pipeline_repo):
