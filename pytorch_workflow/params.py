@@ -655,6 +655,8 @@ def construct(
             )
         default = accepted[name].default if name in accepted else inspect.Parameter.empty
         converted[name] = like_default(value, default)
+        if isinstance(converted[name], str) and name in accepted and _takes_number(accepted[name]):
+            raise UserError(f"{key}.{name}: {cls.__name__} takes a number, got {value!r}")
     try:
         return cls(**given, **{**(defaults or {}), **converted})
     except Exception as error:
@@ -668,6 +670,11 @@ def construct(
         raise ConstructorError(
             f"{key}: {cls.__name__} {given_options}: {first_line(error)}{where}"
         ) from None
+
+
+def _takes_number(parameter: inspect.Parameter) -> bool:
+    """Whether the option is annotated as a number alone (`T_max: int`), as text or a type."""
+    return parameter.annotation in (int, float, "int", "float")
 
 
 def like_default(value: Any, default: Any) -> Any:

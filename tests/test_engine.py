@@ -208,6 +208,10 @@ def test_a_scheduler_changes_the_learning_rate_each_epoch(tmp_path):
             {"scheduler": "CosineAnnealingLR"},
             "train.scheduler_options: CosineAnnealingLR failed with no options: ",
         ),
+        (  # a number without a default to read it by: its annotation says so
+            {"scheduler": "CosineAnnealingLR", "scheduler_options": {"T_max": "abc"}},
+            "train.scheduler_options.T_max: CosineAnnealingLR takes a number, got 'abc'",
+        ),
     ],
 )
 def test_optimizer_and_scheduler_mistakes_are_one_line(changes, message):
