@@ -132,7 +132,19 @@ def make_loss(params: TrainParams, device: torch.device) -> nn.Module:
     # Each piece's mean loss is weighed by its share of the step's rows, and every row counts.
     fixed = {"size_average": None, "reduce": None, "reduction": "mean", "ignore_index": -100}
     given = {name: value for name, value in fixed.items() if name in accepted}
-    return construct("train.loss_options", cls, options, given).to(device)
+    loss_fn = construct("train.loss_options", cls, options, given)
+    refuse_negative_label_smoothing(loss_fn)
+    return loss_fn.to(device)
+
+
+def refuse_negative_label_smoothing(loss_fn: nn.Module) -> None:
+    """CrossEntropyLoss refuses a `label_smoothing` above 1 but trains with a negative one as
+    with 0, without a word (pytorch/pytorch#134767)."""
+    smoothing = getattr(loss_fn, "label_smoothing", 0.0)
+    if isinstance(smoothing, int | float) and smoothing < 0:
+        raise UserError(
+            f"train.loss_options.label_smoothing must be between 0 and 1, got {smoothing:g}"
+        )
 
 
 def _class_weights(key: str, value: object) -> torch.Tensor:

@@ -246,6 +246,15 @@ def test_loss_options_are_the_torch_nn_losss_own_with_weights_as_float_tensors(
             assert getattr(loss_fn, name) == value
 
 
+def test_torch_still_trains_with_a_negative_label_smoothing_as_with_none():
+    """The upstream bug that `refuse_negative_label_smoothing` works around
+    (pytorch/pytorch#134767): once torch refuses -0.1 itself, that function can go."""
+    logits, classes = torch.tensor([[2.0, 0.5, -1.0]]), torch.tensor([0])
+    negative = torch.nn.CrossEntropyLoss(label_smoothing=-0.1)(logits, classes)
+
+    assert negative == torch.nn.CrossEntropyLoss()(logits, classes)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -269,6 +278,10 @@ def test_loss_options_are_the_torch_nn_losss_own_with_weights_as_float_tensors(
         (
             {"loss": "bce", "loss_options": {"weight": 2}},
             "train.loss_options.weight: BCEWithLogitsLoss takes one weight per row of a batch",
+        ),
+        (
+            {"loss": "cross_entropy", "loss_options": {"label_smoothing": -0.1}},
+            "train.loss_options.label_smoothing must be between 0 and 1, got -0.1",
         ),
         (
             {"loss": "cross_entropy", "loss_options": {"ignore_index": 0}},
