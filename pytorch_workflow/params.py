@@ -655,7 +655,7 @@ def construct(
             )
         default = accepted[name].default if name in accepted else inspect.Parameter.empty
         converted[name] = like_default(value, default)
-        if isinstance(converted[name], str) and name in accepted and _takes_number(accepted[name]):
+        if isinstance(converted[name], str) and _takes_number(accepted.get(name), default):
             raise UserError(f"{key}.{name}: {cls.__name__} takes a number, got {value!r}")
     try:
         return cls(**given, **{**(defaults or {}), **converted})
@@ -672,9 +672,11 @@ def construct(
         ) from None
 
 
-def _takes_number(parameter: inspect.Parameter) -> bool:
-    """Whether the option is annotated as a number alone (`T_max: int`), as text or a type."""
-    return parameter.annotation in (int, float, "int", "float")
+def _takes_number(parameter: inspect.Parameter | None, default: Any) -> bool:
+    """Whether the option is annotated as a number alone (`T_max: int`), as text or a type, and
+    its default is no text to contradict it."""
+    annotated = parameter is not None and parameter.annotation in (int, float, "int", "float")
+    return annotated and not isinstance(default, str)
 
 
 def like_default(value: Any, default: Any) -> Any:

@@ -289,6 +289,19 @@ def test_a_quoted_true_or_false_is_a_flag_where_the_option_is_one():
         construct("train.optimizer_options", Optimizer, {"momentum": "0_9"}, {"lr": 0.1})
 
 
+def test_text_for_an_option_annotated_as_a_number_is_refused_unless_its_default_is_text():
+    from pytorch_workflow.params import construct
+
+    class Model:
+        def __init__(self, width: "int" = 8, depth: int = "auto") -> None:
+            self.width, self.depth = width, depth
+
+    assert construct("model.options", Model, {"width": "16"}, {}).width == 16
+    assert construct("model.options", Model, {"depth": "3"}, {}).depth == "3"
+    with pytest.raises(UserError, match=r"^model.options.width: Model takes a number, got 'x'$"):
+        construct("model.options", Model, {"width": "x"}, {})
+
+
 def test_a_key_of_an_earlier_params_file_says_where_it_went(tmp_path):
     path = tmp_path / "params.yaml"
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
