@@ -128,7 +128,7 @@ def make_loss(params: TrainParams, device: torch.device) -> nn.Module:
                     f"{key}: {cls.__name__} takes one {name} per row of a batch, which params "
                     "cannot give; pos_weight weighs class 1"
                 )
-            options[name] = _class_weights(key, value)
+            options[name] = _class_weights(key, value, per_class=cls is nn.CrossEntropyLoss)
     # Each piece's mean loss is weighed by its share of the step's rows, and every row counts.
     fixed = {"size_average": None, "reduce": None, "reduction": "mean", "ignore_index": -100}
     given = {name: value for name, value in fixed.items() if name in accepted}
@@ -147,19 +147,17 @@ def refuse_negative_label_smoothing(loss_fn: nn.Module) -> None:
         )
 
 
-def _class_weights(key: str, value: object) -> torch.Tensor:
-    """A weight, or a list of them, as a float32 tensor: each a finite number > 0 (a class
-    weighing nothing would make a batch of only that class 0/0)."""
+def _class_weights(key: str, value: object, per_class: bool) -> torch.Tensor:
+    """A list of weights, one per class (or one number, class 1's), as a float32 tensor: each a
+    finite number > 0 (a class weighing nothing would make a batch of only that class 0/0)."""
     values = value if isinstance(value, list) else [value]
     numbers = [like_default(item, 0.0) for item in values]
-    if not numbers or not all(_positive(number) for number in numbers):
+    if isinstance(value, list) != per_class or not numbers or not all(map(_positive, numbers)):
         expected = (
-            "a list of finite numbers > 0, one per class"
-            if isinstance(value, list)
-            else "a finite number > 0"
+            "a list of finite numbers > 0, one per class" if per_class else "a finite number > 0"
         )
         raise UserError(f"{key} must be {expected}, got {value!r}")
-    return torch.tensor(numbers if isinstance(value, list) else numbers[0], dtype=torch.float32)
+    return torch.tensor(numbers if per_class else numbers[0], dtype=torch.float32)
 
 
 def _positive(number: object) -> bool:
@@ -370,6 +368,9 @@ def train(
         trained = DistributedDataParallel(model, device_ids=on_gpu)
     optimizer = make_optimizer(params, trained.parameters())
     scheduler = make_scheduler(params, optimizer)
+    scheduler_options = (
+        f"train.scheduler_options {params.scheduler_options}" if params.scheduler_options else ""
+    )
     label = LOSSES[params.loss].label
     rows = train_dataloader.dataset.rows
     history: list[EpochResult] = []
@@ -389,7 +390,7 @@ def train(
                     "try a smaller train.lr"
                 )
             lr = optimizer.param_groups[0]["lr"] if scheduler is not None else None
-            with failing_as("train.scheduler", scheduler):
+            with failing_as("train.scheduler", scheduler, scheduler_options):
                 if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                     scheduler.step(test_loss)  # the held-out loss, as the course's validation
                 elif scheduler is not None:
@@ -408,11 +409,11 @@ def train(
 
 
 @contextmanager
-def failing_as(key: str, instance: object) -> Iterator[None]:
+def failing_as(key: str, instance: object, options: str = "") -> Iterator[None]:
     """An error that the user's model, optimizer or scheduler raises as it runs, as one line
-    naming the param: options are checked against a class's signature, not against each other
-    or the data (a `StepLR` with `step_size: 0` fails only when it steps; a model built for
-    other features fails on its first batch)."""
+    naming the param (and the `options` it was made with): options are checked against a
+    class's signature, not against each other or the data (a `StepLR` with `step_size: 0`
+    fails only when it steps; a model built for other features fails on its first batch)."""
     try:
         yield
     except UserError:
@@ -423,8 +424,9 @@ def failing_as(key: str, instance: object) -> Iterator[None]:
         # code raised it (a typo in a user's forward), not from deeper in the pipeline.
         if not (where or isinstance(error, TORCH_ERRORS)):
             raise
+        with_options = f" with {options}" if options else ""
         raise UserError(
-            f"{key}: {type(instance).__name__} failed: {described(error)}{where}"
+            f"{key}: {type(instance).__name__} failed{with_options}: {described(error)}{where}"
         ) from None
 
 

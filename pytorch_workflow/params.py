@@ -655,8 +655,9 @@ def construct(
             )
         default = accepted[name].default if name in accepted else inspect.Parameter.empty
         converted[name] = like_default(value, default)
-        if isinstance(converted[name], str) and _takes_number(accepted.get(name), default):
-            raise UserError(f"{key}.{name}: {cls.__name__} takes a number, got {value!r}")
+        number = _number_type(accepted.get(name), default)
+        if number is not None:
+            converted[name] = _as_number(f"{key}.{name}", cls, converted[name], number)
     try:
         return cls(**given, **{**(defaults or {}), **converted})
     except Exception as error:
@@ -672,11 +673,24 @@ def construct(
         ) from None
 
 
-def _takes_number(parameter: inspect.Parameter | None, default: Any) -> bool:
-    """Whether the option is annotated as a number alone (`T_max: int`), as text or a type, and
-    its default is no text to contradict it."""
-    annotated = parameter is not None and parameter.annotation in (int, float, "int", "float")
-    return annotated and not isinstance(default, str)
+def _number_type(parameter: inspect.Parameter | None, default: Any) -> type | None:
+    """`int` or `float` where the option is annotated as that number alone (`T_max: int`), as
+    text or a type, and its default is no text to contradict it; else None."""
+    if parameter is None or isinstance(default, str):
+        return None
+    return {int: int, "int": int, float: float, "float": float}.get(parameter.annotation)
+
+
+def _as_number(key: str, cls: type, value: Any, number: type) -> Any:
+    """The value of an option annotated as a number: text is refused, and so is a fraction
+    where a whole number is wanted (StepLR's `step_size: 2.5` would step on every fifth)."""
+    if isinstance(value, str):
+        raise UserError(f"{key}: {cls.__name__} takes a number, got {value!r}")
+    if number is int and isinstance(value, float):
+        if not value.is_integer():
+            raise UserError(f"{key}: {cls.__name__} takes a whole number, got {value!r}")
+        return int(value)
+    return value
 
 
 def like_default(value: Any, default: Any) -> Any:

@@ -212,6 +212,10 @@ def test_a_scheduler_changes_the_learning_rate_each_epoch(tmp_path):
             {"scheduler": "CosineAnnealingLR", "scheduler_options": {"T_max": "abc"}},
             "train.scheduler_options.T_max: CosineAnnealingLR takes a number, got 'abc'",
         ),
+        (
+            {"scheduler": "StepLR", "scheduler_options": {"step_size": 2.5}},
+            "train.scheduler_options.step_size: StepLR takes a whole number, got 2.5",
+        ),
     ],
 )
 def test_optimizer_and_scheduler_mistakes_are_one_line(changes, message):
@@ -269,6 +273,14 @@ def test_torch_still_trains_with_a_negative_label_smoothing_as_with_none():
             "train.loss_options.pos_weight must be a finite number > 0, got 'many'",
         ),
         ({"loss": "bce", "loss_options": {"pos_weight": True}}, "pos_weight must be a finite"),
+        (
+            {"loss": "bce", "loss_options": {"pos_weight": [1, 2]}},
+            "train.loss_options.pos_weight must be a finite number > 0, got [1, 2]",
+        ),
+        (
+            {"loss": "cross_entropy", "loss_options": {"weight": 2}},
+            "train.loss_options.weight must be a list of finite numbers > 0, one per class, got 2",
+        ),
         ({"loss": "bce", "loss_options": {"pos_weight": "1_000"}}, "pos_weight must be a finite"),
         ({"loss": "bce", "loss_options": {"pos_weight": 10**400}}, "pos_weight must be a finite"),
         (
@@ -350,6 +362,10 @@ def test_options_without_a_default_and_whole_numbers_are_read_as_torch_expects()
 
     assert scheduler.total_steps == 3 and isinstance(scheduler.total_steps, int)
     assert optimizer.param_groups[0]["max_lr"] == 0.01
+    params = train_params(scheduler="StepLR", scheduler_options={"step_size": 3.0})
+    model = build_model("linear_regression")
+    scheduler = engine.make_scheduler(params, engine.make_optimizer(params, model.parameters()))
+    assert scheduler.step_size == 3 and isinstance(scheduler.step_size, int)
 
 
 @pytest.mark.parametrize(
@@ -357,7 +373,7 @@ def test_options_without_a_default_and_whole_numbers_are_read_as_torch_expects()
     [
         (
             {"scheduler": "StepLR", "scheduler_options": {"step_size": 0}},
-            "train.scheduler: StepLR failed: ",
+            "train.scheduler: StepLR failed with train.scheduler_options {'step_size': 0}: ",
         ),
         ({"optimizer": "SparseAdam"}, "train.optimizer: SparseAdam failed: "),
     ],

@@ -4,8 +4,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tools.lock_check import CHECKOUT, Change, remedy
+from tools.lock_check import CHECKOUT, Change, changed_params, remedy
 
 # `dvc status` after a `git checkout` without `dvc checkout`, in a project whose CSV `dvc add`
 # tracks in the folder the prepare stage depends on.
@@ -61,3 +62,19 @@ def test_a_changed_command_beside_an_edited_output_is_a_rerun(project):
     }
 
     assert remedy(stale) == "`dvc repro`"
+
+
+def test_a_param_a_stage_reads_alone_is_named_to_its_key(tmp_path, monkeypatch):
+    """dvc.lock records a key that a stage reads out of a section by itself (`split` reads
+    `data.standardize`), where `dvc status` names only the section."""
+    monkeypatch.chdir(tmp_path)
+    recorded = {"data.standardize": False, "seed": 42, "split": {"shuffle": False}}
+    lock = {"schema": "2.0", "stages": {"split": {"params": {"params.yaml": recorded}}}}
+    Path("dvc.lock").write_text(yaml.safe_dump(lock))
+    now = {"seed": 42, "data": {"standardize": True, "path": "a.csv"}, "split": {"shuffle": True}}
+    Path("params.yaml").write_text(yaml.safe_dump(now))
+
+    assert changed_params("split", ["data", "split"]) == [
+        "modified data.standardize",
+        "modified split.shuffle",
+    ]

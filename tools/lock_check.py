@@ -21,7 +21,7 @@ import json
 import platform
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -169,12 +169,26 @@ def changed_params(stage: str, sections: list[str]) -> list[str]:
     found = []
     for section in sections:
         top = section.split(".")[0]
-        keys = changed_values(recorded.get(top), current.get(top), top)
+        # A stage that reads one key of a section has it recorded alone (`data.standardize`).
+        read = [key for key in recorded if key.startswith(f"{top}.")] or [top]
+        keys = [
+            change
+            for key in read
+            for change in changed_values(recorded.get(key), _value_at(current, key), key)
+        ]
         found += [
             f"{'added' if was is ABSENT else 'removed' if now is ABSENT else 'modified'} {key}"
             for key, was, now in keys
         ] or [f"modified {section}"]
     return found
+
+
+def _value_at(params: dict[str, Any], key: str) -> Any:
+    """The value of a dotted key (`data.standardize`) in params.yaml; None where it has none."""
+    value: Any = params
+    for name in key.split("."):
+        value = value.get(name) if isinstance(value, dict) else None
+    return value
 
 
 def changed_data() -> list[str]:
