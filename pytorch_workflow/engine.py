@@ -148,13 +148,17 @@ def refuse_negative_label_smoothing(loss_fn: nn.Module) -> None:
 
 
 def _class_weights(key: str, value: object, per_class: bool) -> torch.Tensor:
-    """A list of weights, one per class (or one number, class 1's), as a float32 tensor: each a
-    finite number > 0 (a class weighing nothing would make a batch of only that class 0/0)."""
+    """A list of weights, one per class (or class 1's, one number or a list of it), as a float32
+    tensor: each a finite number > 0 (a class weighing nothing would make a batch of only that
+    class 0/0)."""
     values = value if isinstance(value, list) else [value]
     numbers = [like_default(item, 0.0) for item in values]
-    if isinstance(value, list) != per_class or not numbers or not all(map(_positive, numbers)):
+    shaped = isinstance(value, list) if per_class else len(values) == 1
+    if not shaped or not numbers or not all(map(_positive, numbers)):
         expected = (
-            "a list of finite numbers > 0, one per class" if per_class else "a finite number > 0"
+            "a list of finite numbers > 0, one per class"
+            if per_class
+            else "one finite number > 0, class 1's weight (the model has one output)"
         )
         raise UserError(f"{key} must be {expected}, got {value!r}")
     return torch.tensor(numbers if per_class else numbers[0], dtype=torch.float32)

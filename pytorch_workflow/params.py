@@ -674,11 +674,19 @@ def construct(
 
 
 def _number_type(parameter: inspect.Parameter | None, default: Any) -> type | None:
-    """`int` or `float` where the option is annotated as that number alone (`T_max: int`), as
-    text or a type, and its default is no text to contradict it; else None."""
+    """`int` or `float` where the option is annotated as that number, alone or with None
+    (`T_max: int`, `total_steps: int | None`), as text or a type, and its default is no text to
+    contradict it; else None."""
     if parameter is None or isinstance(default, str):
         return None
-    return {int: int, "int": int, float: float, "float": float}.get(parameter.annotation)
+    annotation = parameter.annotation
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    text = text or str(annotation).removeprefix("typing.")
+    for number in (int, float):
+        name = number.__name__
+        if text in (name, f"{name} | None", f"None | {name}", f"Optional[{name}]"):
+            return number
+    return None
 
 
 def _as_number(key: str, cls: type, value: Any, number: type) -> Any:

@@ -216,6 +216,10 @@ def test_a_scheduler_changes_the_learning_rate_each_epoch(tmp_path):
             {"scheduler": "StepLR", "scheduler_options": {"step_size": 2.5}},
             "train.scheduler_options.step_size: StepLR takes a whole number, got 2.5",
         ),
+        (  # an int or None
+            {"scheduler": "OneCycleLR", "scheduler_options": {"max_lr": 1, "total_steps": 2.5}},
+            "train.scheduler_options.total_steps: OneCycleLR takes a whole number, got 2.5",
+        ),
     ],
 )
 def test_optimizer_and_scheduler_mistakes_are_one_line(changes, message):
@@ -233,6 +237,7 @@ def test_optimizer_and_scheduler_mistakes_are_one_line(changes, message):
     [
         ("bce", {"pos_weight": 3}, {"pos_weight": 3.0}),
         ("bce", {"pos_weight": "2.5"}, {"pos_weight": 2.5}),  # as DVC writes some numbers
+        ("bce", {"pos_weight": [3]}, {"pos_weight": 3.0}),  # torch's one-per-output form
         ("cross_entropy", {"weight": [1, "2", 4], "label_smoothing": 0.1}, {"weight": [1, 2, 4]}),
         ("huber", {"delta": 0.5}, {}),
     ],
@@ -270,19 +275,20 @@ def test_torch_still_trains_with_a_negative_label_smoothing_as_with_none():
         ({"loss_options": {"reduction": "sum"}}, "train.loss_options.reduction: the pipeline"),
         (
             {"loss": "bce", "loss_options": {"pos_weight": "many"}},
-            "train.loss_options.pos_weight must be a finite number > 0, got 'many'",
+            "train.loss_options.pos_weight must be one finite number > 0, class 1's weight",
         ),
-        ({"loss": "bce", "loss_options": {"pos_weight": True}}, "pos_weight must be a finite"),
+        ({"loss": "bce", "loss_options": {"pos_weight": True}}, "pos_weight must be one finite"),
         (
             {"loss": "bce", "loss_options": {"pos_weight": [1, 2]}},
-            "train.loss_options.pos_weight must be a finite number > 0, got [1, 2]",
+            "train.loss_options.pos_weight must be one finite number > 0, class 1's weight (the "
+            "model has one output), got [1, 2]",
         ),
         (
             {"loss": "cross_entropy", "loss_options": {"weight": 2}},
             "train.loss_options.weight must be a list of finite numbers > 0, one per class, got 2",
         ),
-        ({"loss": "bce", "loss_options": {"pos_weight": "1_000"}}, "pos_weight must be a finite"),
-        ({"loss": "bce", "loss_options": {"pos_weight": 10**400}}, "pos_weight must be a finite"),
+        ({"loss": "bce", "loss_options": {"pos_weight": "1_000"}}, "pos_weight must be one finite"),
+        ({"loss": "bce", "loss_options": {"pos_weight": 10**400}}, "pos_weight must be one finite"),
         (
             {"loss": "cross_entropy", "loss_options": {"weight": [1, 0, 2]}},
             "train.loss_options.weight must be a list of finite numbers > 0, one per class, got",
@@ -362,10 +368,15 @@ def test_options_without_a_default_and_whole_numbers_are_read_as_torch_expects()
 
     assert scheduler.total_steps == 3 and isinstance(scheduler.total_steps, int)
     assert optimizer.param_groups[0]["max_lr"] == 0.01
-    params = train_params(scheduler="StepLR", scheduler_options={"step_size": 3.0})
-    model = build_model("linear_regression")
-    scheduler = engine.make_scheduler(params, engine.make_optimizer(params, model.parameters()))
-    assert scheduler.step_size == 3 and isinstance(scheduler.step_size, int)
+    for name, key, options in (
+        ("StepLR", "step_size", {"step_size": 3.0}),
+        ("OneCycleLR", "total_steps", {"max_lr": 0.1, "total_steps": 3.0}),  # an int or None
+    ):
+        params = train_params(epochs=3, scheduler=name, scheduler_options=options)
+        model = build_model("linear_regression")
+        optimizer = engine.make_optimizer(params, model.parameters())
+        made = vars(engine.make_scheduler(params, optimizer))
+        assert made[key] == 3 and isinstance(made[key], int)
 
 
 @pytest.mark.parametrize(

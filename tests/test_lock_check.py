@@ -68,13 +68,15 @@ def test_a_param_a_stage_reads_alone_is_named_to_its_key(tmp_path, monkeypatch):
     """dvc.lock records a key that a stage reads out of a section by itself (`split` reads
     `data.standardize`), where `dvc status` names only the section."""
     monkeypatch.chdir(tmp_path)
-    recorded = {"data.standardize": False, "seed": 42, "split": {"shuffle": False}}
+    recorded = {"data.standardize": False, "data.chunk_rows": 10, "seed": 42, "split": {"a": 1}}
     lock = {"schema": "2.0", "stages": {"split": {"params": {"params.yaml": recorded}}}}
     Path("dvc.lock").write_text(yaml.safe_dump(lock))
-    now = {"seed": 42, "data": {"standardize": True, "path": "a.csv"}, "split": {"shuffle": True}}
+    now = {"seed": 42, "data": {"standardize": True, "path": "a.csv"}, "split": {"a": 2}}
     Path("params.yaml").write_text(yaml.safe_dump(now))
 
-    assert changed_params("split", ["data", "split"]) == [
+    # As `dvc status --json` names them: each changed key once, a deleted one as removed.
+    assert changed_params("split", ["data.chunk_rows", "data.standardize", "split"]) == [
+        "removed data.chunk_rows",
         "modified data.standardize",
-        "modified split.shuffle",
+        "modified split.a",
     ]

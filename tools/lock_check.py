@@ -168,14 +168,10 @@ def changed_params(stage: str, sections: list[str]) -> list[str]:
     current = read_yaml_mapping(Path(PARAMS_FILE))  # as DVC reads it
     found = []
     for section in sections:
-        top = section.split(".")[0]
-        # A stage that reads one key of a section has it recorded alone (`data.standardize`).
-        read = [key for key in recorded if key.startswith(f"{top}.")] or [top]
-        keys = [
-            change
-            for key in read
-            for change in changed_values(recorded.get(key), _value_at(current, key), key)
-        ]
+        # DVC names a section, or a key that the stage reads alone (`data.standardize`), as
+        # dvc.lock records it.
+        was = recorded.get(section, ABSENT)
+        keys = changed_values(was, _value_at(current, section), section)
         found += [
             f"{'added' if was is ABSENT else 'removed' if now is ABSENT else 'modified'} {key}"
             for key, was, now in keys
@@ -184,10 +180,10 @@ def changed_params(stage: str, sections: list[str]) -> list[str]:
 
 
 def _value_at(params: dict[str, Any], key: str) -> Any:
-    """The value of a dotted key (`data.standardize`) in params.yaml; None where it has none."""
+    """The value of a dotted key (`data.standardize`) in params.yaml; ABSENT where it has none."""
     value: Any = params
     for name in key.split("."):
-        value = value.get(name) if isinstance(value, dict) else None
+        value = value.get(name, ABSENT) if isinstance(value, dict) else ABSENT
     return value
 
 
