@@ -169,10 +169,9 @@ def _csv_columns(path: Path, params: DataParams, wanted: list[str] | None) -> li
         missing = [name for name in features if name not in present]
         if missing:
             others = [name for name in names if name != params.target and name not in features]
-            close = closest_name(missing[0], others)
-            hint = f"; did you mean {close!r}?" if close else ""
             raise UserError(
-                f"{path}: data.features column(s) not found: {quoted_names(missing)}{hint}"
+                f"{path}: data.features column(s) not found: {quoted_names(missing)}"
+                f"{column_hint(missing[0], others)}"
             )
     return [*features, params.target]
 
@@ -408,6 +407,13 @@ def as_pyarrow_reads(path: Path) -> io.BufferedReader:
     """The file's bytes as pyarrow's CSV reader takes them: decompressed where its extension
     names a compression."""
     return io.BufferedReader(pa.input_stream(str(path)))
+
+
+def column_hint(missing: str, others: list[str]) -> str:
+    """`; did you mean 'X'?` for a missing column spelt like one of the `others` (the columns
+    not already asked for); "" where none is."""
+    close = closest_name(missing, others)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 def refuse_duplicate_columns(path: Path, names: list[str]) -> None:

@@ -362,12 +362,12 @@ def train(
     rank, world_size = process_rank()
     if not any(parameter.requires_grad for parameter in model.parameters()):
         raise UserError(f"model.name: {type(model).__name__} has no parameters to train")
-    loss_fn = make_loss(params, next(model.parameters()).device)
+    device = next(model.parameters()).device
+    loss_fn = make_loss(params, device)
     refuse_class_weights_over_pieces(loss_fn, train_dataloader, test_dataloader)
     # DistributedDataParallel averages the gradients of the processes in each backward pass.
     trained = model
     if world_size > 1:
-        device = next(model.parameters()).device
         on_gpu = [device] if device.type == "cuda" else None
         trained = DistributedDataParallel(model, device_ids=on_gpu)
     optimizer = make_optimizer(params, trained.parameters())

@@ -39,6 +39,7 @@ exit_on_user_error(import_model_builder)()
 
 from pytorch_workflow.csv_data import (
     CSV_READ_OPTIONS,
+    column_hint,
     first_bad_row,
     quoted_names,
     refuse_duplicate_columns,
@@ -49,7 +50,7 @@ from pytorch_workflow.device import resolve_device
 from pytorch_workflow.export import PROGRAM_FILE, model_from_bundle, program_from_bundle, read_card
 from pytorch_workflow.files import atomic_path
 from pytorch_workflow.metrics import binary_class, sigmoid, softmax
-from pytorch_workflow.params import DEVICE_CHOICES, closest_name
+from pytorch_workflow.params import DEVICE_CHOICES
 from pytorch_workflow.paths import artifact_name, load_paths
 from pytorch_workflow.plotting import shortest_texts
 from pytorch_workflow.tables import numpy_column
@@ -78,11 +79,10 @@ def input_reader(path: Path, columns: list[str]) -> pa_csv.CSVStreamingReader:
     present = set(names)
     missing = [column for column in columns if column not in present]
     if missing:
-        close = closest_name(missing[0], [name for name in names if name not in columns])
-        hint = f"; did you mean {close!r}?" if close else ""
+        others = [name for name in names if name not in columns]
         raise UserError(
             f"{path}: expected column(s) {quoted_names(columns)}; missing "
-            f"{quoted_names(missing)}{hint}"
+            f"{quoted_names(missing)}{column_hint(missing[0], others)}"
         )
     return reader
 
